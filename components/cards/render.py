@@ -42,12 +42,24 @@ def _fixed(points_mm: np.ndarray) -> np.ndarray:
     return np.round((points_mm * PX_PER_MM - 0.5) * _ONE).astype(np.int32)
 
 
+def _coverage(start_mm: float, end_mm: float, count: int) -> np.ndarray:
+    """Share of each pixel in a row of `count` that lies within [start_mm, end_mm)."""
+    left = np.arange(count, dtype=np.float64) / PX_PER_MM
+    right = left + 1.0 / PX_PER_MM
+    return np.clip((np.minimum(right, end_mm) - np.maximum(left, start_mm)) * PX_PER_MM, 0, 1)
+
+
 def _rect(img: np.ndarray, x0: float, y0: float, x1: float, y1: float, colour) -> None:
-    """Fill the rectangle [x0, x1) x [y0, y1) given in mm, with exact sub-pixel edges."""
-    corners = np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]], dtype=np.float64)
-    # Pixel (i, j) covers [i, i + 1): filling the polygon of its corners shifted by half a pixel.
-    poly = np.round((corners * PX_PER_MM - 0.5) * _ONE).astype(np.int32)
-    cv2.fillPoly(img, [poly], colour, lineType=cv2.LINE_AA, shift=_SHIFT)
+    """Fill the rectangle [x0, x1) x [y0, y1) in mm with exact area coverage at its edges.
+
+    cv2's anti-aliased fill grows shapes by most of a pixel, which would shift the printed
+    borders away from the spec; centering ground truth must be exact.
+    """
+    alpha = np.outer(_coverage(y0, y1, img.shape[0]), _coverage(x0, x1, img.shape[1]))
+    rows, cols = np.nonzero(alpha.any(1))[0], np.nonzero(alpha.any(0))[0]
+    window = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
+    a = alpha[window][:, :, None]
+    img[window] = np.round(img[window] * (1 - a) + np.array(colour) * a).astype(np.uint8)
 
 
 @functools.cache
