@@ -1,0 +1,168 @@
+"""The one settings object of Gradeline: where every piece of local state lives, and service keys.
+
+All embedded state (MLflow, Prefect, DVC remote, prediction log, data) lives under one home
+folder, `GRADELINE_HOME` (default `.gradeline/` in the project root); each location derives from
+it unless set on its own. Every field reads the environment variable `GRADELINE_<FIELD>`.
+
+    from components.settings import load_settings
+    settings = load_settings(home="/tmp/gl").ensure_dirs()
+    os.environ.update(settings.service_env())
+
+Nothing happens at import time: no instance is built and no folder is created until asked.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Self
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+MASK = "********"
+_ROOT_MARKERS = ("params.yaml", "pyproject.toml")
+# user:password@ right after a scheme; only the password part is replaced.
+_URI_PASSWORD = re.compile(r"(?P<head>[A-Za-z][\w+.-]*://[^:/@\s]*:)[^@/\s]+(?P<tail>@)")
+
+
+def find_project_root(start: Path | None = None) -> Path:
+    """First folder from `start` (default cwd) upwards with params.yaml or pyproject.toml, else
+    `start` itself, so that state lands in the project whichever subfolder a command runs from."""
+    start = (start or Path.cwd()).resolve()
+    for folder in (start, *start.parents):
+        if any((folder / marker).is_file() for marker in _ROOT_MARKERS):
+            return folder
+    return start
+
+
+def mask_uri(value: str) -> str:
+    """Replace the password of a `scheme://user:password@host` URI by the mask; else unchanged."""
+    return _URI_PASSWORD.sub(rf"\g<head>{MASK}\g<tail>", value)
+
+
+def _local_path(location: str) -> Path | None:
+    """The folder a location names when it is local (plain path or file://), None for s3:// etc."""
+    if location.startswith("file://"):
+        return Path(location.removeprefix("file://"))
+    return None if "://" in location else Path(location)
+
+
+class GradelineSettings(BaseSettings):
+    """Every location and service setting of the platform, from env vars or constructor args;
+    locations left unset derive from `home`, so moving one folder moves all local state."""
+
+    model_config = SettingsConfigDict(env_prefix="GRADELINE_", env_ignore_empty=True)
+
+    home: Path = Field(
+        default_factory=lambda: find_project_root() / ".gradeline",
+        description="Folder of all embedded state; default .gradeline/ in the project root.",
+    )
+    mlflow_tracking_uri: str | None = Field(
+        None,
+        description="MLflow tracking and registry store; default sqlite:///<home>/mlflow/mlflow.db",
+    )
+    mlflow_artifact_root: str | None = Field(
+        None, description="MLflow run artifacts, folder or s3://; default <home>/mlflow/artifacts"
+    )
+    prefect_home: Path | None = Field(
+        None,
+        description="PREFECT_HOME of flows run here (SQLite, profiles); default <home>/prefect",
+    )
+    dvc_remote: str | None = Field(
+        None,
+        description="DVC remote of dataset versions, folder or s3://; default <home>/dvc-remote",
+    )
+    prediction_log_uri: str | None = Field(
+        None,
+        description="SQLAlchemy URI of the prediction log; default sqlite:///<home>/predictions.db",
+    )
+    data_dir: Path | None = Field(None, description="Working copy of datasets; default <home>/data")
+    quarantine_dir: Path | None = Field(
+        None, description="Rejected items with their reasons; default <home>/quarantine"
+    )
+    reports_dir: Path | None = Field(
+        None, description="Evaluation and drift reports; default <home>/reports"
+    )
+    s3_endpoint_url: str | None = Field(
+        None, description="S3-compatible endpoint such as MinIO; None means AWS itself"
+    )
+    aws_region: str | None = Field(None, description="AWS region of S3 artifacts and DVC remotes")
+    aws_access_key_id: SecretStr | None = Field(
+        None, description="AWS key id; None leaves boto3 to its credentials chain"
+    )
+    aws_secret_access_key: SecretStr | None = Field(
+        None, description="AWS secret key of that key id"
+    )
+    alert_url: SecretStr | None = Field(
+        None, description="Apprise URL (Slack, PagerDuty, webhook, email) for alerts"
+    )
+
+    @field_validator("home", mode="after")
+    @classmethod
+    def _absolute_home(cls, home: Path) -> Path:
+        return home.expanduser().resolve()
+
+    @model_validator(mode="after")
+    def _derive_from_home(self) -> Self:
+        home = self.home
+        derived = {
+            "mlflow_tracking_uri": f"sqlite:///{home.as_posix()}/mlflow/mlflow.db",
+            "mlflow_artifact_root": str(home / "mlflow" / "artifacts"),
+            "prefect_home": home / "prefect",
+            "dvc_remote": str(home / "dvc-remote"),
+            "prediction_log_uri": f"sqlite:///{home.as_posix()}/predictions.db",
+            "data_dir": home / "data",
+            "quarantine_dir": home / "quarantine",
+            "reports_dir": home / "reports",
+        }
+        for name, default in derived.items():
+            value = default if getattr(self, name) is None else getattr(self, name)
+            setattr(self, name, value.expanduser().resolve() if isinstance(value, Path) else value)
+        return self
+
+    def ensure_dirs(self) -> Self:
+        """Create the local folders (s3:// locations are left alone); returns self to chain."""
+        locations = [self.home, self.prefect_home, self.data_dir, self.quarantine_dir]
+        locations += [self.reports_dir, _local_path(str(self.mlflow_artifact_root))]
+        for folder in [*locations, _local_path(str(self.dvc_remote))]:
+            if folder is not None:
+                folder.mkdir(parents=True, exist_ok=True)
+        return self
+
+    def masked(self) -> dict[str, str | None]:
+        """Every setting as a string, safe to print: secrets and URI passwords masked."""
+        shown: dict[str, str | None] = {}
+        for name in type(self).model_fields:
+            value: Any = getattr(self, name)
+            if value is None:
+                shown[name] = None
+            elif isinstance(value, SecretStr):
+                shown[name] = MASK
+            else:
+                shown[name] = mask_uri(str(value))
+        return shown
+
+    def service_env(self) -> dict[str, str]:
+        """Environment variables that make MLflow, Prefect and AWS clients use these settings."""
+        env = {
+            "MLFLOW_TRACKING_URI": str(self.mlflow_tracking_uri),
+            "PREFECT_HOME": str(self.prefect_home),
+        }
+        optional = {
+            "AWS_ENDPOINT_URL_S3": self.s3_endpoint_url,
+            "AWS_DEFAULT_REGION": self.aws_region,
+            "AWS_ACCESS_KEY_ID": self.aws_access_key_id,
+            "AWS_SECRET_ACCESS_KEY": self.aws_secret_access_key,
+        }
+        for key, value in optional.items():
+            if value is not None:
+                env[key] = value.get_secret_value() if isinstance(value, SecretStr) else value
+        return env
+
+
+def load_settings(**overrides: Any) -> GradelineSettings:
+    """The single way code gets settings: env vars, then `overrides` (same field names) on top.
+    None overrides are dropped, so an unset CLI option never hides an env var."""
+    given = {name: value for name, value in overrides.items() if value is not None}
+    return GradelineSettings(**given)
