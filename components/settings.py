@@ -13,6 +13,7 @@ Nothing happens at import time: no instance is built and no folder is created un
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from typing import Any, Self
@@ -146,8 +147,12 @@ class GradelineSettings(BaseSettings):
     def service_env(self) -> dict[str, str]:
         """Environment variables that make MLflow, Prefect and AWS clients use these settings."""
         env = {
+            "GRADELINE_HOME": str(self.home),
             "MLFLOW_TRACKING_URI": str(self.mlflow_tracking_uri),
             "PREFECT_HOME": str(self.prefect_home),
+            # The embedded server must not phone home: these machines may have no network.
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            "DO_NOT_TRACK": "1",
         }
         optional = {
             "AWS_ENDPOINT_URL_S3": self.s3_endpoint_url,
@@ -159,6 +164,14 @@ class GradelineSettings(BaseSettings):
             if value is not None:
                 env[key] = value.get_secret_value() if isinstance(value, SecretStr) else value
         return env
+
+
+    def activate(self) -> Self:
+        """Create the local folders and point this process's MLflow, Prefect and AWS clients at
+        them. Call it before the first `import prefect`, which reads PREFECT_HOME once."""
+        self.ensure_dirs()
+        os.environ.update(self.service_env())
+        return self
 
 
 def load_settings(**overrides: Any) -> GradelineSettings:

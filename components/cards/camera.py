@@ -3,11 +3,13 @@
 Three camera profiles describe the capture rigs of a grading operation; a batch taken with a
 different profile is how the platform rehearses drift:
 
-| profile   | rotation | perspective | light                      | blur σ px | noise σ | JPEG q | background      |
-|-----------|----------|-------------|----------------------------|-----------|---------|--------|-----------------|
-| studio    | ±1.5°    | ≤1 %        | even, 5000-6000 K          | 0-0.4     | 0.5-2   | 92-96  | dark felt       |
-| phone     | ±8°      | ≤5 %        | side light, 2900-7000 K    | 0.4-1.3   | 3-6     | 70-86  | wood, desk      |
-| warehouse | ±4°      | ≤3 %        | dim, cool, 4000-4800 K     | 0.3-1.0 + motion | 5-9 | 62-76 | conveyor belt |
+| profile   | tilt  | perspective | light              | blur σ px    | noise σ | JPEG  | ground   |
+|-----------|-------|-------------|--------------------|--------------|---------|-------|----------|
+| studio    | ±1.5° | ≤1 %        | even, 5000-6000 K  | 0-0.4        | 0.5-2   | 92-96 | felt     |
+| phone     | ±8°   | ≤5 %        | side, 2900-7000 K  | 0.4-1.3      | 3-6     | 70-86 | wood     |
+| warehouse | ±4°   | ≤3 %        | dim, 4000-4800 K   | 0.3-1 + move | 5-9     | 62-76 | conveyor |
+
+(phone also lays cards on a desk.) The exact ranges live in `CAMERAS` below.
 """
 
 from __future__ import annotations
@@ -216,7 +218,7 @@ def develop(photo: np.ndarray, conditions: CameraConditions, rng: np.random.Gene
 
 
 def defect_box(mask: np.ndarray, homography: np.ndarray, pad: float) -> tuple[float, ...] | None:
-    """Pixel box (x0, y0, x1, y1) in the photo covering a flat-card defect mask, or None if empty."""
+    """Pixel box (x0, y0, x1, y1) in the photo covering a flat-card defect mask; None if empty."""
     points = cv2.findNonZero(mask)
     if points is None:
         return None

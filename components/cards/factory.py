@@ -39,7 +39,8 @@ from components.cards.camera import (
 )
 from components.cards.panel import PANEL, consensus, grade_by_panel
 from components.cards.render import render_card
-from components.cards.spec import DEFECT_CLASSES, sample_card
+from components.cards.rubric import Grade
+from components.cards.spec import DEFECT_CLASSES, CardSpec, sample_card
 
 FACTORY_VERSION = "1"
 SPLITS: tuple[tuple[str, float], ...] = (
@@ -113,17 +114,31 @@ def _yolo_line(class_id: int, box: tuple[float, ...]) -> str:
     return f"{class_id} {cx:.6f} {cy:.6f} {w:.6f} {h:.6f}"
 
 
-def synthesize_card(seed: int, index: int, camera: str) -> SynthesizedCard:
-    """Make one card: sample it, grade it, have the panel grade it, draw and photograph it."""
-    card_id = item_id(seed, index)
-    # Separate streams: the card itself does not depend on which camera photographs it.
-    spec = sample_card(np.random.default_rng([seed, index, 0]), card_id)
-    conditions = sample_conditions(CAMERAS[camera], np.random.default_rng([seed, index, 1]))
+@dataclass(frozen=True)
+class LabeledCard:
+    """A card before any pixel is drawn: what it is, its true grade, the experts' grades."""
+
+    spec: CardSpec
+    truth: Grade
+    experts: dict[str, int]
+    split: str
+
+
+def label_card(seed: int, index: int) -> LabeledCard:
+    """Sample card `index` of batch `seed` and grade it by rubric and by the expert panel."""
+    spec = sample_card(np.random.default_rng([seed, index, 0]), item_id(seed, index))
     panel_rng = np.random.default_rng([seed, index, 2])
     truth = spec.grade()
     experts = grade_by_panel(truth.score, panel_rng)
-    split = _pick_split(panel_rng)
+    return LabeledCard(spec=spec, truth=truth, experts=experts, split=_pick_split(panel_rng))
 
+
+def synthesize_card(seed: int, index: int, camera: str) -> SynthesizedCard:
+    """Make one card: sample it, grade it, have the panel grade it, draw and photograph it."""
+    labeled = label_card(seed, index)
+    spec, truth, experts = labeled.spec, labeled.truth, labeled.experts
+    # Its own stream: the card itself does not depend on which camera photographs it.
+    conditions = sample_conditions(CAMERAS[camera], np.random.default_rng([seed, index, 1]))
     flat = render_card(spec)
     photo, homography = compose(flat, conditions)
     jpeg = develop(photo, conditions, np.random.default_rng([seed, index, 3]))
@@ -136,8 +151,8 @@ def synthesize_card(seed: int, index: int, camera: str) -> SynthesizedCard:
             lines.append(_yolo_line(defect.class_id, box))
 
     row: dict[str, object] = {
-        "item_id": card_id,
-        "image_path": f"images/{card_id}.jpg",
+        "item_id": spec.item_id,
+        "image_path": f"images/{spec.item_id}.jpg",
         "sha256": hashlib.sha256(jpeg).hexdigest(),
         "grade": consensus(list(experts.values())),
         "true_grade": truth.grade,
@@ -147,7 +162,7 @@ def synthesize_card(seed: int, index: int, camera: str) -> SynthesizedCard:
         "centering_tb": f"{spec.centering_tb:.2f}",
         "defects": ";".join(sorted({d.kind for d in spec.defects})),
         "camera": camera,
-        "split": split,
+        "split": labeled.split,
         "rotation_deg": f"{conditions.rotation_deg:.2f}",
         "colour_temp_k": f"{conditions.colour_temp_k:.0f}",
         "exposure": f"{conditions.exposure:.3f}",

@@ -62,7 +62,7 @@ class Grade:
 
 
 def worst_side_share(centering_lr: float, centering_tb: float) -> float:
-    """Share (percent) of the larger border on the worse axis: 50 is perfect, 100 is off the card."""
+    """Share (percent) of the larger border on the worse axis: 50 is perfect centering."""
     return max(centering_lr, 100.0 - centering_lr, centering_tb, 100.0 - centering_tb)
 
 

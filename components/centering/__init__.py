@@ -1,5 +1,6 @@
 """Classical (OpenCV) centering measurement: how a grader explains a centering subgrade."""
 
+from components.centering.accuracy import CenteringAccuracy, centering_accuracy
 from components.centering.measure import (
     CenteringError,
     CenteringMeasurement,
@@ -7,4 +8,11 @@ from components.centering.measure import (
     measure_centering,
 )
 
-__all__ = ["CenteringError", "CenteringMeasurement", "draw_centering", "measure_centering"]
+__all__ = [
+    "CenteringAccuracy",
+    "CenteringError",
+    "CenteringMeasurement",
+    "centering_accuracy",
+    "draw_centering",
+    "measure_centering",
+]

@@ -3,7 +3,8 @@
     measurement = measure_centering(cv2.imread("card.jpg"))
     measurement.centering_lr  # left border share of left + right, percent (50 = perfect)
 
-1. Find the card: Otsu threshold, the largest contour, a rough quadrilateral.
+1. Find the card: Otsu threshold of each pixel's colour distance from the ground (sampled at
+   the photo's rim), the largest contour, one line fitted per side.
 2. Refine each outer side to sub-pixel precision: intensity profiles across the edge give the
    50% crossing at many points, and a line is fitted to them with outliers (worn corners,
    frayed edges) dropped.
@@ -63,23 +64,40 @@ def _order_corners(points: np.ndarray) -> np.ndarray:
     return np.roll(ordered, -start, axis=0)
 
 
-def _rough_quad(gray: np.ndarray) -> np.ndarray:
-    blurred = cv2.GaussianBlur(gray, (5, 5), 0).astype(np.uint8)
+def _ground_contrast(image: np.ndarray) -> np.ndarray:
+    """Each pixel's colour distance from the ground the card lies on (the photo's rim)."""
+    rim = np.concatenate([image[:3].reshape(-1, 3), image[-3:].reshape(-1, 3),
+                          image[:, :3].reshape(-1, 3), image[:, -3:].reshape(-1, 3)])
+    ground = np.median(rim, axis=0).astype(np.float32)
+    return np.linalg.norm(image.astype(np.float32) - ground, axis=2)
+
+
+def _rough_quad(contrast: np.ndarray) -> np.ndarray:
+    """Corners of the card from its outline: Otsu, largest contour, a line per side."""
+    blurred = cv2.GaussianBlur(np.clip(contrast, 0, 255), (5, 5), 0).astype(np.uint8)
     _, binary = cv2.threshold(blurred, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
     contours, _ = cv2.findContours(binary, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
     if not contours:
-        raise CenteringError("no card found: the image has no bright region on a darker ground")
-    outline = max(contours, key=cv2.contourArea)
-    hull = cv2.convexHull(outline)
-    if cv2.contourArea(hull) < 0.15 * gray.size:
-        raise CenteringError("no card found: the largest bright region covers under 15% of it")
+        raise CenteringError("no card found: nothing stands out from the ground")
+    # By hull area: a crease's shadow can cut the border ring open, and an open ring encloses
+    # little area of its own.
+    hulls = [cv2.convexHull(contour) for contour in contours]
+    largest = max(range(len(hulls)), key=lambda i: cv2.contourArea(hulls[i]))
+    hull = hulls[largest]
+    if cv2.contourArea(hull) < 0.15 * contrast.size:
+        raise CenteringError("no card found: the largest region apart from the ground covers "
+                             "under 15% of the image")
     quad = cv2.approxPolyDP(hull, 0.02 * cv2.arcLength(hull, True), True).reshape(-1, 2)
     if len(quad) != 4:
         quad = cv2.boxPoints(cv2.minAreaRect(hull))
     # The polygon's chords may cut the rounded corners far inside the card: fit each side to
     # the outline's own points instead, away from the corners.
     quad = _order_corners(quad.astype(np.float64))
-    points = outline.reshape(-1, 2).astype(np.float64)
+    # Dense points along the hull: unlike the contour, they never trace a ring's inner side.
+    filled = np.zeros(contrast.shape, np.uint8)
+    cv2.fillConvexPoly(filled, hull, 255)
+    outline, _ = cv2.findContours(filled, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+    points = outline[0].reshape(-1, 2).astype(np.float64)
     lines = []
     for i in range(4):
         a, b = quad[i], quad[(i + 1) % 4]
@@ -89,12 +107,12 @@ def _rough_quad(gray: np.ndarray) -> np.ndarray:
         across = np.abs((points - a) @ np.array([direction[1], -direction[0]]))
         near = (along > _SIDE_MARGIN) & (along < 1 - _SIDE_MARGIN) & (across < 0.1 * length)
         if near.sum() < 10:
-            raise CenteringError(f"no card found: side {i} of the bright region is not straight")
+            raise CenteringError(f"no card found: side {i} of the outline is not straight")
         lines.append(_fit_line(points[near]))
     return np.array([_intersect(*lines[i - 1], *lines[i]) for i in range(4)])
 
 
-def _edge_points(gray: np.ndarray, a: np.ndarray, b: np.ndarray, outward: np.ndarray):
+def _edge_points(contrast: np.ndarray, a: np.ndarray, b: np.ndarray, outward: np.ndarray):
     """Sub-pixel points where the ground gives way to the card along one side.
 
     Each profile is read from the ground inward; the edge is the first crossing of half the
@@ -105,7 +123,7 @@ def _edge_points(gray: np.ndarray, a: np.ndarray, b: np.ndarray, outward: np.nda
     offsets = np.arange(_PROFILE_HALF_PX, -_PROFILE_HALF_PX - 1e-9, -_PROFILE_STEP_PX)
     base = a[None] + ts[:, None] * (b - a)[None]
     coords = base[:, None, :] + offsets[None, :, None] * outward[None, None, :]
-    profiles = cv2.remap(gray, coords[..., 0].astype(np.float32),
+    profiles = cv2.remap(contrast, coords[..., 0].astype(np.float32),
                          coords[..., 1].astype(np.float32), cv2.INTER_LINEAR,
                          borderMode=cv2.BORDER_REPLICATE)
     contrast = np.abs(profiles - profiles[:, :4].mean(1, keepdims=True))
@@ -139,8 +157,8 @@ def _intersect(p1, d1, p2, d2) -> np.ndarray:
     return p1 + t[0] * d1
 
 
-def _outer_corners(gray: np.ndarray) -> np.ndarray:
-    rough = _rough_quad(gray)
+def _outer_corners(contrast: np.ndarray) -> np.ndarray:
+    rough = _rough_quad(contrast)
     centre = rough.mean(0)
     lines = []
     for i in range(4):
@@ -149,7 +167,7 @@ def _outer_corners(gray: np.ndarray) -> np.ndarray:
         outward = np.array([direction[1], -direction[0]])
         if outward @ ((a + b) / 2 - centre) < 0:
             outward = -outward
-        points = _edge_points(gray, a, b, outward)
+        points = _edge_points(contrast, a, b, outward)
         if len(points) < _SAMPLES_PER_SIDE // 3:
             raise CenteringError(f"card side {i} is not a clear edge ({len(points)} points)")
         lines.append(_fit_line(points))
@@ -183,8 +201,7 @@ def measure_centering(
     """
     if image is None or image.ndim != 3 or image.shape[2] != 3:
         raise CenteringError("expected a BGR colour image (H x W x 3)")
-    gray = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY).astype(np.float32)
-    outer = _outer_corners(gray)
+    outer = _outer_corners(_ground_contrast(image))
     s = RECTIFIED_PX_PER_MM
     width, height = round(card_mm[0] * s), round(card_mm[1] * s)
     target = np.array([[0, 0], [width, 0], [width, height], [0, height]], np.float64) - 0.5
@@ -202,9 +219,10 @@ def measure_centering(
         "bottom": card[::-1, cols][:reach].transpose(1, 0, 2),
     }
     probe = round(0.5 * s)  # half a millimetre in: border, whatever the centering
-    border_colour = np.median(np.concatenate([st[:, probe] for st in strips.values()]), axis=0)
+    # Each side's own border colour: side light makes one side of a card darker than another.
     # Pixel index i spans [i - 0.5, i + 0.5] from an edge at -0.5.
-    mm = {side: (_border_width_px(st, border_colour) + 0.5) / s for side, st in strips.items()}
+    mm = {side: (_border_width_px(st, np.median(st[:, probe], axis=0)) + 0.5) / s
+          for side, st in strips.items()}
     left, top, right, bottom = mm["left"], mm["top"], mm["right"], mm["bottom"]
     inner_rect = np.array([[left, top], [card_mm[0] - right, top],
                            [card_mm[0] - right, card_mm[1] - bottom],
