@@ -1,5 +1,6 @@
 """The settings object: defaults derived from home, overrides, masking, folders, service env."""
 
+import os
 from pathlib import Path
 
 import pytest
@@ -137,9 +138,27 @@ def test_service_env_without_aws(tmp_path: Path) -> None:
     settings = load_settings(home=tmp_path)
 
     assert settings.service_env() == {
+        "GRADELINE_HOME": str(tmp_path.resolve()),
         "MLFLOW_TRACKING_URI": settings.mlflow_tracking_uri,
         "PREFECT_HOME": str(settings.prefect_home),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "DO_NOT_TRACK": "1",
     }
+
+
+def test_activate_creates_folders_and_exports_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(os, "environ", os.environ.copy())  # activate() must not leak
+    settings = load_settings(home=tmp_path / "home")
+
+    settings.activate()
+
+    assert settings.prefect_home.is_dir() and settings.reports_dir.is_dir()
+    assert os.environ["PREFECT_HOME"] == str(settings.prefect_home)
+    assert os.environ["MLFLOW_TRACKING_URI"] == settings.mlflow_tracking_uri
+    # A later load_settings() in this process (or a child) agrees on the home folder.
+    assert load_settings().home == settings.home
 
 
 def test_service_env_reveals_aws_settings_for_the_tools(tmp_path: Path) -> None:
