@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 UV_VERSION := 0.13.9
 
-.PHONY: setup test test-unit test-integration demo bench lint lock clean
+.PHONY: setup test test-unit test-integration demo bench data lint lock clean
 
 setup: $(STAMP)
 
@@ -33,6 +33,10 @@ test-integration: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/gradeline demo
+
+# Rebuild the DVC pipeline's outputs (the reference set) from params.yaml.
+data: $(STAMP)
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc repro
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks

@@ -1,8 +1,15 @@
 """Fixtures shared by every test suite."""
 
 import os
+import tempfile
 
 import pytest
+
+# Prefect reads PREFECT_HOME once, when first imported: point it at a throwaway folder before
+# any test module imports a flow, so tests never touch a developer's ~/.prefect or the network.
+os.environ["PREFECT_HOME"] = tempfile.mkdtemp(prefix="gradeline-tests-prefect-")
+os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
+os.environ["DO_NOT_TRACK"] = "1"
 
 
 @pytest.fixture(autouse=True)

@@ -1,0 +1,54 @@
+"""`gradeline demo` end to end at a small scale: a real Prefect flow run on the embedded
+defaults, every step's figures in the report, and the pictures it promises on disk."""
+
+import asyncio
+from pathlib import Path
+
+import cv2
+import pytest
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.sorting import FlowRunSort
+from prefect.testing.utilities import prefect_test_harness
+
+from components.settings import load_settings
+from flows.demo import run_demo
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+
+async def _demo_run_states() -> list[str]:
+    async with get_client() as client:
+        # Explicit limit and sort: this server rejects the client's defaults (null) with a 422.
+        runs = await client.read_flow_runs(limit=10, sort=FlowRunSort.START_TIME_DESC)
+        return [run.state.type.value for run in runs if run.name and run.state]
+
+
+def test_demo_runs_the_day_zero_story(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("os.environ", dict(__import__("os").environ))  # activate() must not leak
+    lines: list[str] = []
+    with prefect_test_harness(server_startup_timeout=120):
+        report = run_demo(load_settings(home=tmp_path), studio_cards=24, phone_cards=16,
+                          echo=lines.append)
+        states = asyncio.run(_demo_run_states())
+
+    assert report.ok, report.error
+    assert states == ["COMPLETED"]
+    names = [step.name for step in report.steps]
+    assert names[0] == "synthesize studio batch" and names[-1] == "contact sheets"
+    studio = next(s for s in report.steps if s.name == "centering vs truth (studio)")
+    assert studio.figures["failures"] == 0 and studio.figures["max_abs"] <= 1.0
+    sheets = next(s for s in report.steps if s.name == "contact sheets").files
+    assert all(cv2.imread(path) is not None for path in sheets)
+    assert all(Path(path).is_relative_to(tmp_path) for path in sheets)
+    assert lines[-1] == "demo finished"
+
+
+def test_demo_reports_a_failed_step_instead_of_crashing(tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("os.environ", dict(__import__("os").environ))
+    with prefect_test_harness(server_startup_timeout=120):
+        report = run_demo(load_settings(home=tmp_path), studio_cards=0, phone_cards=4,
+                          echo=None)
+
+    assert not report.ok
+    assert "--n must be at least 1" in report.error
