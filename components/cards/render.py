@@ -53,13 +53,20 @@ def _rect(img: np.ndarray, x0: float, y0: float, x1: float, y1: float, colour) -
     """Fill the rectangle [x0, x1) x [y0, y1) in mm with exact area coverage at its edges.
 
     cv2's anti-aliased fill grows shapes by most of a pixel, which would shift the printed
-    borders away from the spec; centering ground truth must be exact.
+    borders away from the spec; centering ground truth must be exact. Only the outermost rows
+    and columns are partly covered, so only they are blended.
     """
-    alpha = np.outer(_coverage(y0, y1, img.shape[0]), _coverage(x0, x1, img.shape[1]))
-    rows, cols = np.nonzero(alpha.any(1))[0], np.nonzero(alpha.any(0))[0]
-    window = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
-    a = alpha[window][:, :, None]
-    img[window] = np.round(img[window] * (1 - a) + np.array(colour) * a).astype(np.uint8)
+    cover_y = _coverage(y0, y1, img.shape[0])
+    cover_x = _coverage(x0, x1, img.shape[1])
+    rows, cols = np.nonzero(cover_y)[0], np.nonzero(cover_x)[0]
+    top, bottom, left, right = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
+    edges = [(slice(r, r + 1), slice(left, right)) for r in (top, bottom - 1)]
+    edges += [(slice(top, bottom), slice(c, c + 1)) for c in (left, right - 1)]
+    under = [img[edge].astype(np.float32) for edge in edges]
+    img[top:bottom, left:right] = colour
+    for edge, original in zip(edges, under, strict=True):
+        alpha = np.outer(cover_y[edge[0]], cover_x[edge[1]])[:, :, None]
+        img[edge] = np.round(original * (1 - alpha) + np.float32(colour) * alpha).astype(np.uint8)
 
 
 @functools.cache
@@ -82,7 +89,9 @@ def _edge_band(depth: int) -> np.ndarray:
     """Pixels of the card within `depth` pixels of its outline (cached: read-only)."""
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * depth + 1, 2 * depth + 1))
     outline = card_shape_mask()
-    band = outline & ~cv2.erode(outline, kernel)
+    # Beyond the image is not card: the default border would spare the straight sides.
+    inner = cv2.erode(outline, kernel, borderType=cv2.BORDER_CONSTANT, borderValue=0)
+    band = outline & ~inner
     band.flags.writeable = False
     return band
 

@@ -119,9 +119,12 @@ def _point_in_card(rng: np.random.Generator, margin: float) -> tuple[float, floa
 
 def _sample_corner_wear(rng: np.random.Generator, corner: int, wear: float) -> Defect:
     severity = _severity(rng, wear, 0.4, 1.4)
-    x = 0.0 if corner in (0, 3) else CARD_WIDTH_MM
-    y = 0.0 if corner in (0, 1) else CARD_HEIGHT_MM
-    return Defect("corner_wear", severity, ((x, y),), size=0.8 + 2.6 * severity)
+    # Centred on the rounded corner's arc, not the square corner outside it, so even light
+    # wear lies on the card.
+    inset = CORNER_RADIUS_MM * (1 - np.sqrt(0.5))
+    x = inset if corner in (0, 3) else CARD_WIDTH_MM - inset
+    y = inset if corner in (0, 1) else CARD_HEIGHT_MM - inset
+    return Defect("corner_wear", severity, ((float(x), float(y)),), size=0.8 + 2.6 * severity)
 
 
 def _sample_edge_whitening(rng: np.random.Generator, wear: float) -> Defect:
