@@ -29,6 +29,13 @@ _SAMPLES_PER_SIDE = 64
 _SIDE_MARGIN = 0.12
 # Rows (or columns) of the rectified card used to find the inner frame.
 _BAND = (0.2, 0.8)
+# Edge points further than this from a candidate edge line are not on it (wear or noise).
+_EDGE_TOLERANCE_PX = 0.6
+# A point beyond a candidate edge is near impossible for a true edge (wear only cuts inward),
+# so it costs several inliers: a shallow line through both a notch and intact edge loses.
+_OUTSIDE_PENALTY = 5
+# The outermost stretch of each side read for its border colour: the thinnest border printed.
+_BORDER_PROBE_MM = 0.8
 
 
 class CenteringError(ValueError):
@@ -64,12 +71,11 @@ def _order_corners(points: np.ndarray) -> np.ndarray:
     return np.roll(ordered, -start, axis=0)
 
 
-def _ground_contrast(image: np.ndarray) -> np.ndarray:
-    """Each pixel's colour distance from the ground the card lies on (the photo's rim)."""
+def _ground_colour(image: np.ndarray) -> np.ndarray:
+    """Colour of the ground the card lies on: the median of the photo's rim."""
     rim = np.concatenate([image[:3].reshape(-1, 3), image[-3:].reshape(-1, 3),
                           image[:, :3].reshape(-1, 3), image[:, -3:].reshape(-1, 3)])
-    ground = np.median(rim, axis=0).astype(np.float32)
-    return np.linalg.norm(image.astype(np.float32) - ground, axis=2)
+    return np.median(rim, axis=0).astype(np.float32)
 
 
 def _rough_quad(contrast: np.ndarray) -> np.ndarray:
@@ -139,16 +145,40 @@ def _edge_points(contrast: np.ndarray, a: np.ndarray, b: np.ndarray, outward: np
     return np.array(points)
 
 
+def _tls(points: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Total-least-squares line through points: centre, unit direction, unit normal."""
+    centre = points.mean(0)
+    _, _, vt = np.linalg.svd(points - centre)
+    return centre, vt[0], vt[1]
+
+
 def _fit_line(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Total-least-squares line (point, unit direction), refitted without far outliers."""
+    """Line (point, unit direction) through `points`, refitted without far outliers."""
     keep = np.ones(len(points), bool)
     for _ in range(3):
-        centre = points[keep].mean(0)
-        _, _, vt = np.linalg.svd(points[keep] - centre)
-        direction, normal = vt[0], vt[1]
+        centre, direction, normal = _tls(points[keep])
         residual = np.abs((points - centre) @ normal)
-        limit = max(0.3, 3.0 * 1.4826 * float(np.median(residual[keep])))
-        keep = residual <= limit
+        keep = residual <= max(0.3, 3.0 * 1.4826 * float(np.median(residual[keep])))
+    return centre, direction
+
+
+def _fit_outer_edge(points: np.ndarray, outward: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The card's edge through sub-pixel edge points ordered along a side.
+
+    Wear and chipping only ever move an edge inward, so the edge is the line that many points
+    sit on and hardly any lie outside: every pair of well-separated points proposes a line,
+    scored by its inliers minus a heavy penalty per point beyond it; the best is refitted.
+    """
+    n = len(points)
+    i, j = np.triu_indices(n, k=max(1, n // 4))
+    direction = points[j] - points[i]
+    normal = np.stack([direction[:, 1], -direction[:, 0]], 1)
+    normal /= np.linalg.norm(normal, axis=1, keepdims=True)
+    normal *= np.sign(normal @ outward)[:, None]
+    residual = np.einsum("pk,pnk->pn", normal, points[None] - points[i][:, None])
+    inliers = np.abs(residual) <= _EDGE_TOLERANCE_PX
+    score = inliers.sum(1) - _OUTSIDE_PENALTY * (residual > _EDGE_TOLERANCE_PX).sum(1)
+    centre, direction, _ = _tls(points[inliers[int(np.argmax(score))]])
     return centre, direction
 
 
@@ -170,8 +200,16 @@ def _outer_corners(contrast: np.ndarray) -> np.ndarray:
         points = _edge_points(contrast, a, b, outward)
         if len(points) < _SAMPLES_PER_SIDE // 3:
             raise CenteringError(f"card side {i} is not a clear edge ({len(points)} points)")
-        lines.append(_fit_line(points))
+        lines.append(_fit_outer_edge(points, outward))
     return np.array([_intersect(*lines[i - 1], *lines[i]) for i in range(4)])
+
+
+def _border_colour(strip: np.ndarray, ground: np.ndarray) -> np.ndarray:
+    """A side's border colour from its outermost stretch, leaving out what looks like ground:
+    torn notches, the blurred edge, and on a thin border the dark frame line."""
+    region = strip[:, :round(_BORDER_PROBE_MM * RECTIFIED_PX_PER_MM)].reshape(-1, 3)
+    apart = np.linalg.norm(region - ground, axis=1)
+    return np.median(region[apart >= 0.5 * np.percentile(apart, 95)], axis=0)
 
 
 def _border_width_px(strip: np.ndarray, border_colour: np.ndarray) -> float:
@@ -201,7 +239,8 @@ def measure_centering(
     """
     if image is None or image.ndim != 3 or image.shape[2] != 3:
         raise CenteringError("expected a BGR colour image (H x W x 3)")
-    outer = _outer_corners(_ground_contrast(image))
+    ground = _ground_colour(image)
+    outer = _outer_corners(np.linalg.norm(image.astype(np.float32) - ground, axis=2))
     s = RECTIFIED_PX_PER_MM
     width, height = round(card_mm[0] * s), round(card_mm[1] * s)
     target = np.array([[0, 0], [width, 0], [width, height], [0, height]], np.float64) - 0.5
@@ -218,10 +257,9 @@ def measure_centering(
         "top": card[:reach, cols].transpose(1, 0, 2),
         "bottom": card[::-1, cols][:reach].transpose(1, 0, 2),
     }
-    probe = round(0.5 * s)  # half a millimetre in: border, whatever the centering
     # Each side's own border colour: side light makes one side of a card darker than another.
     # Pixel index i spans [i - 0.5, i + 0.5] from an edge at -0.5.
-    mm = {side: (_border_width_px(st, np.median(st[:, probe], axis=0)) + 0.5) / s
+    mm = {side: (_border_width_px(st, _border_colour(st, ground)) + 0.5) / s
           for side, st in strips.items()}
     left, top, right, bottom = mm["left"], mm["top"], mm["right"], mm["bottom"]
     inner_rect = np.array([[left, top], [card_mm[0] - right, top],
