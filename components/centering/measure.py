@@ -29,8 +29,10 @@ _SAMPLES_PER_SIDE = 64
 _SIDE_MARGIN = 0.12
 # Rows (or columns) of the rectified card used to find the inner frame.
 _BAND = (0.2, 0.8)
-# Edge points further than this from a candidate edge line are not on it (wear or noise).
-_EDGE_TOLERANCE_PX = 0.6
+# Intact edge points sit within a tenth of a pixel of their line, worn ones a pixel or more
+# inside it: a point this close is on a candidate edge, one this far beyond it is outside.
+_ON_EDGE_PX = 0.25
+_BEYOND_EDGE_PX = 0.6
 # A point beyond a candidate edge is near impossible for a true edge (wear only cuts inward),
 # so it costs several inliers: a shallow line through both a notch and intact edge loses.
 _OUTSIDE_PENALTY = 5
@@ -176,8 +178,8 @@ def _fit_outer_edge(points: np.ndarray, outward: np.ndarray) -> tuple[np.ndarray
     normal /= np.linalg.norm(normal, axis=1, keepdims=True)
     normal *= np.sign(normal @ outward)[:, None]
     residual = np.einsum("pk,pnk->pn", normal, points[None] - points[i][:, None])
-    inliers = np.abs(residual) <= _EDGE_TOLERANCE_PX
-    score = inliers.sum(1) - _OUTSIDE_PENALTY * (residual > _EDGE_TOLERANCE_PX).sum(1)
+    inliers = np.abs(residual) <= _ON_EDGE_PX
+    score = inliers.sum(1) - _OUTSIDE_PENALTY * (residual > _BEYOND_EDGE_PX).sum(1)
     centre, direction, _ = _tls(points[inliers[int(np.argmax(score))]])
     return centre, direction
 

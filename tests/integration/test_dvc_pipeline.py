@@ -34,6 +34,9 @@ def project(tmp_path: Path) -> Path:
     """A throwaway git + DVC project with this repo's pipeline and a small reference set."""
     for name in ("dvc.yaml", "params.yaml", ".dvcignore"):
         shutil.copy(REPO / name, tmp_path / name)
+    # The stage depends on the factory's code, so that a change to it is a new data version.
+    shutil.copytree(REPO / "components" / "cards", tmp_path / "components" / "cards",
+                    ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copytree(REPO / ".dvc", tmp_path / ".dvc", ignore=shutil.ignore_patterns("cache",
                                                                                       "tmp"))
     params = yaml.safe_load((tmp_path / "params.yaml").read_text())
@@ -60,5 +63,13 @@ def test_changing_a_parameter_makes_the_stage_stale(project: Path) -> None:
     params = yaml.safe_load((project / "params.yaml").read_text())
     params["reference"]["seed"] += 1
     (project / "params.yaml").write_text(yaml.safe_dump(params))
+
+    assert "modified" in _dvc(project, "status")
+
+
+def test_changing_the_factory_code_makes_the_stage_stale(project: Path) -> None:
+    _dvc(project, "repro")
+    rubric = project / "components" / "cards" / "rubric.py"
+    rubric.write_text(rubric.read_text() + "\n# a changed rubric is a new data version\n")
 
     assert "modified" in _dvc(project, "status")
