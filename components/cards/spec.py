@@ -101,7 +101,8 @@ class CardSpec:
 def sample_centering_share(rng: np.random.Generator) -> float:
     """Most cards are cut near centre; a fifth come from a badly aligned sheet."""
     spread = 4.5 if rng.random() < 0.8 else 15.0
-    offset = float(np.clip(rng.normal(0.0, spread), -40.0, 40.0))
+    limit = MAX_CENTERING_SHARE - 50.0
+    offset = float(np.clip(rng.normal(0.0, spread), -limit, limit))
     return round(50.0 + offset, 2)
 
 
