@@ -18,6 +18,7 @@ from typing import Annotated
 
 import cv2
 import typer
+from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
 from components.cards import CAMERAS, FactoryError, contact_sheet, synthesize_batch
@@ -50,8 +51,10 @@ def _fail(message: str) -> typer.Exit:
 
 
 def _progress() -> Progress:
+    """A progress bar on stderr, so stdout stays clean for --json."""
     return Progress("[progress.description]{task.description}", BarColumn(),
-                    MofNCompleteColumn(), TimeRemainingColumn(), transient=True)
+                    MofNCompleteColumn(), TimeRemainingColumn(), transient=True,
+                    console=Console(stderr=True))
 
 
 @data_app.command("synth")
