@@ -15,6 +15,7 @@ import csv
 import hashlib
 import io
 import json
+import multiprocessing
 import os
 import shutil
 import tempfile
@@ -176,8 +177,26 @@ def synthesize_card(seed: int, index: int, camera: str) -> SynthesizedCard:
 
 def _synthesize_chunk(args: tuple[int, range, str]) -> list[SynthesizedCard]:
     seed, indices, camera = args
-    cv2.setNumThreads(1)  # the pool already uses every core
     return [synthesize_card(seed, index, camera) for index in indices]
+
+
+def _start_worker() -> None:
+    cv2.setNumThreads(1)  # the pool already uses every core
+
+
+def _map_forked(pool: ProcessPoolExecutor, chunks: list[tuple[int, range, str]]):
+    """Run chunks in the pool's forked workers, results in order.
+
+    Forking while OpenCV's thread pool runs copies the pool without its threads, and the
+    workers deadlock inside cv2. OpenCV is held to one thread (no pool) while `map` forks the
+    workers, then the caller's setting is restored.
+    """
+    threads = cv2.getNumThreads()
+    cv2.setNumThreads(1)
+    try:
+        return pool.map(_synthesize_chunk, chunks)  # submits every chunk: all workers forked
+    finally:
+        cv2.setNumThreads(threads)
 
 
 def _check_request(out_dir: Path, n: int, camera: str) -> None:
@@ -231,12 +250,13 @@ def synthesize_batch(
         (tmp / "labels").mkdir()
         chunks = [(seed, range(i, min(i + _CHUNK, n)), camera) for i in range(0, n, _CHUNK)]
         rows: list[dict[str, object]] = []
+        pool = None
         if workers == 1 or n < _PARALLEL_MIN_CARDS:
             results = map(_synthesize_chunk, chunks)
-            pool = None
         else:
-            pool = ProcessPoolExecutor(max_workers=workers)
-            results = pool.map(_synthesize_chunk, chunks)
+            pool = ProcessPoolExecutor(max_workers=workers, initializer=_start_worker,
+                                       mp_context=multiprocessing.get_context("fork"))
+            results = _map_forked(pool, chunks)
         try:
             for cards in results:
                 for card in cards:

@@ -137,6 +137,13 @@ def _jagged(rng: np.random.Generator, n: int, amplitude: float) -> np.ndarray:
     return 1.0 + amplitude * rng.uniform(-1.0, 1.0, n)
 
 
+def _inward_from_edge(ax: float, ay: float, bx: float) -> np.ndarray:
+    """Unit vector into the card from the edge a strip from (ax, ay) to (bx, _) lies on."""
+    if ax == bx:  # a left or right edge
+        return np.array([1.0, 0.0]) if ax == 0 else np.array([-1.0, 0.0])
+    return np.array([0.0, 1.0]) if ay == 0 else np.array([0.0, -1.0])
+
+
 def _defect_shape(defect: Defect, rng: np.random.Generator) -> np.ndarray:
     """Pixel mask (uint8 0/255) of where the defect sits on the flat card."""
     mask = np.zeros((CARD_HEIGHT_PX, CARD_WIDTH_PX), np.uint8)
@@ -151,8 +158,7 @@ def _defect_shape(defect: Defect, rng: np.random.Generator) -> np.ndarray:
         (ax, ay), (bx, by) = pts
         t = np.linspace(0, 1, 16)
         along = np.stack([ax + (bx - ax) * t, ay + (by - ay) * t], 1)
-        inward = np.array([CARD_WIDTH_MM / 2, CARD_HEIGHT_MM / 2]) - along.mean(0)
-        inward = np.sign(inward) * (np.abs(inward) == np.abs(inward).max())
+        inward = _inward_from_edge(ax, ay, bx)
         depth = defect.size * _jagged(rng, 16, 0.5)
         outer = along - inward * 1.0
         inner = along + inward * depth[:, None]

@@ -6,8 +6,10 @@ from pathlib import Path
 
 import cv2
 import pytest
+from click.testing import Result
 from typer.testing import CliRunner
 
+from components.cards import synthesize_batch
 from flows.cli import app
 
 runner = CliRunner()
@@ -19,42 +21,43 @@ def _private_environ(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(os, "environ", os.environ.copy())
 
 
-def _run(tmp_path: Path, *args: str):
-    return runner.invoke(app, ["--home", str(tmp_path / "home"), *args])
+def _run(tmp_path: Path, *args: str) -> Result:
+    return runner.invoke(app, ["--home", str(tmp_path), *args])
 
 
-@pytest.fixture
-def batch(tmp_path: Path) -> Path:
-    result = _run(tmp_path, "data", "synth", "--n", "12", "--seed", "1", "--out",
-                  str(tmp_path / "b"), "--json")
-    assert result.exit_code == 0, result.output
-    return tmp_path / "b"
+@pytest.fixture(scope="module")
+def batch(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("cli") / "batch"
+    synthesize_batch(out, n=4, seed=1, camera="studio", workers=1)
+    return out
 
 
-def test_synth_prints_a_json_summary(tmp_path: Path) -> None:
-    result = _run(tmp_path, "data", "synth", "--n", "12", "--seed", "1", "--out",
-                  str(tmp_path / "b"), "--json")
+def test_synth_prints_a_json_summary_and_never_overwrites(tmp_path: Path) -> None:
+    args = ("data", "synth", "--n", "12", "--seed", "1", "--out", str(tmp_path / "b"), "--json")
+    result = _run(tmp_path, *args)
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
     assert summary["count"] == 12 and summary["cards_per_s"] > 0
     assert sum(summary["grade_histogram"].values()) == 12
+    assert len(list((tmp_path / "b" / "images").iterdir())) == 12
 
-
-def test_synth_refuses_a_folder_that_holds_a_batch(tmp_path: Path, batch: Path) -> None:
-    result = _run(tmp_path, "data", "synth", "--n", "3", "--out", str(batch))
-    assert result.exit_code == 2
-    assert "error:" in result.output and str(batch) in result.output
+    again = _run(tmp_path, *args)
+    assert again.exit_code == 2
+    assert "error:" in again.output and str(tmp_path / "b") in again.output
 
 
 def test_sheet_writes_a_png(tmp_path: Path, batch: Path) -> None:
     result = _run(tmp_path, "data", "sheet", str(batch), "--out", str(tmp_path / "s.png"))
     assert result.exit_code == 0, result.output
-    assert cv2.imread(str(tmp_path / "s.png")) is not None
+    sheet = cv2.imread(str(tmp_path / "s.png"))
+    assert sheet is not None and sheet.ndim == 3
 
 
 def test_sheet_needs_a_batch(tmp_path: Path) -> None:
     result = _run(tmp_path, "data", "sheet", str(tmp_path), "--out", str(tmp_path / "s.png"))
-    assert result.exit_code == 2 and "no manifest.csv" in result.output
+    assert result.exit_code == 2
+    assert "error:" in result.output and "no manifest.csv" in result.output
+    assert not (tmp_path / "s.png").exists()
 
 
 def test_centering_reports_each_image(tmp_path: Path, batch: Path) -> None:
@@ -63,21 +66,29 @@ def test_centering_reports_each_image(tmp_path: Path, batch: Path) -> None:
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     assert set(report) == set(images)
-    assert all(0 < report[i]["centering_lr"] < 100 for i in images)
+    for image in images:
+        assert 0 < report[image]["centering_lr"] < 100
+        assert 0 < report[image]["centering_tb"] < 100
 
 
-def test_centering_says_which_file_is_not_an_image(tmp_path: Path) -> None:
+def test_centering_says_which_file_is_not_an_image(tmp_path: Path, batch: Path) -> None:
     text = tmp_path / "card.jpg"
     text.write_text("not a photo")
-    result = _run(tmp_path, "centering", str(text), "--json")
+    good = str(sorted((batch / "images").iterdir())[0])
+    result = _run(tmp_path, "centering", good, str(text), "--json")
     assert result.exit_code == 1
-    assert json.loads(result.stdout)[str(text)] == {"error": "not a readable image"}
+    report = json.loads(result.stdout)
+    assert report[str(text)] == {"error": "not a readable image"}
+    assert "centering_lr" in report[good]  # the other photo is still measured
 
 
 @pytest.mark.parametrize(
     "command",
-    [[], ["data", "synth"], ["data", "sheet"], ["centering"], ["config", "show"], ["demo"]],
+    [[], ["data"], ["data", "synth"], ["data", "sheet"], ["centering"], ["config", "show"],
+     ["demo"]],
+    ids=lambda command: " ".join(command) or "root",
 )
-def test_every_command_has_help(command: list[str]) -> None:
-    result = runner.invoke(app, [*command, "--help"])
-    assert result.exit_code == 0 and "Usage" in result.output
+def test_every_command_has_help(tmp_path: Path, command: list[str]) -> None:
+    result = _run(tmp_path, *command, "--help")
+    assert result.exit_code == 0, result.output
+    assert "Usage" in result.output
