@@ -153,6 +153,7 @@ class GradelineSettings(BaseSettings):
             # The embedded server must not phone home: these machines may have no network.
             "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
             "DO_NOT_TRACK": "1",
+            "GX_ANALYTICS_ENABLED": "false",
         }
         optional = {
             "AWS_ENDPOINT_URL_S3": self.s3_endpoint_url,

@@ -3,6 +3,7 @@
     gradeline data synth --n 200 --seed 1 --out batch/ [--camera phone] [--json]
     gradeline data sheet batch/ --out cards.png
     gradeline centering card.jpg [--json]
+    gradeline ingest incoming/batch-7 [--task grade|detect|classify] [--dataset NAME] [--json]
     gradeline config show [--json]
     gradeline demo
 
@@ -24,6 +25,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemaining
 from components.cards import CAMERAS, FactoryError, contact_sheet, synthesize_batch
 from components.cards.sheet import legend
 from components.centering import CenteringError, draw_centering, measure_centering
+from components.ingest.model import IngestError
 from components.settings import load_settings
 from flows.config_cli import config_app
 
@@ -129,6 +131,34 @@ def centering(
                 lr, tb = result["centering_lr"], result["centering_tb"]
                 typer.echo(f"{path}: LR {lr:.1f}/{100 - lr:.1f}  TB {tb:.1f}/{100 - tb:.1f}")
     if any("error" in result for result in results.values()):
+        raise typer.Exit(code=1)
+
+
+@app.command("ingest")
+def ingest(
+    source: Annotated[str, typer.Argument(help="Batch folder, COCO/YOLO export, or s3://bucket/prefix.")],
+    task: Annotated[str, typer.Option(help="grade | detect | classify: which labels to check.")]
+    = "grade",
+    dataset: Annotated[str | None, typer.Option(help="Dataset to add to; default the task name.")]
+    = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Check, validate, quarantine and version one labeled batch (the Prefect flow `ingest`).
+
+    Exits 0 when the batch was accepted or was already ingested, 1 when it was rejected.
+    """
+    from flows.ingest import run_ingest  # imports Prefect: only after main() exported the settings
+
+    try:
+        summary = run_ingest(load_settings(), source, task, dataset)
+    except IngestError as error:
+        raise _fail(str(error)) from None
+    if as_json:
+        typer.echo(json.dumps(summary.as_dict(), indent=2))
+    else:
+        for line in summary.lines():
+            typer.echo(line)
+    if summary.status == "rejected":
         raise typer.Exit(code=1)
 
 

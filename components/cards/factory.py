@@ -15,18 +15,14 @@ import csv
 import hashlib
 import io
 import json
-import multiprocessing
-import os
 import shutil
 import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from components.cards.camera import (
@@ -42,14 +38,10 @@ from components.cards.panel import PANEL, consensus, grade_by_panel
 from components.cards.render import render_card
 from components.cards.rubric import Grade
 from components.cards.spec import DEFECT_CLASSES, CardSpec, sample_card
+from components.parallel import map_chunks
+from components.splits import SPLIT_NAMES, split_for
 
 FACTORY_VERSION = "1"
-SPLITS: tuple[tuple[str, float], ...] = (
-    ("train", 0.7),
-    ("val", 0.1),
-    ("calibration", 0.1),
-    ("test", 0.1),
-)
 MANIFEST_COLUMNS: tuple[str, ...] = (
     "item_id", "image_path", "sha256", "grade", "true_grade",
     *(grader.name for grader in PANEL),
@@ -99,15 +91,6 @@ def item_id(seed: int, index: int) -> str:
     return f"s{seed}-{index:06d}"
 
 
-def _pick_split(rng: np.random.Generator) -> str:
-    roll, total = rng.random(), 0.0
-    for name, share in SPLITS:
-        total += share
-        if roll < total:
-            return name
-    return SPLITS[-1][0]
-
-
 def _yolo_line(class_id: int, box: tuple[float, ...]) -> str:
     x0, y0, x1, y1 = box
     cx, cy = (x0 + x1) / 2 / PHOTO_WIDTH, (y0 + y1) / 2 / PHOTO_HEIGHT
@@ -131,7 +114,7 @@ def label_card(seed: int, index: int) -> LabeledCard:
     panel_rng = np.random.default_rng([seed, index, 2])
     truth = spec.grade()
     experts = grade_by_panel(truth.score, panel_rng)
-    return LabeledCard(spec=spec, truth=truth, experts=experts, split=_pick_split(panel_rng))
+    return LabeledCard(spec=spec, truth=truth, experts=experts, split=split_for(panel_rng.random()))
 
 
 def synthesize_card(seed: int, index: int, camera: str) -> SynthesizedCard:
@@ -180,25 +163,6 @@ def _synthesize_chunk(args: tuple[int, range, str]) -> list[SynthesizedCard]:
     return [synthesize_card(seed, index, camera) for index in indices]
 
 
-def _start_worker() -> None:
-    cv2.setNumThreads(1)  # the pool already uses every core
-
-
-def _map_forked(pool: ProcessPoolExecutor, chunks: list[tuple[int, range, str]]):
-    """Run chunks in the pool's forked workers, results in order.
-
-    Forking while OpenCV's thread pool runs copies the pool without its threads, and the
-    workers deadlock inside cv2. OpenCV is held to one thread (no pool) while `map` forks the
-    workers, then the caller's setting is restored.
-    """
-    threads = cv2.getNumThreads()
-    cv2.setNumThreads(1)
-    try:
-        return pool.map(_synthesize_chunk, chunks)  # submits every chunk: all workers forked
-    finally:
-        cv2.setNumThreads(threads)
-
-
 def _check_request(out_dir: Path, n: int, camera: str) -> None:
     if n < 1:
         raise FactoryError(f"--n must be at least 1, got {n}")
@@ -214,7 +178,7 @@ def _write_metadata(tmp: Path, rows: list[dict[str, object]], n: int, seed: int,
     writer.writeheader()
     writer.writerows(rows)
     (tmp / "manifest.csv").write_text(buffer.getvalue())
-    for split, _ in SPLITS:
+    for split in SPLIT_NAMES:
         paths = [str(r["image_path"]) for r in rows if r["split"] == split]
         (tmp / f"{split}.txt").write_text("".join(f"{p}\n" for p in paths))
     # No `path:` key: Ultralytics then resolves the lists next to this file, wherever it moves.
@@ -241,7 +205,6 @@ def synthesize_batch(
     """
     out_dir = Path(out_dir)
     _check_request(out_dir, n, camera)
-    workers = workers or os.cpu_count() or 1
     started = time.perf_counter()
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-", dir=out_dir.parent))
@@ -250,25 +213,15 @@ def synthesize_batch(
         (tmp / "labels").mkdir()
         chunks = [(seed, range(i, min(i + _CHUNK, n)), camera) for i in range(0, n, _CHUNK)]
         rows: list[dict[str, object]] = []
-        pool = None
-        if workers == 1 or n < _PARALLEL_MIN_CARDS:
-            results = map(_synthesize_chunk, chunks)
-        else:
-            pool = ProcessPoolExecutor(max_workers=workers, initializer=_start_worker,
-                                       mp_context=multiprocessing.get_context("fork"))
-            results = _map_forked(pool, chunks)
-        try:
-            for cards in results:
-                for card in cards:
-                    stem = str(card.row["item_id"])
-                    (tmp / "images" / f"{stem}.jpg").write_bytes(card.jpeg)
-                    (tmp / "labels" / f"{stem}.txt").write_text(card.labels)
-                    rows.append(card.row)
-                if on_progress:
-                    on_progress(len(cards))
-        finally:
-            if pool is not None:
-                pool.shutdown(cancel_futures=True)
+        for cards in map_chunks(_synthesize_chunk, chunks,
+                                workers=1 if n < _PARALLEL_MIN_CARDS else workers):
+            for card in cards:
+                stem = str(card.row["item_id"])
+                (tmp / "images" / f"{stem}.jpg").write_bytes(card.jpeg)
+                (tmp / "labels" / f"{stem}.txt").write_text(card.labels)
+                rows.append(card.row)
+            if on_progress:
+                on_progress(len(cards))
         _write_metadata(tmp, rows, n, seed, camera)
         if out_dir.exists():
             out_dir.rmdir()  # checked empty above

@@ -143,6 +143,7 @@ def test_service_env_without_aws(tmp_path: Path) -> None:
         "PREFECT_HOME": str(settings.prefect_home),
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         "DO_NOT_TRACK": "1",
+        "GX_ANALYTICS_ENABLED": "false",
     }
 
 

@@ -1,0 +1,157 @@
+"""The accepted dataset: one folder per dataset in the data folder, versioned with DVC.
+
+    <data_dir>/<dataset>/images/<batch_id>/<sha256[:16]>.<ext>   accepted images, upright RGB
+    <data_dir>/<dataset>/labels/<batch_id>/<sha256[:16]>.txt     YOLO boxes (detect)
+    <data_dir>/<dataset>/manifest.csv                            one row per accepted item
+    <data_dir>/<dataset>/dataset.json                            task and class names
+    <data_dir>/<dataset>/batches.jsonl                           one line per accepted batch
+    <data_dir>/versions.jsonl                                    one line per data version
+
+Adding a batch is all or nothing: if copying, `dvc add` or `dvc push` fails, every file written
+is removed and the manifest, ledger and `.dvc` file are put back as they were.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from components.ingest.checks import AcceptedIndex
+from components.ingest.duplicates import Fingerprints
+from components.ingest.formats import inside
+from components.ingest.images import ImageFacts, upright_rgb
+from components.ingest.model import SourceBatch, SourceItem
+from components.ingest.versioning import DataRepo
+from components.splits import SPLIT_NAMES, stable_split
+
+MANIFEST, INFO, LEDGER, VERSIONS = "manifest.csv", "dataset.json", "batches.jsonl", "versions.jsonl"
+
+
+def batch_fingerprint(root: Path) -> str:
+    """sha256 over every file's relative path and content: the same batch, wherever it comes
+    from, has the same fingerprint."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        relative = path.relative_to(root).as_posix()
+        if any(part.startswith(".") for part in Path(relative).parts):
+            continue
+        digest.update(relative.encode() + b"\0" + hashlib.sha256(path.read_bytes()).digest())
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class DatasetStore:
+    """One accepted dataset under the DVC project `repo`."""
+
+    repo: DataRepo
+    dataset: str
+
+    @property
+    def root(self) -> Path:
+        return self.repo.root / self.dataset
+
+    def manifest(self) -> pd.DataFrame:
+        path = self.root / MANIFEST
+        return pd.read_csv(path, dtype={"item_id": str}) if path.is_file() else pd.DataFrame()
+
+    def classes(self) -> tuple[str, ...]:
+        path = self.root / INFO
+        return tuple(json.loads(path.read_text())["classes"]) if path.is_file() else ()
+
+    def index(self) -> AcceptedIndex:
+        """Ids, hashes and classes of everything accepted so far."""
+        manifest = self.manifest()
+        if manifest.empty:
+            return AcceptedIndex(classes=self.classes())
+        return AcceptedIndex(
+            item_ids=frozenset(manifest["item_id"]),
+            fingerprints=Fingerprints(list(manifest["item_id"]), list(manifest["sha256"]),
+                                      list(manifest["phash"])),
+            classes=self.classes(),
+        )
+
+    def find_batch(self, fingerprint: str) -> dict | None:
+        """The ledger entry of an accepted batch with this fingerprint, if any."""
+        path = self.root / LEDGER
+        if not path.is_file():
+            return None
+        entries = (json.loads(line) for line in path.read_text().splitlines() if line)
+        return next((entry for entry in entries if entry["fingerprint"] == fingerprint), None)
+
+    def version(self) -> str | None:
+        return self.repo.version_of(self.dataset)
+
+    def add_batch(
+        self,
+        batch: SourceBatch,
+        accepted: list[tuple[SourceItem, ImageFacts]],
+        task: str,
+        classes: tuple[str, ...],
+        ledger_entry: dict[str, object],
+    ) -> str:
+        """Copy the accepted items in, extend the manifest and ledger, commit and push with
+        DVC, and return the new data version; on any failure leave everything as it was."""
+        batch_id = str(ledger_entry["batch_id"])
+        kept = {name: (self.root / name).read_bytes() if (self.root / name).is_file() else None
+                for name in (MANIFEST, INFO, LEDGER, f"../{self.dataset}.dvc")}
+        new_folders = [self.root / "images" / batch_id, self.root / "labels" / batch_id]
+        if not self.root.exists():
+            new_folders.append(self.root)
+        self.root.mkdir(parents=True, exist_ok=True)
+        try:
+            rows = [self._store_item(batch, item, facts, batch_id, classes)
+                    for item, facts in accepted]
+            manifest = pd.concat([self.manifest(), pd.DataFrame(rows)], ignore_index=True)
+            manifest.to_csv(self.root / MANIFEST, index=False)
+            (self.root / INFO).write_text(json.dumps({"task": task, "classes": list(classes)},
+                                                     indent=2) + "\n")
+            with (self.root / LEDGER).open("a") as ledger:
+                ledger.write(json.dumps(ledger_entry) + "\n")
+            version = self.repo.commit(self.dataset)
+        except BaseException:
+            for folder in new_folders:
+                shutil.rmtree(folder, ignore_errors=True)
+            for name, content in kept.items():
+                path = self.root / name
+                if content is None or not path.parent.exists():
+                    path.unlink(missing_ok=True)
+                else:
+                    path.write_bytes(content)
+            raise
+        with (self.repo.root / VERSIONS).open("a") as versions:
+            versions.write(json.dumps({"dataset": self.dataset, "data_version": version,
+                                       "batch_id": batch_id, "items": len(manifest),
+                                       "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")}) + "\n")
+        return version
+
+    def _store_item(self, batch: SourceBatch, item: SourceItem, facts: ImageFacts,
+                    batch_id: str, classes: tuple[str, ...]) -> dict[str, object]:
+        """Copy one accepted item into the dataset and return its manifest row."""
+        source = inside(batch.root, item.image)
+        assert source is not None  # candidates passed the path check
+        suffix = ".png" if facts.needs_normalising else source.suffix.lower()
+        image = Path("images") / batch_id / f"{facts.sha256[:16]}{suffix}"
+        (self.root / image).parent.mkdir(parents=True, exist_ok=True)
+        if facts.needs_normalising:
+            upright_rgb(source).save(self.root / image)
+        else:
+            shutil.copyfile(source, self.root / image)
+        if item.boxes is not None:
+            label = Path("labels") / batch_id / f"{facts.sha256[:16]}.txt"
+            (self.root / label).parent.mkdir(parents=True, exist_ok=True)
+            (self.root / label).write_text("".join(
+                f"{classes.index(b.class_name)} {(b.x0 + b.x1) / 2:.6f} {(b.y0 + b.y1) / 2:.6f} "
+                f"{b.x1 - b.x0:.6f} {b.y1 - b.y0:.6f}\n" for b in item.boxes))
+        split = item.labels.get("split")
+        return {**item.labels, "item_id": item.item_id, "image_path": image.as_posix(),
+                "split": split if split in SPLIT_NAMES else stable_split(item.item_id),
+                "batch_id": batch_id, "sha256": facts.sha256, "phash": facts.phash,
+                "n_boxes": len(item.boxes or ()), "width": facts.width, "height": facts.height,
+                "aspect": facts.aspect, "brightness": facts.brightness,
+                "contrast": facts.contrast, "sharpness": facts.sharpness}

@@ -1,0 +1,200 @@
+"""The batch suite: Great Expectations over the whole batch, after the item checks, with Data Docs.
+
+    result = validate_batch(gx_root, "grade", kind, checked, limits, image_limits, reference)
+    result.success, result.failures, result.docs_index
+
+Three tables of one batch are validated by one checkpoint, one suite each:
+- `<dataset>.items`: every received item; the shares quarantined and duplicated are bounded.
+- `<dataset>.manifest`: the candidates' labels: unique ids and hashes, value types and ranges,
+  and the label distribution against the reference (a G-test bound on the KL divergence).
+- `<dataset>.images`: the candidates' image properties: size, aspect, brightness, contrast,
+  sharpness within plausible ranges for most images.
+The HTML Data Docs of every run are built under `gx_root`; `docs_index` is their front page.
+Great Expectations takes seconds to import, so it is imported when a suite first runs.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+from scipy import stats
+
+from components.ingest.checks import CheckedBatch
+from components.ingest.images import ImageLimits
+from components.ingest.model import Reason
+from components.ingest.tasks import GRADE_RANGE, TaskKind
+
+DUPLICATE_REASONS = (Reason.DUPLICATE.value, Reason.NEAR_DUPLICATE.value,
+                     Reason.ALREADY_ACCEPTED.value)
+# Laplace smoothing of the reference counts: a grade the reference never saw is rare, not
+# impossible, so one such card does not make the divergence infinite.
+_SMOOTHING = 0.5
+
+
+@dataclass(frozen=True)
+class SuiteLimits:
+    """Bounds of an acceptable batch (params.yaml `ingest.suite`)."""
+
+    max_quarantined_share: float = 0.2
+    max_duplicate_share: float = 0.1
+    brightness: tuple[float, float] = (20.0, 235.0)
+    min_contrast: float = 8.0
+    min_sharpness: float = 20.0
+    aspect: tuple[float, float] = (0.25, 4.0)
+    # Share of images that must fall inside the property ranges above.
+    mostly: float = 0.95
+    # The label distribution fails when a G-test rejects it at this confidence AND its KL
+    # divergence from the reference exceeds the floor (huge batches reject trivial shifts).
+    label_confidence: float = 0.999
+    label_kl_floor: float = 0.05
+
+
+@dataclass
+class SuiteResult:
+    """Whether the batch passed, which expectations failed (in words), and the Data Docs."""
+
+    success: bool
+    failures: list[str] = field(default_factory=list)
+    docs_index: str = ""
+    label_divergence: float | None = None
+
+
+def label_threshold(n: int, categories: int, limits: SuiteLimits) -> float:
+    """The largest KL divergence of n labels over `categories` values still consistent with
+    the reference: under the reference, 2 n KL follows chi-square with categories - 1 dof."""
+    bound = stats.chi2.ppf(limits.label_confidence, max(categories - 1, 1)) / (2 * max(n, 1))
+    return float(max(bound, limits.label_kl_floor))
+
+
+def reference_partition(kind: TaskKind, reference: pd.Series) -> dict[str, list]:
+    """The smoothed reference distribution of the task's label as a GE partition object."""
+    values = (list(range(GRADE_RANGE[0], GRADE_RANGE[1] + 1)) if kind.name == "grade"
+              else sorted(reference.dropna().astype(str).unique()))
+    counts = reference.value_counts()
+    weights = [float(counts.get(v, 0)) + _SMOOTHING for v in values]
+    return {"values": values, "weights": [w / sum(weights) for w in weights]}
+
+
+def _expectations(gx, kind: TaskKind, checked: CheckedBatch, limits: SuiteLimits,
+                  image_limits: ImageLimits, reference: pd.Series | None) -> dict[str, list]:
+    e = gx.expectations
+    items = [
+        e.ExpectColumnValuesToBeInSet(column="quarantined", value_set=[False],
+                                      mostly=1 - limits.max_quarantined_share),
+        e.ExpectColumnValuesToNotBeInSet(column="reason", value_set=list(DUPLICATE_REASONS),
+                                         mostly=1 - limits.max_duplicate_share),
+    ]
+    manifest = [
+        e.ExpectTableRowCountToBeBetween(min_value=1),
+        e.ExpectColumnValuesToBeUnique(column="item_id"),
+        e.ExpectColumnValuesToBeUnique(column="sha256"),
+        e.ExpectColumnValueLengthsToEqual(column="phash", value=48),
+    ]
+    column = kind.label_column
+    if column is not None:
+        manifest.append(e.ExpectColumnValuesToNotBeNull(column=column))
+    if kind.name == "grade":
+        manifest += [e.ExpectColumnValuesToBeInTypeList(column="grade", type_list=["int", "int64"]),
+                     e.ExpectColumnValuesToBeBetween(column="grade", min_value=GRADE_RANGE[0],
+                                                     max_value=GRADE_RANGE[1])]
+    if kind.name == "classify" and checked.classes:
+        manifest.append(e.ExpectColumnValuesToBeInSet(column="label",
+                                                      value_set=list(checked.classes)))
+    if column is not None and reference is not None and len(reference):
+        partition = reference_partition(kind, reference)
+        threshold = label_threshold(len(checked.candidates), len(partition["values"]), limits)
+        manifest.append(e.ExpectColumnKLDivergenceToBeLessThan(
+            column=column, partition_object=partition, threshold=threshold))
+    lo, hi = limits.brightness
+    images = [
+        e.ExpectColumnValuesToBeBetween(column="width", min_value=image_limits.min_width),
+        e.ExpectColumnValuesToBeBetween(column="height", min_value=image_limits.min_height),
+        e.ExpectColumnValuesToBeBetween(column="aspect", min_value=limits.aspect[0],
+                                        max_value=limits.aspect[1]),
+        e.ExpectColumnValuesToBeBetween(column="brightness", min_value=lo, max_value=hi,
+                                        mostly=limits.mostly),
+        e.ExpectColumnValuesToBeBetween(column="contrast", min_value=limits.min_contrast,
+                                        mostly=limits.mostly),
+        e.ExpectColumnValuesToBeBetween(column="sharpness", min_value=limits.min_sharpness,
+                                        mostly=limits.mostly),
+    ]
+    return {"items": items, "manifest": manifest, "images": images}
+
+
+def _context(gx_root: Path):
+    """The file-backed GE project under `gx_root`, quiet: no analytics, no progress bars."""
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+    import great_expectations as gx
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
+    context = gx.get_context(mode="file", project_root_dir=str(gx_root))
+    context.variables.progress_bars = ProgressBarsConfig(globally=False)
+    return gx, context
+
+
+def _batch_definition(context, asset_name: str):
+    """The whole-frame batch definition of the named asset, made on first use."""
+    try:
+        source = context.data_sources.get("gradeline")  # by key: comes bound to the context
+    except KeyError:
+        source = context.data_sources.add_pandas("gradeline")
+    try:
+        asset = source.get_asset(asset_name)
+    except LookupError:
+        asset = source.add_dataframe_asset(asset_name)
+    try:
+        return asset.get_batch_definition("whole")
+    except KeyError:
+        return asset.add_batch_definition_whole_dataframe("whole")
+
+
+def _describe(result) -> str:
+    config = result.expectation_config
+    kwargs = {k: v for k, v in config.kwargs.items()
+              if k not in ("batch_id", "partition_object", "value_set") and v is not None}
+    observed = result.result.get("observed_value", result.result.get("unexpected_percent"))
+    shown = f"{observed:.3g}" if isinstance(observed, float) else observed
+    return f"{config.type}({', '.join(f'{k}={v}' for k, v in kwargs.items())}): observed {shown}"
+
+
+def validate_batch(
+    gx_root: Path,
+    dataset: str,
+    kind: TaskKind,
+    checked: CheckedBatch,
+    limits: SuiteLimits,
+    image_limits: ImageLimits,
+    reference: pd.Series | None = None,
+) -> SuiteResult:
+    """Run the batch suite on `checked` and build the Data Docs; `reference` holds the label
+    values the batch's distribution is compared with (None: no comparison yet)."""
+    gx, context = _context(gx_root)
+    candidates = checked.candidates_table()
+    tables = {"items": checked.items_table(), "manifest": candidates, "images": candidates}
+    definitions = []
+    expectations_by_table = _expectations(gx, kind, checked, limits, image_limits, reference)
+    for table, expectations in expectations_by_table.items():
+        name = f"{dataset}.{table}"
+        suite = gx.ExpectationSuite(name=name, expectations=expectations)
+        suite = context.suites.add_or_update(suite)
+        definitions.append(context.validation_definitions.add_or_update(gx.ValidationDefinition(
+            name=name, data=_batch_definition(context, name), suite=suite)))
+    failures: list[str] = []
+    divergence = None
+    for definition in definitions:
+        table = definition.name.rsplit(".", 1)[1]
+        # An empty frame has no columns to check; the row-count expectation reports it.
+        frame = tables[table] if not tables[table].empty else pd.DataFrame({"item_id": []})
+        result = definition.run(batch_parameters={"dataframe": frame}, result_format="SUMMARY")
+        for outcome in result.results:
+            if outcome.expectation_config.type == "expect_column_kl_divergence_to_be_less_than":
+                divergence = outcome.result.get("observed_value")
+            if not outcome.success:
+                failures.append(f"{table}: {_describe(outcome)}")
+    context.build_data_docs()
+    index = gx_root / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html"
+    return SuiteResult(success=not failures, failures=failures, docs_index=str(index),
+                       label_divergence=None if divergence is None else round(divergence, 4))
