@@ -172,6 +172,7 @@ def ingest(source: str, task: str = "grade", dataset: str | None = None) -> dict
         raise IngestError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")
     started = time.perf_counter()
     settings = load_settings()
+    settings.activate()  # DVC and boto3 read the endpoint, region and keys from the environment
     params = load_params("ingest", IngestParams)
     dataset = dataset or task
     repo = DataRepo(settings.data_dir, settings.dvc_remote, settings.s3_endpoint_url,
@@ -229,5 +230,5 @@ def _finish(summary: IngestSummary, started: float) -> dict[str, object]:
 def run_ingest(settings: GradelineSettings, source: str, task: str = "grade",
                dataset: str | None = None) -> IngestSummary:
     """Run the flow on these settings' home and return its summary."""
-    settings.activate()
+    settings.activate()  # before the flow starts: Prefect reads PREFECT_HOME once
     return IngestSummary(**ingest(source, task, dataset))

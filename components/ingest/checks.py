@@ -11,6 +11,7 @@ it is counted under. A batch with refusals (a missing column) rejects every item
 
 from __future__ import annotations
 
+import posixpath
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -93,14 +94,16 @@ def _check_identities(batch: SourceBatch, accepted: AcceptedIndex) -> None:
         seen.add(item.item_id)
 
 
-def _image_to_check(batch: SourceBatch, item: SourceItem, unreadable: dict[str, str]) -> Path | None:
+def _image_to_check(batch: SourceBatch, item: SourceItem,
+                    unreadable: dict[str, str]) -> Path | None:
     """The file to check for the item, or None with the problem recorded."""
     path = inside(batch.root, item.image)
     if path is None:
         return None  # formats.read_batch recorded the unsafe path
-    if item.image in unreadable:
+    fetch_error = unreadable.get(posixpath.normpath(item.image))
+    if fetch_error is not None:
         item.reject(Reason.UNREADABLE_SOURCE,
-                    f"{item.item_id}: {item.image} could not be fetched: {unreadable[item.image]}")
+                    f"{item.item_id}: {item.image} could not be fetched: {fetch_error}")
         return None
     if not path.is_file():
         item.reject(Reason.MISSING_IMAGE, f"{item.item_id}: {item.image} does not exist")

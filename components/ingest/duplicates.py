@@ -53,7 +53,9 @@ def _nearest(rows: np.ndarray, columns: np.ndarray, max_bits: int, earlier_only:
     return found, bits
 
 
-def find_duplicates(batch: Fingerprints, accepted: Fingerprints, max_bits: int) -> dict[int, Problem]:
+def find_duplicates(
+    batch: Fingerprints, accepted: Fingerprints, max_bits: int
+) -> dict[int, Problem]:
     """Positions in `batch` that repeat an accepted item or an earlier batch item, with why."""
     problems: dict[int, Problem] = {}
     accepted_sha = {sha: name for name, sha in zip(accepted.names, accepted.sha256, strict=True)}

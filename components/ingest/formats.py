@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import csv
 import json
+import posixpath
 from pathlib import Path
 
 import yaml
@@ -28,6 +29,7 @@ IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".
 MANIFEST = "manifest.csv"
 YOLO_YAMLS = ("data.yaml", "dataset.yaml")
 SPLIT_FOLDERS = frozenset({"train", "val", "valid", "calibration", "test"})
+COCO_KEYS = frozenset({"images", "annotations", "categories"})
 
 
 def inside(root: Path, relative: str) -> Path | None:
@@ -85,11 +87,12 @@ def _reject_unsafe_paths(batch: SourceBatch) -> None:
 
 def _add_unreferenced(batch: SourceBatch) -> None:
     """Images in the folder that no label names: counted and quarantined, never ignored."""
-    referenced = {item.image for item in batch.items}
+    referenced = {posixpath.normpath(item.image) for item in batch.items if item.image}
     for relative in image_files(batch.root):
         if relative not in referenced:
             item = SourceItem(item_id=relative, image=relative)
-            item.reject(Reason.NOT_IN_MANIFEST, f"{relative} is in the folder but no label names it")
+            item.reject(Reason.NOT_IN_MANIFEST,
+                        f"{relative} is in the folder but no label names it")
             batch.items.append(item)
 
 
@@ -137,7 +140,7 @@ def _read_yolo_labels(root: Path, item: SourceItem, names: tuple[str, ...]) -> N
 
 
 def _read_manifest(root: Path, needs_boxes: bool) -> SourceBatch:
-    with (root / MANIFEST).open(newline="") as handle:
+    with (root / MANIFEST).open(newline="", encoding="utf-8-sig") as handle:  # Excel's BOM
         reader = csv.DictReader(handle)
         columns = tuple(reader.fieldnames or ())
         rows = list(reader)
@@ -194,7 +197,7 @@ def _coco_file(root: Path) -> Path | None:
             document = json.loads(path.read_text())
         except (OSError, ValueError):
             continue
-        if isinstance(document, dict) and {"images", "annotations", "categories"} <= document.keys():
+        if isinstance(document, dict) and document.keys() >= COCO_KEYS:
             return path
     return None
 
@@ -236,7 +239,8 @@ def _read_coco(root: Path, needs_boxes: bool) -> SourceBatch:
         width, height = sizes[annotation["image_id"]]
         x, y, w, h = (float(v) for v in annotation.get("bbox") or (0, 0, 0, 0))
         if width <= 0 or height <= 0:
-            item.reject(Reason.BAD_LABEL, f"{item.item_id}: image has no width/height in {path.name}")
+            item.reject(Reason.BAD_LABEL,
+                        f"{item.item_id}: image has no width/height in {path.name}")
             continue
         item.boxes.append(Box(name, x / width, y / height, (x + w) / width, (y + h) / height))
     return SourceBatch(root=root, format="coco", items=list(items.values()),

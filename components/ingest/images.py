@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import struct
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,7 +21,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
 from components.ingest.model import Problem, Reason
 from components.parallel import map_chunks
@@ -40,6 +41,10 @@ SUFFIX_FORMATS = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".bmp": "BMP",
 KEPT_FORMATS = frozenset({"JPEG", "PNG"})
 HASH_SIDE, HASH_FREQUENCIES = 32, 8
 _ORIENTATION_TAG = 0x0112
+_TRANSPOSE = {1: None, 2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180,
+              4: Image.Transpose.FLIP_TOP_BOTTOM, 5: Image.Transpose.TRANSPOSE,
+              6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
+              8: Image.Transpose.ROTATE_90}
 _CHUNK = 32
 
 
@@ -108,9 +113,9 @@ def hash_words(phashes: list[str]) -> np.ndarray:
 
 def _sniff(data: bytes) -> str | None:
     for name, signatures in SIGNATURES.items():
-        if any(data.startswith(signature) for signature in signatures):
-            if name != "WEBP" or data[8:12] == b"WEBP":
-                return name
+        starts_like = any(data.startswith(signature) for signature in signatures)
+        if starts_like and (name != "WEBP" or data[8:12] == b"WEBP"):
+            return name
     return None
 
 
@@ -122,6 +127,23 @@ def _measure(rgb: np.ndarray) -> tuple[float, float, float]:
     _, laplacian_std = cv2.meanStdDev(cv2.Laplacian(grey, cv2.CV_16S))
     return (round(float(mean[0, 0]), 2), round(float(std[0, 0]), 2),
             round(float(laplacian_std[0, 0]) ** 2, 1))
+
+
+def _orientation(image: Image.Image) -> int:
+    """The EXIF orientation (1..8); 1 when the EXIF block is missing or does not parse, since
+    the pixels are what a camera without EXIF would have delivered."""
+    try:
+        orientation = int(image.getexif().get(_ORIENTATION_TAG, 1) or 1)
+    except (OSError, SyntaxError, ValueError, TypeError, struct.error):
+        return 1
+    return orientation if orientation in _TRANSPOSE else 1
+
+
+def _upright(image: Image.Image, orientation: int) -> Image.Image:
+    """The image turned as its EXIF orientation says. Not `ImageOps.exif_transpose`: that also
+    rewrites the EXIF block and raises on a tag of an unexpected type."""
+    method = _TRANSPOSE[orientation]
+    return image if method is None else image.transpose(method)
 
 
 def check_image(path: Path, limits: ImageLimits) -> ImageFacts:
@@ -172,8 +194,8 @@ def check_image(path: Path, limits: ImageLimits) -> ImageFacts:
         except (OSError, SyntaxError, ValueError) as error:
             kind = "truncated" if "truncated" in str(error).lower() else "corrupt"
             return refused(Reason.CORRUPT_IMAGE, f"{kind} {sniffed}: {error}", **known)
-    orientation = int(image.getexif().get(_ORIENTATION_TAG, 1) or 1)
-    upright = ImageOps.exif_transpose(image) if orientation != 1 else image
+    orientation = _orientation(image)
+    upright = _upright(image, orientation)
     rgb = np.asarray(upright if upright.mode == "RGB" else upright.convert("RGB"))
     brightness, contrast, sharpness = _measure(rgb)
     return ImageFacts(path=str(path), format=sniffed, width=rgb.shape[1], height=rgb.shape[0],
@@ -209,4 +231,4 @@ def check_images(
 def upright_rgb(path: Path) -> Image.Image:
     """The image at `path` as the stored copy should hold it: EXIF rotation applied, RGB."""
     with Image.open(path) as image:
-        return ImageOps.exif_transpose(image).convert("RGB")
+        return _upright(image, _orientation(image)).convert("RGB")

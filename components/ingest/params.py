@@ -33,7 +33,9 @@ class IngestParams(BaseModel):
         return ImageLimits(self.max_pixels, self.min_width, self.min_height)
 
 
-def reference_labels(kind: TaskKind, accepted: pd.DataFrame, fallback: Path | None) -> pd.Series | None:
+def reference_labels(
+    kind: TaskKind, accepted: pd.DataFrame, fallback: Path | None
+) -> pd.Series | None:
     """The label values a new batch is compared with: everything accepted so far, or for a
     dataset's first batch the reference manifest (grades of the DVC reference set), if any."""
     column = kind.label_column

@@ -11,7 +11,6 @@ leak); its reason file says so.
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 import re
 import shutil
@@ -25,10 +24,11 @@ from components.ingest.model import Problem, SourceItem
 _UNSAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 
 
-def _file_name(item: SourceItem) -> str:
-    """A readable, unique, filesystem-safe name for the item."""
+def _file_name(position: int, item: SourceItem) -> str:
+    """A readable, filesystem-safe name for the item, unique by its position in the batch (two
+    rows may share an item_id: that is one of the reasons to be here)."""
     readable = _UNSAFE_NAME.sub("_", item.item_id).strip("._")[:80] or "item"
-    return f"{readable}-{hashlib.sha256(item.item_id.encode()).hexdigest()[:8]}"
+    return f"{position:06d}-{readable}"
 
 
 def quarantine_items(
@@ -40,10 +40,10 @@ def quarantine_items(
         shutil.rmtree(folder)
     folder.mkdir(parents=True)
     rows = []
-    for item, reason in rejected:
+    for position, (item, reason) in enumerate(rejected):
         target = folder / reason.reason.value
         target.mkdir(exist_ok=True)
-        name = _file_name(item)
+        name = _file_name(position, item)
         source = inside(batch_root, item.image)
         copied = None
         if source is not None and source.is_file():

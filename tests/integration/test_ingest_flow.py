@@ -14,23 +14,16 @@ import yaml
 
 from components.ingest import Reason
 from flows.ingest import ingest
-from tests.bad_files import write_corrupt_jpeg, write_png_bomb, write_truncated_png
+from tests.batches import (
+    read_rows,
+    write_corrupt_jpeg,
+    write_png_bomb,
+    write_rows,
+    write_truncated_png,
+)
 from tests.integration.conftest import copy_batch
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-
-
-def _rows(batch: Path) -> list[dict[str, str]]:
-    with (batch / "manifest.csv").open(newline="") as handle:
-        return list(csv.DictReader(handle))
-
-
-def _write_rows(batch: Path, rows: list[dict[str, str]], columns: list[str] | None = None) -> None:
-    columns = columns or list(rows[0])
-    with (batch / "manifest.csv").open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=columns, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(rows)
 
 
 def _reconciles(summary: dict) -> None:
@@ -67,7 +60,7 @@ def test_a_factory_batch_becomes_a_pushed_data_version_and_a_second_run_changes_
 def test_every_bad_item_lands_in_quarantine_with_its_reason(
         home: Path, factory_batches: dict[str, Path], tmp_path: Path) -> None:
     batch = copy_batch(factory_batches["bad"], tmp_path / "bad")
-    rows = _rows(batch)
+    rows = read_rows(batch)
     images = batch / "images"
     write_corrupt_jpeg(images / Path(rows[0]["image_path"]).name)
     (images / Path(rows[1]["image_path"]).name).write_bytes(b"")
@@ -83,7 +76,7 @@ def test_every_bad_item_lands_in_quarantine_with_its_reason(
              "passwd": "../../etc/passwd"}
     rows += [{**rows[10], "item_id": item_id, "image_path": path}
              for item_id, path in extra.items()]
-    _write_rows(batch, rows)
+    write_rows(batch, rows)
 
     summary = ingest(str(batch))
 
@@ -110,7 +103,7 @@ def test_a_batch_that_fails_its_suite_is_rejected_whole_and_changes_nothing(
     first = ingest(str(factory_batches["first"]))
     manifest = (home / "data" / "grade" / "manifest.csv").read_bytes()
     skewed = copy_batch(factory_batches["second"], tmp_path / "all-tens")
-    _write_rows(skewed, [{**row, "grade": "10"} for row in _rows(skewed)])
+    write_rows(skewed, [{**row, "grade": "10"} for row in read_rows(skewed)])
 
     summary = ingest(str(skewed))
 
@@ -126,8 +119,8 @@ def test_a_batch_that_fails_its_suite_is_rejected_whole_and_changes_nothing(
 def test_a_batch_missing_a_required_column_is_refused_with_the_column_named(
         home: Path, factory_batches: dict[str, Path], tmp_path: Path) -> None:
     batch = copy_batch(factory_batches["second"], tmp_path / "no-grade")
-    rows = _rows(batch)
-    _write_rows(batch, rows, [c for c in rows[0] if c != "grade"])
+    rows = read_rows(batch)
+    write_rows(batch, rows, [c for c in rows[0] if c != "grade"])
 
     summary = ingest(str(batch))
 

@@ -1,13 +1,30 @@
-"""Broken files of the kinds users upload, made cheaply for the ingest tests."""
+"""Edit factory batches the way users break them: manifest rows, and broken files of the kinds
+users upload, made cheaply for the ingest tests."""
 
 from __future__ import annotations
 
+import csv
 import struct
 import zlib
 from pathlib import Path
 
 import cv2
 import numpy as np
+
+
+def read_rows(batch: Path) -> list[dict[str, str]]:
+    """The manifest rows of a batch folder, as text."""
+    with (batch / "manifest.csv").open(newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def write_rows(batch: Path, rows: list[dict[str, str]], columns: list[str] | None = None) -> None:
+    """Replace the batch's manifest by `rows`, with `columns` (default: the first row's keys)."""
+    columns = columns or list(rows[0])
+    with (batch / "manifest.csv").open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
 
 
 def _chunk(kind: bytes, data: bytes) -> bytes:
