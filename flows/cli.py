@@ -13,7 +13,6 @@ Every command that reports results takes `--json` for machines; progress goes to
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Annotated
 
@@ -44,7 +43,7 @@ def main(
         help="Home folder of all local state (GRADELINE_HOME); default .gradeline/.")] = None,
 ) -> None:
     """Resolve the settings once, before any flow module imports Prefect or MLflow."""
-    os.environ.update(load_settings(home=home).service_env())
+    load_settings(home=home).activate()
 
 
 def _fail(message: str) -> typer.Exit:

@@ -17,6 +17,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+from prefect.utilities.annotations import quote
 
 from components.ingest import (
     TASKS,
@@ -27,15 +29,14 @@ from components.ingest import (
     IngestParams,
     Problem,
     Reason,
-    SuiteResult,
     batch_fingerprint,
     check_batch,
     quarantine_items,
     read_batch,
     reference_labels,
-    validate_batch,
 )
 from components.ingest.s3 import StagedSource, s3_client, stage_s3
+from components.ingest.suite import SuiteResult, validate_batch
 from components.params import load_params
 from components.settings import GradelineSettings, find_project_root, load_settings
 
@@ -105,7 +106,9 @@ def stage_source(source: str, staging: Path) -> StagedSource:
     return StagedSource(root=root)
 
 
-@task(persist_result=True)
+# Tasks that take a whole checked batch are not cached: hashing thousands of items for a cache
+# key costs seconds, and re-checking is what a rerun should do anyway. Results still persist.
+@task(persist_result=True, cache_policy=NO_CACHE)
 def check_items(staged: StagedSource, task_name: str, store: DatasetStore,
                 params: IngestParams) -> CheckedBatch:
     """Read the batch and run every item check (images in parallel), logging progress."""
@@ -128,7 +131,7 @@ def check_items(staged: StagedSource, task_name: str, store: DatasetStore,
     return checked
 
 
-@task(persist_result=True)
+@task(persist_result=True, cache_policy=NO_CACHE)
 def run_suite(checked: CheckedBatch, task_name: str, store: DatasetStore, params: IngestParams,
               gx_root: Path) -> SuiteResult:
     """The Great Expectations batch suite, with Data Docs."""
@@ -142,7 +145,7 @@ def run_suite(checked: CheckedBatch, task_name: str, store: DatasetStore, params
     return result
 
 
-@task
+@task(cache_policy=NO_CACHE)
 def quarantine(checked: CheckedBatch, folder: Path) -> dict[str, int]:
     """Copy every rejected item with its reason file."""
     counts = quarantine_items(folder, checked.batch.root, checked.rejected)
@@ -151,18 +154,19 @@ def quarantine(checked: CheckedBatch, folder: Path) -> dict[str, int]:
     return counts
 
 
-@task(retries=2, retry_delay_seconds=[2, 10])
+@task(retries=2, retry_delay_seconds=[2, 10], cache_policy=NO_CACHE)
 def version_batch(store: DatasetStore, checked: CheckedBatch, task_name: str,
-                  entry: dict[str, object]) -> str:
+                  entry: dict[str, object], source: str) -> str:
     """Add the accepted items to the dataset and commit and push it with DVC."""
-    version = store.add_batch(checked.batch, checked.candidates, task_name, checked.classes, entry)
+    version = store.add_batch(checked.batch, checked.candidates, task_name, checked.classes, entry,
+                              source)
     get_run_logger().info("dataset %s is now data version %s", store.dataset, version)
     return version
 
 
-def _batch_id(source: str, fingerprint: str) -> str:
-    name = Path(source.rstrip("/")).name or "batch"
-    return f"{''.join(c if c.isalnum() or c in '-_' else '-' for c in name)}-{fingerprint[:12]}"
+def _batch_id(fingerprint: str) -> str:
+    """Named by content, not by folder: the same batch from S3 or a local copy is one batch."""
+    return f"batch-{fingerprint[:12]}"
 
 
 @flow(name="ingest", persist_result=True)
@@ -184,16 +188,17 @@ def ingest(source: str, task: str = "grade", dataset: str | None = None) -> dict
     try:
         staged = stage_source(source, staging)
         fingerprint = batch_fingerprint(staged.root)
-        summary.batch_id = _batch_id(source, fingerprint)
+        summary.batch_id = _batch_id(fingerprint)
         earlier = store.find_batch(fingerprint)
         if earlier is not None:
             summary.status, summary.data_version = "already_ingested", summary.previous_data_version
-            summary.message = (f"batch already ingested as {earlier['batch_id']} at "
-                               f"{earlier['time']}; nothing changed")
+            summary.message = (f"batch already ingested as {earlier['batch_id']} "
+                               f"({earlier['accepted']} items accepted); nothing changed")
             get_run_logger().info(summary.message)
             return _finish(summary, started)
         checked = check_items(staged, task, store, params)
-        suite = run_suite(checked, task, store, params, settings.home / "gx")
+        # quote(): Prefect would otherwise walk every item looking for futures (seconds).
+        suite = run_suite(quote(checked), task, store, params, settings.home / "gx")
         summary.validation_seconds = round(time.perf_counter() - started, 2)
         summary.images_per_s = round(checked.received / summary.validation_seconds, 1)
         if not suite.success:
@@ -201,7 +206,7 @@ def ingest(source: str, task: str = "grade", dataset: str | None = None) -> dict
             for item, _ in checked.candidates:
                 item.problems.append(failed)
         folder = settings.quarantine_dir / dataset / summary.batch_id
-        summary.quarantined_by_reason = quarantine(checked, folder)
+        summary.quarantined_by_reason = quarantine(quote(checked), folder)
         accepted = checked.candidates
         summary.format, summary.received = checked.batch.format, checked.received
         summary.accepted, summary.quarantined = len(accepted), checked.received - len(accepted)
@@ -212,10 +217,9 @@ def ingest(source: str, task: str = "grade", dataset: str | None = None) -> dict
             summary.status, summary.data_version = "rejected", summary.previous_data_version
             summary.message = "; ".join(checked.refusals or suite.failures) or "nothing accepted"
             return _finish(summary, started)
-        entry = {"batch_id": summary.batch_id, "fingerprint": fingerprint, "source": source,
-                 "received": summary.received, "accepted": summary.accepted,
-                 "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-        summary.data_version = version_batch(store, checked, task, entry)
+        entry = {"batch_id": summary.batch_id, "fingerprint": fingerprint,
+                 "received": summary.received, "accepted": summary.accepted}
+        summary.data_version = version_batch(store, quote(checked), task, entry, source)
         summary.message = f"{summary.accepted} of {summary.received} items accepted"
         return _finish(summary, started)
     finally:

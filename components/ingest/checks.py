@@ -19,7 +19,6 @@ from pathlib import Path
 import pandas as pd
 
 from components.ingest.duplicates import Fingerprints, find_duplicates
-from components.ingest.formats import inside
 from components.ingest.images import ImageFacts, ImageLimits, check_images
 from components.ingest.model import Problem, Reason, SourceBatch, SourceItem
 from components.ingest.tasks import TaskKind
@@ -94,10 +93,9 @@ def _check_identities(batch: SourceBatch, accepted: AcceptedIndex) -> None:
         seen.add(item.item_id)
 
 
-def _image_to_check(batch: SourceBatch, item: SourceItem,
-                    unreadable: dict[str, str]) -> Path | None:
+def _image_to_check(item: SourceItem, unreadable: dict[str, str]) -> Path | None:
     """The file to check for the item, or None with the problem recorded."""
-    path = inside(batch.root, item.image)
+    path = item.path
     if path is None:
         return None  # formats.read_batch recorded the unsafe path
     fetch_error = unreadable.get(posixpath.normpath(item.image))
@@ -126,7 +124,7 @@ def check_batch(
     refusals = [*batch.refusals, *kind.refusals(batch)]
     classes = accepted.classes or batch.classes
     _check_identities(batch, accepted)
-    paths = {position: _image_to_check(batch, item, unreadable or {})
+    paths = {position: _image_to_check(item, unreadable or {})
              for position, item in enumerate(batch.items) if item.ok}
     to_check = {position: path for position, path in paths.items() if path is not None}
     checked = check_images(list(to_check.values()), limits, workers, on_progress)

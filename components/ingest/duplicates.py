@@ -29,27 +29,32 @@ class Fingerprints:
 
 
 def _distances(rows: np.ndarray, columns: np.ndarray) -> np.ndarray:
-    """Hamming distances between every row hash and every column hash."""
-    return np.bitwise_count(rows[:, None, :] ^ columns[None, :, :]).sum(axis=2, dtype=np.uint16)
+    """Hamming distances between every row hash and every column hash, word by word so the
+    temporaries stay one (rows x columns) array of bytes each."""
+    total = np.zeros((len(rows), len(columns)), dtype=np.uint16)
+    for word in range(rows.shape[1]):
+        total += np.bitwise_count(rows[:, word, None] ^ columns[None, :, word])
+    return total
 
 
 def _nearest(rows: np.ndarray, columns: np.ndarray, max_bits: int, earlier_only: bool):
     """For each row: the first column within `max_bits` (only columns before it when
-    `earlier_only`), and its distance; -1 where there is none."""
+    `earlier_only`, rows and columns then being the same hashes), and its distance; -1 where
+    there is none."""
     found = np.full(len(rows), -1)
     bits = np.zeros(len(rows), dtype=np.uint16)
     if len(columns) == 0:
         return found, bits
     for start in range(0, len(rows), _ROWS_PER_BLOCK):
-        block = _distances(rows[start:start + _ROWS_PER_BLOCK], columns)
+        stop = min(start + _ROWS_PER_BLOCK, len(rows))
+        block = _distances(rows[start:stop], columns[:stop] if earlier_only else columns)
         if earlier_only:
-            positions = np.arange(start, start + len(block))[:, None]
-            block = np.where(np.arange(len(columns))[None, :] < positions, block, 0xFFFF)
+            later = np.arange(block.shape[1])[None, :] >= np.arange(start, stop)[:, None]
+            block[later] = np.iinfo(block.dtype).max
         close = block <= max_bits
-        hit = close.any(axis=1)
         first = close.argmax(axis=1)
-        found[start:start + len(block)] = np.where(hit, first, -1)
-        bits[start:start + len(block)] = block[np.arange(len(block)), first]
+        found[start:stop] = np.where(close.any(axis=1), first, -1)
+        bits[start:stop] = block[np.arange(len(block)), first]
     return found, bits
 
 

@@ -74,13 +74,15 @@ def read_batch(root: Path, needs_boxes: bool) -> SourceBatch:
               "imagefolder": _read_imagefolder}[kind]
     batch = reader(root, needs_boxes)
     _add_unreferenced(batch)
-    _reject_unsafe_paths(batch)
+    _resolve_paths(batch)
     return batch
 
 
-def _reject_unsafe_paths(batch: SourceBatch) -> None:
+def _resolve_paths(batch: SourceBatch) -> None:
+    """Set each item's `path`, or record that its image path leaves the batch."""
     for item in batch.items:
-        if inside(batch.root, item.image) is None:
+        item.path = inside(batch.root, item.image)
+        if item.path is None:
             item.reject(Reason.UNSAFE_PATH,
                         f"{item.item_id}: image path {item.image!r} leaves the batch folder")
 

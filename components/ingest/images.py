@@ -45,7 +45,7 @@ _TRANSPOSE = {1: None, 2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.RO
               4: Image.Transpose.FLIP_TOP_BOTTOM, 5: Image.Transpose.TRANSPOSE,
               6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
               8: Image.Transpose.ROTATE_90}
-_CHUNK = 32
+_CHUNK = 64  # images per task sent to a worker: measured fastest of 16..128
 
 
 @dataclass(frozen=True)

@@ -64,13 +64,15 @@ class Box:
 @dataclass
 class SourceItem:
     """One item as its source describes it, before any check: `image` is the path the source
-    gives, relative to the batch root; `labels` the label fields of its manifest row or file."""
+    gives, relative to the batch root, and `path` that file once known to lie inside the batch
+    (None for a path that leaves it); `labels` the label fields of its manifest row or file."""
 
     item_id: str
     image: str
     labels: dict[str, object] = field(default_factory=dict)
     boxes: list[Box] | None = None
     problems: list[Problem] = field(default_factory=list)
+    path: Path | None = None
 
     def reject(self, reason: Reason, detail: str) -> None:
         self.problems.append(Problem(reason, detail))

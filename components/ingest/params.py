@@ -1,15 +1,34 @@
-"""Parameters of the ingest flow, read from the `ingest` section of params.yaml."""
+"""Parameters of the ingest flow, read from the `ingest` section of params.yaml, and the label
+reference a batch is compared with."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
 from components.ingest.images import ImageLimits
-from components.ingest.suite import SuiteLimits
 from components.ingest.tasks import TaskKind
+
+
+@dataclass(frozen=True)
+class SuiteLimits:
+    """Bounds of an acceptable batch (params.yaml `ingest.suite`)."""
+
+    max_quarantined_share: float = 0.2
+    max_duplicate_share: float = 0.1
+    brightness: tuple[float, float] = (20.0, 235.0)
+    min_contrast: float = 8.0
+    min_sharpness: float = 20.0
+    aspect: tuple[float, float] = (0.25, 4.0)
+    # Share of images that must fall inside the property ranges above.
+    mostly: float = 0.95
+    # The label distribution fails when a G-test rejects it at this confidence AND its KL
+    # divergence from the reference exceeds the floor (huge batches reject trivial shifts).
+    label_confidence: float = 0.999
+    label_kl_floor: float = 0.05
 
 
 class IngestParams(BaseModel):

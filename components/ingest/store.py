@@ -5,7 +5,8 @@
     <data_dir>/<dataset>/manifest.csv                            one row per accepted item
     <data_dir>/<dataset>/dataset.json                            task and class names
     <data_dir>/<dataset>/batches.jsonl                           one line per accepted batch
-    <data_dir>/versions.jsonl                                    one line per data version
+    <data_dir>/versions.jsonl                                    each data version: batch, source,
+                                                                 time
 
 Adding a batch is all or nothing: if copying, `dvc add` or `dvc push` fails, every file written
 is removed and the manifest, ledger and `.dvc` file are put back as they were.
@@ -24,7 +25,6 @@ import pandas as pd
 
 from components.ingest.checks import AcceptedIndex
 from components.ingest.duplicates import Fingerprints
-from components.ingest.formats import inside
 from components.ingest.images import ImageFacts, upright_rgb
 from components.ingest.model import SourceBatch, SourceItem
 from components.ingest.versioning import DataRepo
@@ -94,9 +94,13 @@ class DatasetStore:
         task: str,
         classes: tuple[str, ...],
         ledger_entry: dict[str, object],
+        source: str,
     ) -> str:
         """Copy the accepted items in, extend the manifest and ledger, commit and push with
-        DVC, and return the new data version; on any failure leave everything as it was."""
+        DVC, and return the new data version; on any failure leave everything as it was.
+
+        Only `ledger_entry` enters the versioned folder, so the same batches give the same data
+        version on any machine; where they came from and when goes to versions.jsonl."""
         batch_id = str(ledger_entry["batch_id"])
         kept = {name: (self.root / name).read_bytes() if (self.root / name).is_file() else None
                 for name in (MANIFEST, INFO, LEDGER, f"../{self.dataset}.dvc")}
@@ -127,13 +131,14 @@ class DatasetStore:
         with (self.repo.root / VERSIONS).open("a") as versions:
             versions.write(json.dumps({"dataset": self.dataset, "data_version": version,
                                        "batch_id": batch_id, "items": len(manifest),
+                                       "source": source,
                                        "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")}) + "\n")
         return version
 
     def _store_item(self, batch: SourceBatch, item: SourceItem, facts: ImageFacts,
                     batch_id: str, classes: tuple[str, ...]) -> dict[str, object]:
         """Copy one accepted item into the dataset and return its manifest row."""
-        source = inside(batch.root, item.image)
+        source = item.path
         assert source is not None  # candidates passed the path check
         suffix = ".png" if facts.needs_normalising else source.suffix.lower()
         image = Path("images") / batch_id / f"{facts.sha256[:16]}{suffix}"

@@ -10,21 +10,24 @@ Three tables of one batch are validated by one checkpoint, one suite each:
 - `<dataset>.images`: the candidates' image properties: size, aspect, brightness, contrast,
   sharpness within plausible ranges for most images.
 The HTML Data Docs of every run are built under `gx_root`; `docs_index` is their front page.
-Great Expectations takes seconds to import, so it is imported when a suite first runs.
+Great Expectations takes seconds to import: `components.ingest` leaves this module out, so
+only the flow that runs a suite pays for it, when it loads.
 """
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import great_expectations as gx
 import pandas as pd
+from great_expectations.data_context.types.base import ProgressBarsConfig
 from scipy import stats
 
 from components.ingest.checks import CheckedBatch
 from components.ingest.images import ImageLimits
 from components.ingest.model import Reason
+from components.ingest.params import SuiteLimits
 from components.ingest.tasks import GRADE_RANGE, TaskKind
 
 DUPLICATE_REASONS = (Reason.DUPLICATE.value, Reason.NEAR_DUPLICATE.value,
@@ -32,24 +35,6 @@ DUPLICATE_REASONS = (Reason.DUPLICATE.value, Reason.NEAR_DUPLICATE.value,
 # Laplace smoothing of the reference counts: a grade the reference never saw is rare, not
 # impossible, so one such card does not make the divergence infinite.
 _SMOOTHING = 0.5
-
-
-@dataclass(frozen=True)
-class SuiteLimits:
-    """Bounds of an acceptable batch (params.yaml `ingest.suite`)."""
-
-    max_quarantined_share: float = 0.2
-    max_duplicate_share: float = 0.1
-    brightness: tuple[float, float] = (20.0, 235.0)
-    min_contrast: float = 8.0
-    min_sharpness: float = 20.0
-    aspect: tuple[float, float] = (0.25, 4.0)
-    # Share of images that must fall inside the property ranges above.
-    mostly: float = 0.95
-    # The label distribution fails when a G-test rejects it at this confidence AND its KL
-    # divergence from the reference exceeds the floor (huge batches reject trivial shifts).
-    label_confidence: float = 0.999
-    label_kl_floor: float = 0.05
 
 
 @dataclass
@@ -78,7 +63,7 @@ def reference_partition(kind: TaskKind, reference: pd.Series) -> dict[str, list]
     return {"values": values, "weights": [w / sum(weights) for w in weights]}
 
 
-def _expectations(gx, kind: TaskKind, checked: CheckedBatch, limits: SuiteLimits,
+def _expectations(kind: TaskKind, checked: CheckedBatch, limits: SuiteLimits,
                   image_limits: ImageLimits, reference: pd.Series | None) -> dict[str, list]:
     e = gx.expectations
     items = [
@@ -126,13 +111,11 @@ def _expectations(gx, kind: TaskKind, checked: CheckedBatch, limits: SuiteLimits
 
 def _context(gx_root: Path):
     """The file-backed GE project under `gx_root`, quiet: no analytics, no progress bars."""
-    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
-    import great_expectations as gx
-    from great_expectations.data_context.types.base import ProgressBarsConfig
-
     context = gx.get_context(mode="file", project_root_dir=str(gx_root))
+    if context.config.analytics_enabled is not False:
+        context.enable_analytics(False)  # saved in the project: these machines may be offline
     context.variables.progress_bars = ProgressBarsConfig(globally=False)
-    return gx, context
+    return context
 
 
 def _batch_definition(context, asset_name: str):
@@ -169,32 +152,40 @@ def validate_batch(
     image_limits: ImageLimits,
     reference: pd.Series | None = None,
 ) -> SuiteResult:
-    """Run the batch suite on `checked` and build the Data Docs; `reference` holds the label
-    values the batch's distribution is compared with (None: no comparison yet)."""
-    gx, context = _context(gx_root)
-    candidates = checked.candidates_table()
-    tables = {"items": checked.items_table(), "manifest": candidates, "images": candidates}
-    definitions = []
-    expectations_by_table = _expectations(gx, kind, checked, limits, image_limits, reference)
+    """Run the batch suite on `checked` and add its results to the Data Docs; `reference` holds
+    the label values the batch's distribution is compared with (None: no comparison yet)."""
+    context = _context(gx_root)
+    # One checkpoint per frame: a checkpoint hands the same frame to each of its validations.
+    # Its Data Docs action renders only the new results and the index, however long the history.
+    frames = {"items": checked.items_table(), "candidates": checked.candidates_table()}
+    tables = {"items": "items", "manifest": "candidates", "images": "candidates"}
+    definitions: dict[str, list] = {frame: [] for frame in frames}
+    expectations_by_table = _expectations(kind, checked, limits, image_limits, reference)
     for table, expectations in expectations_by_table.items():
         name = f"{dataset}.{table}"
-        suite = gx.ExpectationSuite(name=name, expectations=expectations)
-        suite = context.suites.add_or_update(suite)
-        definitions.append(context.validation_definitions.add_or_update(gx.ValidationDefinition(
-            name=name, data=_batch_definition(context, name), suite=suite)))
+        suite = context.suites.add_or_update(gx.ExpectationSuite(name=name,
+                                                                 expectations=expectations))
+        definitions[tables[table]].append(context.validation_definitions.add_or_update(
+            gx.ValidationDefinition(name=name, data=_batch_definition(context, name),
+                                    suite=suite)))
     failures: list[str] = []
     divergence = None
-    for definition in definitions:
-        table = definition.name.rsplit(".", 1)[1]
+    for frame_name, frame in frames.items():
+        checkpoint = context.checkpoints.add_or_update(gx.Checkpoint(
+            name=f"{dataset}.{frame_name}", validation_definitions=definitions[frame_name],
+            actions=[gx.checkpoint.UpdateDataDocsAction(name="data-docs")],
+            result_format="SUMMARY"))
         # An empty frame has no columns to check; the row-count expectation reports it.
-        frame = tables[table] if not tables[table].empty else pd.DataFrame({"item_id": []})
-        result = definition.run(batch_parameters={"dataframe": frame}, result_format="SUMMARY")
-        for outcome in result.results:
-            if outcome.expectation_config.type == "expect_column_kl_divergence_to_be_less_than":
-                divergence = outcome.result.get("observed_value")
-            if not outcome.success:
-                failures.append(f"{table}: {_describe(outcome)}")
-    context.build_data_docs()
+        data = frame if not frame.empty else pd.DataFrame({"item_id": []})
+        result = checkpoint.run(batch_parameters={"dataframe": data})
+        for run in result.run_results.values():
+            table = run.suite_name.rsplit(".", 1)[1]
+            for outcome in run.results:
+                if outcome.expectation_config.type == \
+                        "expect_column_kl_divergence_to_be_less_than":
+                    divergence = outcome.result.get("observed_value")
+                if not outcome.success:
+                    failures.append(f"{table}: {_describe(outcome)}")
     index = gx_root / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html"
     return SuiteResult(success=not failures, failures=failures, docs_index=str(index),
                        label_divergence=None if divergence is None else round(divergence, 4))

@@ -1,5 +1,7 @@
 """Version accepted datasets with DVC: one DVC project (no git) in the data folder, one tracked
 folder per dataset, pushed to the configured remote (a local folder by default, S3 when set).
+DVC runs in-process through its Python API (`dvc add` and `dvc push` as a library): starting
+the `dvc` command costs ~2 s each time.
 
     repo = DataRepo(settings.data_dir, remote=settings.dvc_remote)
     version = repo.commit("grade")   # dvc add + dvc push; the folder's DVC hash
@@ -10,20 +12,35 @@ each version's `.dvc` file is kept under `versions/`, so any version can be chec
 
 from __future__ import annotations
 
-import os
+import logging
 import shutil
-import subprocess
-import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
+from dvc.exceptions import DvcException
+from dvc.repo import Repo
 
 REMOTE_NAME = "gradeline"
 
 
+@contextmanager
+def _dvc_quiet() -> Iterator[None]:
+    """DVC's own info lines ("Initialized DVC repository.") off, warnings on: in-process they
+    would reach whatever handler the host installed, stdout included, and spoil --json."""
+    logger = logging.getLogger("dvc")
+    level = logger.level
+    logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
 class VersioningError(RuntimeError):
-    """A DVC command failed; the message holds DVC's own words."""
+    """DVC could not add or push a dataset; the message holds DVC's own words."""
 
 
 @dataclass(frozen=True)
@@ -35,28 +52,27 @@ class DataRepo:
     endpoint_url: str | None = None
     region: str | None = None
 
-    def dvc(self, *args: str) -> str:
-        """Run one DVC command in the project and return its output; VersioningError if it fails."""
-        env = {**os.environ, "DVC_NO_ANALYTICS": "1"}
-        done = subprocess.run([sys.executable, "-m", "dvc", *args], cwd=self.root, env=env,
-                              capture_output=True, text=True, check=False)
-        if done.returncode != 0:
-            raise VersioningError(f"dvc {' '.join(args)} failed: "
-                                  f"{(done.stderr or done.stdout).strip()}")
-        return done.stdout
-
-    def ensure(self) -> None:
-        """Create the project on first use; point its default remote at `remote` every time, so
-        a changed setting takes effect."""
+    def ensure(self) -> Repo:
+        """Open the project, creating it on first use, with its default remote pointed at
+        `remote` every time so that a changed setting takes effect."""
         self.root.mkdir(parents=True, exist_ok=True)
-        if not (self.root / ".dvc").is_dir():
-            self.dvc("init", "--no-scm", "--quiet")
-            self.dvc("config", "core.analytics", "false")
-            self.dvc("config", "core.check_update", "false")
-        self.dvc("remote", "add", "--force", "--default", REMOTE_NAME, self.remote)
-        for option, value in (("endpointurl", self.endpoint_url), ("region", self.region)):
-            if value and self.remote.startswith("s3://"):
-                self.dvc("remote", "modify", REMOTE_NAME, option, value)
+        try:
+            if (self.root / ".dvc").is_dir():
+                repo = Repo(str(self.root))
+            else:
+                with _dvc_quiet():
+                    repo = Repo.init(str(self.root), no_scm=True)
+            with repo.config.edit() as config:
+                config.setdefault("core", {}).update({"analytics": False, "check_update": False,
+                                       "remote": REMOTE_NAME})
+                remote = {"url": self.remote}
+                if self.remote.startswith("s3://"):
+                    remote |= {k: v for k, v in (("endpointurl", self.endpoint_url),
+                                                  ("region", self.region)) if v}
+                config.setdefault("remote", {})[REMOTE_NAME] = remote
+        except DvcException as error:
+            raise VersioningError(f"DVC project {self.root}: {error}") from error
+        return repo
 
     def version_of(self, dataset: str) -> str | None:
         """The DVC hash the dataset's `.dvc` file records, None before its first commit."""
@@ -67,9 +83,13 @@ class DataRepo:
 
     def commit(self, dataset: str) -> str:
         """Track the dataset folder's current content, push it, and return its data version."""
-        self.ensure()
-        self.dvc("add", "--quiet", dataset)
-        self.dvc("push", "--quiet", f"{dataset}.dvc")
+        repo = self.ensure()
+        try:
+            with repo, _dvc_quiet():
+                repo.add([str(self.root / dataset)])
+                repo.push(targets=[str(self.root / f"{dataset}.dvc")])
+        except (DvcException, OSError) as error:  # a remote folder that cannot be written
+            raise VersioningError(f"DVC could not version {dataset}: {error}") from error
         version = self.version_of(dataset)
         assert version is not None  # dvc add just wrote the file
         kept = self.root / "versions" / dataset / f"{version}.dvc"

@@ -1,0 +1,64 @@
+"""The accepted dataset with real DVC: the same batches give the same data version anywhere,
+versions reach the remote, and a failed push leaves the dataset exactly as it was."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from components.ingest import (
+    TASKS,
+    DataRepo,
+    DatasetStore,
+    ImageLimits,
+    VersioningError,
+    check_batch,
+    read_batch,
+)
+
+pytestmark = pytest.mark.integration
+
+
+def _add(store: DatasetStore, batch: Path, batch_id: str) -> str:
+    checked = check_batch(read_batch(batch, needs_boxes=False), TASKS["grade"], store.index(),
+                          ImageLimits(), max_bits=20, workers=1)
+    entry = {"batch_id": batch_id, "fingerprint": batch_id, "received": checked.received}
+    return store.add_batch(checked.batch, checked.candidates, "grade", checked.classes, entry,
+                           source=str(batch))
+
+
+def _snapshot(folder: Path) -> dict[str, bytes]:
+    return {p.relative_to(folder).as_posix(): p.read_bytes()
+            for p in sorted(folder.rglob("*")) if p.is_file() and ".dvc/" not in p.as_posix()}
+
+
+def test_the_same_batches_give_the_same_data_version_on_any_machine(
+        factory_batches: dict[str, Path], tmp_path: Path) -> None:
+    versions = []
+    for machine in ("a", "b"):
+        store = DatasetStore(DataRepo(tmp_path / machine / "data", str(tmp_path / machine / "r")),
+                             "grade")
+        versions.append(_add(store, factory_batches["first"], "batch-1"))
+        assert store.version() == versions[-1]
+        assert (store.repo.root / "versions" / "grade" / f"{versions[-1]}.dvc").is_file()
+        assert any((tmp_path / machine / "r").rglob("*.dir"))  # the folder listing was pushed
+
+    assert versions[0] == versions[1]
+
+
+def test_a_failed_push_leaves_the_dataset_as_it_was(
+        factory_batches: dict[str, Path], tmp_path: Path) -> None:
+    good = DataRepo(tmp_path / "data", str(tmp_path / "remote"))
+    first = _add(DatasetStore(good, "grade"), factory_batches["first"], "batch-1")
+    before = _snapshot(good.root)
+    blocked = tmp_path / "not-a-folder"
+    blocked.write_text("a file where the remote folder should be")
+    broken = DatasetStore(DataRepo(good.root, str(blocked / "remote")), "grade")
+
+    with pytest.raises(VersioningError):
+        _add(broken, factory_batches["second"], "batch-2")
+
+    assert _snapshot(good.root) == before
+    assert broken.version() == first
+    assert len(broken.manifest()) == 40
