@@ -2,10 +2,12 @@
 
 Today it runs day 0 of the lifecycle's data side as the Prefect flow `demo`: a studio batch and
 a batch from a new (phone) camera come out of the card factory, the expert panel's agreement is
-measured, centering is measured on both cameras against the known truth, and contact sheets are
-drawn. It prints a timeline with the figures of each step and where every file lives; the CLI
-exits 1 when a step fails. Ingest, train, evaluate, promote and monitor join this story as they
-are built. Import this module only after `settings.activate()`: Prefect reads PREFECT_HOME once.
+measured, centering is measured on both cameras against the known truth, contact sheets are
+drawn, and both batches go through the `ingest` flow into the versioned dataset `demo-cards`
+(the studio batch twice, to show that a repeat changes nothing). It prints a timeline with the
+figures of each step and where every file lives; the CLI exits 1 when a step fails. Train,
+evaluate, promote and monitor join this story as they are built. Import this module only after
+`settings.activate()`: Prefect reads PREFECT_HOME once.
 """
 
 from __future__ import annotations
@@ -24,9 +26,11 @@ from components.cards import contact_sheet, synthesize_batch
 from components.cards.panel import PANEL, panel_agreement
 from components.centering import centering_accuracy
 from components.settings import GradelineSettings
+from flows.ingest import ingest
 
-NOT_YET_BUILT = ("ingest + validate + version (DVC)", "train (MLflow)", "evaluate + export",
-                 "shadow / canary / promote", "monitor drift + retrain")
+NOT_YET_BUILT = ("train (MLflow)", "evaluate + export", "shadow / canary / promote",
+                 "monitor drift + retrain")
+DEMO_DATASET = "demo-cards"
 Figures = tuple[dict[str, object], list[str]]
 
 
@@ -97,6 +101,14 @@ def draw_sheets(batches: dict[str, Path], reports: Path) -> Figures:
     return {"sheets": len(files)}, files
 
 
+def ingest_batch(batch: Path) -> Figures:
+    """The ingest flow (a subflow run) on a batch, into the demo's own dataset."""
+    summary = ingest(str(batch), task="grade", dataset=DEMO_DATASET)
+    figures = {key: summary[key] for key in ("status", "received", "accepted", "quarantined",
+                                             "data_version", "images_per_s")}
+    return figures, [summary["data_docs"]] if summary["data_docs"] else []
+
+
 @flow(name="demo")
 def demo_flow(workdir: Path, reports: Path, studio_cards: int = 400, phone_cards: int = 200,
               verbose: bool = True) -> list[DemoStep]:
@@ -110,6 +122,9 @@ def demo_flow(workdir: Path, reports: Path, studio_cards: int = 400, phone_cards
         ("centering vs truth (studio)", lambda: centering_vs_truth(studio)),
         ("centering vs truth (phone)", lambda: centering_vs_truth(phone)),
         ("contact sheets", lambda: draw_sheets({"studio": studio, "phone": phone}, reports)),
+        ("ingest studio batch", lambda: ingest_batch(studio)),
+        ("ingest phone batch", lambda: ingest_batch(phone)),
+        ("ingest studio batch again", lambda: ingest_batch(studio)),
     ]
     steps = []
     for name, run in plan:
@@ -127,7 +142,10 @@ def run_demo(settings: GradelineSettings, studio_cards: int = 400, phone_cards: 
     settings.activate()
     report = DemoReport(home=str(settings.home))
     workdir = settings.data_dir / "demo"
-    shutil.rmtree(workdir, ignore_errors=True)  # the demo's own scratch space, rebuilt each run
+    # The demo's own scratch space and dataset, rebuilt each run so every ingest is shown.
+    shutil.rmtree(workdir, ignore_errors=True)
+    shutil.rmtree(settings.data_dir / DEMO_DATASET, ignore_errors=True)
+    (settings.data_dir / f"{DEMO_DATASET}.dvc").unlink(missing_ok=True)
     try:
         report.steps = demo_flow(workdir, settings.reports_dir / "demo", studio_cards,
                                  phone_cards, verbose=echo is not None)

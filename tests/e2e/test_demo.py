@@ -32,15 +32,19 @@ def test_demo_runs_the_day_zero_story(tmp_path: Path, monkeypatch: pytest.Monkey
         states = asyncio.run(_demo_run_states())
 
     assert report.ok, report.error
-    assert states == ["COMPLETED"]
+    assert set(states) == {"COMPLETED"}  # the demo and its ingest subflows
     names = [step.name for step in report.steps]
-    assert names[0] == "synthesize studio batch" and names[-1] == "contact sheets"
+    assert names[0] == "synthesize studio batch" and names[-1] == "ingest studio batch again"
     studio = next(s for s in report.steps if s.name == "centering vs truth (studio)")
     assert studio.figures["failures"] == 0 and studio.figures["max_abs"] <= 1.0
     sheets = next(s for s in report.steps if s.name == "contact sheets").files
     assert all(cv2.imread(path) is not None for path in sheets)
     assert all(Path(path).is_relative_to(tmp_path) for path in sheets)
     assert lines[-1] == "demo finished"
+    ingests = [s.figures for s in report.steps if s.name.startswith("ingest")]
+    assert [f["status"] for f in ingests] == ["accepted", "accepted", "already_ingested"]
+    assert ingests[0]["accepted"] == 24 and ingests[1]["accepted"] == 16
+    assert ingests[2]["data_version"] == ingests[1]["data_version"]
 
 
 def test_demo_reports_a_failed_step_instead_of_crashing(tmp_path: Path,
