@@ -36,7 +36,7 @@ from components.ingest import (
     reference_labels,
 )
 from components.ingest.s3 import StagedSource, s3_client, stage_s3
-from components.ingest.suite import SuiteResult, validate_batch
+from components.ingest.suite import SuiteResult, build_data_docs, validate_batch
 from components.params import load_params
 from components.settings import GradelineSettings, find_project_root, load_settings
 
@@ -146,6 +146,12 @@ def run_suite(checked: CheckedBatch, task_name: str, store: DatasetStore, params
 
 
 @task(cache_policy=NO_CACHE)
+def publish_data_docs(suite: SuiteResult, gx_root: Path) -> str:
+    """Render the batch's validation results as Data Docs HTML."""
+    return build_data_docs(gx_root, suite)
+
+
+@task(cache_policy=NO_CACHE)
 def quarantine(checked: CheckedBatch, folder: Path) -> dict[str, int]:
     """Copy every rejected item with its reason file."""
     counts = quarantine_items(folder, checked.batch.root, checked.rejected)
@@ -201,6 +207,7 @@ def ingest(source: str, task: str = "grade", dataset: str | None = None) -> dict
         suite = run_suite(quote(checked), task, store, params, settings.home / "gx")
         summary.validation_seconds = round(time.perf_counter() - started, 2)
         summary.images_per_s = round(checked.received / summary.validation_seconds, 1)
+        summary.data_docs = publish_data_docs(quote(suite), settings.home / "gx")
         if not suite.success:
             failed = Problem(Reason.BATCH_FAILED_SUITE, "; ".join(suite.failures))
             for item, _ in checked.candidates:
@@ -210,7 +217,7 @@ def ingest(source: str, task: str = "grade", dataset: str | None = None) -> dict
         accepted = checked.candidates
         summary.format, summary.received = checked.batch.format, checked.received
         summary.accepted, summary.quarantined = len(accepted), checked.received - len(accepted)
-        summary.data_docs, summary.suite_failures = suite.docs_index, suite.failures
+        summary.suite_failures = suite.failures
         summary.label_divergence = suite.label_divergence
         summary.quarantine_dir = str(folder) if summary.quarantined else ""
         if checked.refusals or not accepted:

@@ -1,7 +1,8 @@
 """The batch suite: Great Expectations over the whole batch, after the item checks, with Data Docs.
 
     result = validate_batch(gx_root, "grade", kind, checked, limits, image_limits, reference)
-    result.success, result.failures, result.docs_index
+    result.success, result.failures
+    index_html = build_data_docs(gx_root, result)
 
 Three tables of one batch are validated by one checkpoint, one suite each:
 - `<dataset>.items`: every received item; the shares quarantined and duplicated are bounded.
@@ -9,7 +10,8 @@ Three tables of one batch are validated by one checkpoint, one suite each:
   and the label distribution against the reference (a G-test bound on the KL divergence).
 - `<dataset>.images`: the candidates' image properties: size, aspect, brightness, contrast,
   sharpness within plausible ranges for most images.
-The HTML Data Docs of every run are built under `gx_root`; `docs_index` is their front page.
+The results are kept in the GE project under `gx_root`, and `build_data_docs` renders them as
+HTML Data Docs there.
 Great Expectations takes seconds to import: `components.ingest` leaves this module out, so
 only the flow that runs a suite pays for it, when it loads.
 """
@@ -39,12 +41,13 @@ _SMOOTHING = 0.5
 
 @dataclass
 class SuiteResult:
-    """Whether the batch passed, which expectations failed (in words), and the Data Docs."""
+    """Whether the batch passed, which expectations failed (in words), and the identifiers of
+    its validation results, from which `build_data_docs` renders their pages."""
 
     success: bool
     failures: list[str] = field(default_factory=list)
-    docs_index: str = ""
     label_divergence: float | None = None
+    result_ids: list = field(default_factory=list)
 
 
 def label_threshold(n: int, categories: int, limits: SuiteLimits) -> float:
@@ -152,11 +155,11 @@ def validate_batch(
     image_limits: ImageLimits,
     reference: pd.Series | None = None,
 ) -> SuiteResult:
-    """Run the batch suite on `checked` and add its results to the Data Docs; `reference` holds
-    the label values the batch's distribution is compared with (None: no comparison yet)."""
+    """Run the batch suite on `checked` and keep its results in the GE project; `reference`
+    holds the label values the batch's distribution is compared with (None: no comparison).
+    Rendering the Data Docs is left to `build_data_docs`: the verdict does not wait for HTML."""
     context = _context(gx_root)
     # One checkpoint per frame: a checkpoint hands the same frame to each of its validations.
-    # Its Data Docs action renders only the new results and the index, however long the history.
     frames = {"items": checked.items_table(), "candidates": checked.candidates_table()}
     tables = {"items": "items", "manifest": "candidates", "images": "candidates"}
     definitions: dict[str, list] = {frame: [] for frame in frames}
@@ -168,24 +171,30 @@ def validate_batch(
         definitions[tables[table]].append(context.validation_definitions.add_or_update(
             gx.ValidationDefinition(name=name, data=_batch_definition(context, name),
                                     suite=suite)))
-    failures: list[str] = []
-    divergence = None
+    outcome = SuiteResult(success=True)
     for frame_name, frame in frames.items():
         checkpoint = context.checkpoints.add_or_update(gx.Checkpoint(
             name=f"{dataset}.{frame_name}", validation_definitions=definitions[frame_name],
-            actions=[gx.checkpoint.UpdateDataDocsAction(name="data-docs")],
             result_format="SUMMARY"))
         # An empty frame has no columns to check; the row-count expectation reports it.
         data = frame if not frame.empty else pd.DataFrame({"item_id": []})
-        result = checkpoint.run(batch_parameters={"dataframe": data})
-        for run in result.run_results.values():
+        runs = checkpoint.run(batch_parameters={"dataframe": data}).run_results
+        for result_id, run in runs.items():
+            outcome.result_ids.append(result_id)
             table = run.suite_name.rsplit(".", 1)[1]
-            for outcome in run.results:
-                if outcome.expectation_config.type == \
+            for expectation in run.results:
+                if expectation.expectation_config.type == \
                         "expect_column_kl_divergence_to_be_less_than":
-                    divergence = outcome.result.get("observed_value")
-                if not outcome.success:
-                    failures.append(f"{table}: {_describe(outcome)}")
-    index = gx_root / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html"
-    return SuiteResult(success=not failures, failures=failures, docs_index=str(index),
-                       label_divergence=None if divergence is None else round(divergence, 4))
+                    divergence = expectation.result.get("observed_value")
+                    outcome.label_divergence = None if divergence is None else round(divergence, 4)
+                if not expectation.success:
+                    outcome.failures.append(f"{table}: {_describe(expectation)}")
+    outcome.success = not outcome.failures
+    return outcome
+
+
+def build_data_docs(gx_root: Path, result: SuiteResult) -> str:
+    """Render the pages of `result`'s validations and the index; return the index's path.
+    Only these pages are rendered, however many batches came before."""
+    _context(gx_root).build_data_docs(resource_identifiers=result.result_ids)
+    return str(gx_root / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html")

@@ -18,7 +18,7 @@ from components.ingest import (
     check_batch,
     read_batch,
 )
-from components.ingest.suite import label_threshold, validate_batch
+from components.ingest.suite import build_data_docs, label_threshold, validate_batch
 from tests.batches import read_rows, write_rows
 
 GRADE = TASKS["grade"]
@@ -46,14 +46,14 @@ def test_the_label_bound_shrinks_with_the_batch_but_not_below_the_floor() -> Non
     assert small > large > limits.label_kl_floor == huge
 
 
-def test_a_clean_batch_passes_and_its_data_docs_are_built(factory: Path, tmp_path: Path) -> None:
+def test_a_clean_batch_passes_and_its_data_docs_are_rendered(factory: Path, tmp_path: Path) -> None:
     reference = pd.Series([int(row["grade"]) for row in read_rows(factory)] * 10)
 
     result = _validate(factory, tmp_path / "gx", reference)
 
     assert result.success, result.failures
     assert result.label_divergence is not None and result.label_divergence < 0.1
-    index = Path(result.docs_index)
+    index = Path(build_data_docs(tmp_path / "gx", result))
     assert index.is_file() and "cards.manifest" in index.read_text()
     suites = {p.stem for p in (tmp_path / "gx" / "gx" / "expectations").rglob("*.json")}
     assert {"items", "manifest", "images"} <= suites
