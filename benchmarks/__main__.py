@@ -62,11 +62,12 @@ def bench_ingest(workdir: Path, sizes: list[int]) -> list[dict[str, object]]:
                     max_bits=20)
         checks_only = size / (time.perf_counter() - started)
         summary = ingest(str(batch), task="grade", dataset=f"bench-{size}")
+        seconds, verdict = summary["seconds"], summary["validation_seconds"]
         rows.append({"images": size, "status": summary["status"],
                      "images_per_s": summary["images_per_s"],
                      "validation_s": summary["validation_seconds"],
                      "checks_only_per_s": round(checks_only, 1),
-                     "after_verdict_s": round(summary["seconds"] - summary["validation_seconds"], 2),
+                     "after_verdict_s": round(seconds - verdict, 2),
                      "total_s": summary["seconds"]})
     return rows
 
