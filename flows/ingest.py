@@ -134,7 +134,7 @@ def check_items(staged: StagedSource, task_name: str, store: DatasetStore,
 @task(persist_result=True, cache_policy=NO_CACHE)
 def run_suite(checked: CheckedBatch, task_name: str, store: DatasetStore, params: IngestParams,
               gx_root: Path) -> SuiteResult:
-    """The Great Expectations batch suite, with Data Docs."""
+    """The Great Expectations batch suite: its verdict, failures in words, and result ids."""
     kind = TASKS[task_name]
     fallback = find_project_root() / params.reference if params.reference else None
     reference = reference_labels(kind, store.manifest(), fallback)
@@ -209,9 +209,7 @@ def ingest(source: str, task: str = "grade", dataset: str | None = None) -> dict
         summary.images_per_s = round(checked.received / summary.validation_seconds, 1)
         summary.data_docs = publish_data_docs(quote(suite), settings.home / "gx")
         if not suite.success:
-            failed = Problem(Reason.BATCH_FAILED_SUITE, "; ".join(suite.failures))
-            for item, _ in checked.candidates:
-                item.problems.append(failed)
+            checked.reject_candidates(Problem(Reason.BATCH_FAILED_SUITE, "; ".join(suite.failures)))
         folder = settings.quarantine_dir / dataset / summary.batch_id
         summary.quarantined_by_reason = quarantine(quote(checked), folder)
         accepted = checked.candidates

@@ -62,6 +62,12 @@ class CheckedBatch:
             return [(item, refusal) for item in self.batch.items]
         return [(item, item.problems[0]) for item in self.batch.items if not item.ok]
 
+    def reject_candidates(self, problem: Problem) -> None:
+        """Send every remaining candidate to quarantine with `problem`: the batch as a whole
+        failed (its suite), so none of it is accepted."""
+        for item, _ in self.candidates:
+            item.problems.append(problem)
+
     def items_table(self) -> pd.DataFrame:
         """One row per received item: whether it was quarantined, and why (for the suite's
         batch-level shares)."""
