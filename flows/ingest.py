@@ -10,7 +10,6 @@ Import this module only after `settings.activate()`: Prefect reads PREFECT_HOME 
 
 from __future__ import annotations
 
-import shutil
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
@@ -188,11 +187,11 @@ def ingest(source: str, task: str = "grade", dataset: str | None = None) -> dict
     repo = DataRepo(settings.data_dir, settings.dvc_remote, settings.s3_endpoint_url,
                     settings.aws_region)
     store = DatasetStore(repo, dataset)
-    summary = IngestSummary(source=source, dataset=dataset, task=task, status="accepted",
-                            previous_data_version=store.version())
-    staging = Path(tempfile.mkdtemp(prefix="stage-", dir=settings.ensure_dirs().home))
-    try:
-        staged = stage_source(source, staging)
+    summary = IngestSummary(source=source, dataset=dataset, task=task, status="accepted")
+    home = settings.ensure_dirs().home
+    with store.locked(), tempfile.TemporaryDirectory(prefix="stage-", dir=home) as staging:
+        summary.previous_data_version = store.version()
+        staged = stage_source(source, Path(staging))
         fingerprint = batch_fingerprint(staged.root)
         summary.batch_id = _batch_id(fingerprint)
         earlier = store.find_batch(fingerprint)
@@ -227,8 +226,6 @@ def ingest(source: str, task: str = "grade", dataset: str | None = None) -> dict
         summary.data_version = version_batch(store, quote(checked), task, entry, source)
         summary.message = f"{summary.accepted} of {summary.received} items accepted"
         return _finish(summary, started)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
 
 
 def _finish(summary: IngestSummary, started: float) -> dict[str, object]:

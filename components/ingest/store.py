@@ -14,10 +14,13 @@ is removed and the manifest, ledger and `.dvc` file are put back as they were.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import shutil
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,11 +29,12 @@ import pandas as pd
 from components.ingest.checks import AcceptedIndex
 from components.ingest.duplicates import Fingerprints
 from components.ingest.images import ImageFacts, upright_rgb
-from components.ingest.model import SourceBatch, SourceItem
+from components.ingest.model import IngestError, SourceBatch, SourceItem
 from components.ingest.versioning import DataRepo
 from components.splits import SPLIT_NAMES, stable_split
 
 MANIFEST, INFO, LEDGER, VERSIONS = "manifest.csv", "dataset.json", "batches.jsonl", "versions.jsonl"
+_LOCK_POLL_S = 0.2
 
 
 def batch_fingerprint(root: Path) -> str:
@@ -86,6 +90,29 @@ class DatasetStore:
 
     def version(self) -> str | None:
         return self.repo.version_of(self.dataset)
+
+    @contextmanager
+    def locked(self, timeout_s: float = 600.0) -> Iterator[None]:
+        """Hold the dataset for one ingest: a second one at the same time would check for
+        duplicates against an index that is about to change. Waits up to `timeout_s`."""
+        self.repo.root.mkdir(parents=True, exist_ok=True)
+        path = self.repo.root / f".{self.dataset}.lock"
+        with path.open("a") as handle:
+            deadline = time.monotonic() + timeout_s
+            while True:
+                try:
+                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        raise IngestError(f"another ingest of dataset {self.dataset!r} is still "
+                                          f"running (lock {path}); try again when it has "
+                                          "finished") from None
+                    time.sleep(_LOCK_POLL_S)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
 
     def add_batch(
         self,

@@ -18,6 +18,7 @@ from typer.testing import CliRunner
 from components.ingest import Reason
 from flows.cli import app
 from flows.ingest import ingest
+from tests.batches import read_rows
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 WIDTH, HEIGHT = 320, 448  # factory photos
@@ -85,6 +86,24 @@ def test_a_yolo_folder_is_ingested_for_detection(
     stored = next((home / "data" / "detect" / "labels").rglob("*.txt")).read_text()
     boxes = {line.split()[0] for line in stored.splitlines()}
     assert boxes <= {str(i) for i in range(len(_names(batch)))}
+
+
+def test_an_image_folder_is_ingested_for_classification(
+        home: Path, factory_batches: dict[str, Path], tmp_path: Path) -> None:
+    batch, tree = factory_batches["second"], tmp_path / "ripeness"
+    for row in read_rows(batch):
+        label = "high" if int(row["grade"]) >= 8 else "low"
+        (tree / label).mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(batch / row["image_path"], tree / label / Path(row["image_path"]).name)
+    shutil.copyfile(batch / "images" / "s102-000000.jpg", tree / "loose.jpg")
+
+    summary = ingest(str(tree), task="classify", dataset="ripeness")
+
+    assert summary["status"] == "accepted" and summary["format"] == "imagefolder"
+    assert summary["quarantined_by_reason"] == {Reason.MISSING_LABEL: 1}
+    assert summary["accepted"] == 30
+    info = json.loads((home / "data" / "ripeness" / "dataset.json").read_text())
+    assert info == {"task": "classify", "classes": ["high", "low"]}
 
 
 def _free_port() -> int:

@@ -12,6 +12,7 @@ from components.ingest import (
     DataRepo,
     DatasetStore,
     ImageLimits,
+    IngestError,
     VersioningError,
     check_batch,
     read_batch,
@@ -62,3 +63,14 @@ def test_a_failed_push_leaves_the_dataset_as_it_was(
     assert _snapshot(good.root) == before
     assert broken.version() == first
     assert len(broken.manifest()) == 40
+
+
+def test_a_second_ingest_of_the_same_dataset_waits_and_then_says_why(tmp_path: Path) -> None:
+    store = DatasetStore(DataRepo(tmp_path / "data", str(tmp_path / "remote")), "grade")
+
+    busy = pytest.raises(IngestError, match="another ingest of dataset 'grade'")
+    with store.locked(), busy, store.locked(timeout_s=0.3):
+        pass
+
+    with store.locked(timeout_s=0.3):  # released: free again
+        pass
