@@ -7,7 +7,8 @@ the `dvc` command costs ~2 s each time.
     version = repo.commit("grade")   # dvc add + dvc push; the folder's DVC hash
 
 The data version that training and lineage cite is the DVC md5 of the dataset folder; a copy of
-each version's `.dvc` file is kept under `versions/`, so any version can be checked out again.
+each version's `.dvc` file is kept as `versions/<dataset>/<version>.dvc.yaml`: copied back to
+`<dataset>.dvc`, `dvc checkout` restores that version.
 """
 
 from __future__ import annotations
@@ -92,7 +93,8 @@ class DataRepo:
             raise VersioningError(f"DVC could not version {dataset}: {error}") from error
         version = self.version_of(dataset)
         assert version is not None  # dvc add just wrote the file
-        kept = self.root / "versions" / dataset / f"{version}.dvc"
+        # Not named *.dvc: DVC would take every copy for a stage tracking the same folder.
+        kept = self.root / "versions" / dataset / f"{version}.dvc.yaml"
         kept.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(self.root / f"{dataset}.dvc", kept)
         return version

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from dvc.repo import Repo
 
 from components.ingest import (
     TASKS,
@@ -42,10 +43,27 @@ def test_the_same_batches_give_the_same_data_version_on_any_machine(
                              "grade")
         versions.append(_add(store, factory_batches["first"], "batch-1"))
         assert store.version() == versions[-1]
-        assert (store.repo.root / "versions" / "grade" / f"{versions[-1]}.dvc").is_file()
+        assert (store.repo.root / "versions" / "grade" / f"{versions[-1]}.dvc.yaml").is_file()
         assert any((tmp_path / machine / "r").rglob("*.dir"))  # the folder listing was pushed
 
     assert versions[0] == versions[1]
+
+
+def test_each_batch_makes_a_new_version_and_every_version_can_be_checked_out(
+        factory_batches: dict[str, Path], tmp_path: Path) -> None:
+    store = DatasetStore(DataRepo(tmp_path / "data", str(tmp_path / "remote")), "grade")
+    first = _add(store, factory_batches["first"], "batch-1")
+    second = _add(store, factory_batches["second"], "batch-2")
+    other = DatasetStore(store.repo, "other")  # a third commit in the same DVC project
+    _add(other, factory_batches["bad"], "batch-3")
+
+    assert len({first, second, other.version()}) == 3 and len(store.manifest()) == 70
+    kept = store.repo.root / "versions" / "grade" / f"{first}.dvc.yaml"
+    (store.repo.root / "grade.dvc").write_text(kept.read_text())
+    with Repo(str(store.repo.root)) as repo:
+        repo.checkout(targets=[str(store.repo.root / "grade.dvc")], force=True)
+
+    assert len(store.manifest()) == 40  # the first version's dataset is back
 
 
 def test_a_failed_push_leaves_the_dataset_as_it_was(
