@@ -85,6 +85,10 @@ class GradelineSettings(BaseSettings):
     reports_dir: Path | None = Field(
         None, description="Evaluation and drift reports; default <home>/reports"
     )
+    cache_dir: Path | None = Field(
+        None, description="Training caches, checkpoints and restored data versions; "
+        "default <home>/cache"
+    )
     s3_endpoint_url: str | None = Field(
         None, description="S3-compatible endpoint such as MinIO; None means AWS itself"
     )
@@ -116,6 +120,7 @@ class GradelineSettings(BaseSettings):
             "data_dir": home / "data",
             "quarantine_dir": home / "quarantine",
             "reports_dir": home / "reports",
+            "cache_dir": home / "cache",
         }
         for name, default in derived.items():
             value = default if getattr(self, name) is None else getattr(self, name)
@@ -125,7 +130,8 @@ class GradelineSettings(BaseSettings):
     def ensure_dirs(self) -> Self:
         """Create the local folders (s3:// locations are left alone); returns self to chain."""
         locations = [self.home, self.prefect_home, self.data_dir, self.quarantine_dir]
-        locations += [self.reports_dir, _local_path(str(self.mlflow_artifact_root))]
+        locations += [self.reports_dir, self.cache_dir,
+                      _local_path(str(self.mlflow_artifact_root))]
         for folder in [*locations, _local_path(str(self.dvc_remote))]:
             if folder is not None:
                 folder.mkdir(parents=True, exist_ok=True)

@@ -4,6 +4,8 @@
     gradeline data sheet batch/ --out cards.png
     gradeline centering card.jpg [--json]
     gradeline ingest incoming/batch-7 [--task grade|detect|classify] [--dataset NAME] [--json]
+    gradeline train --task grade|detect|classify [--data-version V] [--profile fast|full] [--json]
+    gradeline ui [--port 5000]
     gradeline config show [--json]
     gradeline demo
 
@@ -159,6 +161,61 @@ def ingest(
             typer.echo(line)
     if summary.status == "rejected":
         raise typer.Exit(code=1)
+
+
+@app.command("train")
+def train(
+    task: Annotated[str, typer.Option(help="grade | detect | classify.")] = "grade",
+    dataset: Annotated[str | None, typer.Option(help="Dataset to train on; default the task "
+                                                "name.")] = None,
+    data_version: Annotated[str | None, typer.Option(
+        help="DVC data version (hash) to train on; default the dataset's current one.")] = None,
+    profile: Annotated[str, typer.Option(help="fast (minutes on a CPU) | full.")] = "fast",
+    model_name: Annotated[str | None, typer.Option(
+        help="Registered model name; default from params.yaml (card-grader, ...).")] = None,
+    weights: Annotated[Path | None, typer.Option(
+        help="detect only: a YOLO .pt to start from instead of training from its YAML.")] = None,
+    params: Annotated[Path | None, typer.Option(
+        help="A params.yaml whose train: section sets the budgets; default the project's.")]
+    = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Train a model on an ingested dataset, track it in MLflow and register it as a candidate
+    (the Prefect flow `train`). Running it again after a crash resumes from the checkpoint."""
+    from components.ingest.versioning import VersioningError
+    from components.train.detector import DetectorError
+    from components.train.tasks import TrainDataError
+    from flows.train import run_train  # imports Prefect: only after main() exported settings
+
+    if profile not in ("fast", "full"):
+        raise _fail(f"unknown profile {profile!r}; choose fast or full")
+    try:
+        summary = run_train(load_settings(), task, dataset, data_version, profile, model_name,
+                            str(weights) if weights else None, str(params) if params else None)
+    except (TrainDataError, DetectorError, VersioningError) as error:
+        raise _fail(str(error)) from None
+    if as_json:
+        typer.echo(json.dumps(summary.as_dict(), indent=2))
+    else:
+        for line in summary.lines():
+            typer.echo(line)
+
+
+@app.command("ui")
+def ui(
+    port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 5000,
+) -> None:
+    """Open the MLflow UI on this home's tracking store and registry (runs, model versions,
+    tags and plots), on loopback. Stop it with Ctrl-C."""
+    import subprocess
+    import sys
+
+    settings = load_settings()
+    command = [sys.executable, "-m", "mlflow", "ui", "--host", "127.0.0.1", "--port", str(port),
+               "--backend-store-uri", str(settings.mlflow_tracking_uri),
+               "--default-artifact-root", str(settings.mlflow_artifact_root)]
+    typer.echo(f"MLflow UI on http://127.0.0.1:{port} ({' '.join(command[1:])})", err=True)
+    raise typer.Exit(subprocess.call(command))
 
 
 @app.command("demo")

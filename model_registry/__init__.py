@@ -1,0 +1,25 @@
+"""The one place that talks to the MLflow model registry: model names, tags and stages, and
+the operations on versions. It is handed its tracking URI and imports neither flows nor
+components, so the registry's rules read in one folder."""
+
+from model_registry.names import (
+    DETECTOR,
+    GRADER,
+    STAGE_CANDIDATE,
+    TAG_DATA_VERSION,
+    TAG_GIT_SHA,
+    TAG_STAGE,
+)
+from model_registry.versions import RegisteredVersion, register_candidate, versions_of
+
+__all__ = [
+    "DETECTOR",
+    "GRADER",
+    "STAGE_CANDIDATE",
+    "TAG_DATA_VERSION",
+    "TAG_GIT_SHA",
+    "TAG_STAGE",
+    "RegisteredVersion",
+    "register_candidate",
+    "versions_of",
+]

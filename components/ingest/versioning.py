@@ -98,3 +98,38 @@ class DataRepo:
         kept.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(self.root / f"{dataset}.dvc", kept)
         return version
+
+    def versions(self, dataset: str) -> list[str]:
+        """Every version of `dataset` committed here, oldest first."""
+        kept = sorted((self.root / "versions" / dataset).glob("*.dvc.yaml"),
+                      key=lambda path: path.stat().st_mtime)
+        return [path.name.removesuffix(".dvc.yaml") for path in kept]
+
+    def materialize(self, dataset: str, version: str, folder: Path) -> Path:
+        """A working copy of one past version of `dataset` in `folder/<version>/<dataset>`,
+        made by `dvc pull` in a scratch DVC project that shares this project's cache and
+        remote: files come from the local cache when there, else from the remote. Made once;
+        the working copy of the dataset itself is never touched."""
+        kept = self.root / "versions" / dataset / f"{version}.dvc.yaml"
+        if not kept.is_file():
+            known = ", ".join(self.versions(dataset)) or "none"
+            raise VersioningError(f"dataset {dataset!r} has no version {version!r} "
+                                  f"(known: {known})")
+        done = folder / version
+        if done.is_dir():
+            return done / dataset
+        scratch = folder / f".{version}.partial"
+        shutil.rmtree(scratch, ignore_errors=True)
+        repo = DataRepo(scratch, self.remote, self.endpoint_url, self.region).ensure()
+        try:
+            with repo.config.edit() as config:
+                config["cache"] = {"dir": str(self.root / ".dvc" / "cache"),
+                                   "type": "reflink,hardlink,copy"}
+            shutil.copyfile(kept, scratch / f"{dataset}.dvc")
+            with repo, _dvc_quiet():
+                repo.pull(targets=[str(scratch / f"{dataset}.dvc")])
+        except DvcException as error:
+            raise VersioningError(f"DVC could not restore {dataset} {version}: {error}") from error
+        scratch.rename(done)
+        return done / dataset
+

@@ -88,8 +88,20 @@ class EfficientNetLite0(nn.Module):
 
     def features(self, images: torch.Tensor) -> torch.Tensor:
         """Pooled features of normalised images (see `normalise`)."""
+        return self.features_from(self.activations(images, len(self._blocks)), len(self._blocks))
+
+    def activations(self, images: torch.Tensor, blocks: int) -> torch.Tensor:
+        """The feature map after the stem and the first `blocks` blocks: where a partly frozen
+        backbone hands over to its trained part."""
         x = F.relu6(self._bn0(self._conv_stem(images)))
-        for block in self._blocks:
+        for block in self._blocks[:blocks]:
+            x = block(x)
+        return x
+
+    def features_from(self, activations: torch.Tensor, blocks: int) -> torch.Tensor:
+        """Pooled features from the activations after the first `blocks` blocks."""
+        x = activations
+        for block in self._blocks[blocks:]:
             x = block(x)
         x = F.relu6(self._bn1(self._conv_head(x)))
         return x.mean(dim=(2, 3))

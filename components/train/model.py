@@ -1,0 +1,122 @@
+"""The grader and the classifier: EfficientNet-Lite0, frozen up to a block, then a task's heads.
+
+    model = build_model(OrdinalHeads(), frozen_blocks=8)    # ImageNet weights loaded
+    outputs = model(images, geometry)                       # images RGB in 0..1, N x 3 x H x W
+
+The first `frozen_blocks` blocks keep their ImageNet weights (edges, textures and small parts
+transfer as they are) and run in inference mode; the blocks after them and the heads learn.
+Because the frozen part never changes, training can run it once per image view and cache its
+activations (`activations`), then train on them (`forward_activations`): on two CPU cores that
+is the difference between minutes and an hour. `forward` chains both, which is what export and
+serving use.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import torch
+from torch import nn
+
+from components.train.backbone import (
+    FEATURES,
+    EfficientNetLite0,
+    build_backbone,
+    load_imagenet_weights,
+    normalise,
+)
+from components.train.ordinal import exceedance
+from components.train.prepare import GEOMETRY_FEATURES
+
+GRADES = 10
+# Outputs of the grader, in order: the overall grade, then the four subgrades.
+ORDINAL_TARGETS = ("grade", "centering", "corners", "edges", "surface")
+_FROM_IMAGE = tuple(t for t in ORDINAL_TARGETS if t != "centering")
+
+
+class OrdinalHeads(nn.Module):
+    """CORN heads (GRADES - 1 logits each) for the grade and the subgrades.
+
+    Centering is geometry: its head reads only the measured border shares, so its subgrade is
+    explained by a measurement a reviewer can check. The other heads read the image features
+    and the centering head's P(centering > k), well-scaled numbers that carry what the overall
+    grade needs to know about centering."""
+
+    def __init__(self, dropout: float = 0.2) -> None:
+        super().__init__()
+        self.dropout = nn.Dropout(dropout)
+        self.centering = nn.Linear(GEOMETRY_FEATURES, GRADES - 1)
+        self.from_image = nn.Linear(FEATURES + GRADES - 1, len(_FROM_IMAGE) * (GRADES - 1))
+
+    def forward(self, features: torch.Tensor, geometry: torch.Tensor) -> torch.Tensor:
+        """Logits, N x len(ORDINAL_TARGETS) x (GRADES - 1)."""
+        centering = self.centering(geometry)
+        image_logits = self.from_image(torch.cat([self.dropout(features), exceedance(centering)],
+                                                 dim=1))
+        image_logits = image_logits.view(len(features), len(_FROM_IMAGE), GRADES - 1)
+        return torch.cat([image_logits[:, :1], centering[:, None], image_logits[:, 1:]], dim=1)
+
+    def geometry_parameters(self) -> Iterator[nn.Parameter]:
+        """The centering head's: a logistic regression on four measured numbers, whose weights
+        must grow to tens for sharp rubric steps, so it learns at a larger rate."""
+        return self.centering.parameters()
+
+
+class SoftmaxHead(nn.Module):
+    """One logit per class, for plain classification; geometry is ignored."""
+
+    def __init__(self, classes: int, dropout: float = 0.2) -> None:
+        super().__init__()
+        self.dropout = nn.Dropout(dropout)
+        self.linear = nn.Linear(FEATURES, classes)
+
+    def forward(self, features: torch.Tensor, geometry: torch.Tensor) -> torch.Tensor:
+        return self.linear(self.dropout(features))
+
+    def geometry_parameters(self) -> Iterator[nn.Parameter]:
+        return iter(())
+
+
+class TaskModel(nn.Module):
+    """A backbone frozen up to `frozen_blocks`, then the trained blocks and a task head."""
+
+    def __init__(self, backbone: EfficientNetLite0, head: nn.Module, frozen_blocks: int) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.head = head
+        self.frozen_blocks = frozen_blocks
+        for module in self.frozen_modules():
+            module.requires_grad_(False)
+
+    def frozen_modules(self) -> list[nn.Module]:
+        """The stem and the first `frozen_blocks` blocks."""
+        backbone = self.backbone
+        return [backbone._conv_stem, backbone._bn0, *backbone._blocks[:self.frozen_blocks]]
+
+    def train(self, mode: bool = True) -> TaskModel:
+        """Train the learning part; the frozen part keeps its batch-norm statistics."""
+        super().train(mode)
+        for module in self.frozen_modules():
+            module.eval()
+        return self
+
+    def activations(self, images: torch.Tensor) -> torch.Tensor:
+        """Output of the frozen part for RGB images in 0..1: what training caches."""
+        return self.backbone.activations(normalise(images), self.frozen_blocks)
+
+    def forward_activations(self, activations: torch.Tensor,
+                            geometry: torch.Tensor) -> torch.Tensor:
+        features = self.backbone.features_from(activations, self.frozen_blocks)
+        return self.head(features, geometry)
+
+    def forward(self, images: torch.Tensor, geometry: torch.Tensor) -> torch.Tensor:
+        return self.forward_activations(self.activations(images), geometry)
+
+
+def build_model(head: nn.Module, frozen_blocks: int, imagenet: bool = True) -> TaskModel:
+    """A task model on Lite0, with the shipped ImageNet weights unless `imagenet` is False
+    (as when a checkpoint's weights are about to be loaded)."""
+    backbone = build_backbone()
+    if imagenet:
+        load_imagenet_weights(backbone)
+    return TaskModel(backbone, head, frozen_blocks)

@@ -1,0 +1,65 @@
+"""Training profiles from params.yaml (`train:`), typed: a misspelt key is an error, not a
+silently ignored setting."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Profile = Literal["fast", "full"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class BackboneProfile(_Strict):
+    """One budget for a backbone task (grade or classify)."""
+
+    size: tuple[int, int] = Field(description="model input (width, height) in pixels")
+    frozen_blocks: int = Field(ge=0, le=16, description="Lite0 blocks kept at ImageNet weights")
+    views: int = Field(ge=1, description="cached views per training image: 1 plain + augmented")
+    epochs: int = Field(ge=1)
+    patience: int = Field(ge=1, description="epochs without a better validation score to stop")
+    batch_size: int = Field(ge=1)
+    lr: float = Field(gt=0, description="peak learning rate of the trained backbone blocks")
+    head_lr: float = Field(gt=0, description="peak learning rate of the heads on image features")
+    geometry_lr: float = Field(0.1, gt=0, description="peak learning rate of heads on geometry "
+                               "alone (the grader's centering head)")
+    weight_decay: float = Field(ge=0)
+    dropout: float = Field(ge=0, lt=1)
+    seed: int
+
+
+class DetectProfile(_Strict):
+    """One budget for the YOLO detector."""
+
+    model: str = Field(description="model YAML (trained from scratch) or a .pt to start from")
+    epochs: int = Field(ge=1)
+    patience: int = Field(ge=1)
+    imgsz: int = Field(ge=32)
+    batch: int = Field(ge=1)
+    seed: int
+
+
+class TaskParams(_Strict):
+    """Registered model name and the two profiles of one task."""
+
+    model_name: str
+    fast: BackboneProfile
+    full: BackboneProfile
+
+
+class DetectParams(_Strict):
+    model_name: str
+    fast: DetectProfile
+    full: DetectProfile
+
+
+class TrainParams(_Strict):
+    """The `train:` section of params.yaml."""
+
+    grade: TaskParams
+    classify: TaskParams
+    detect: DetectParams

@@ -1,0 +1,109 @@
+"""The one preprocessing of images for training and serving, so the two cannot drift apart.
+
+    prepared = prepare_photo(cv2.imread("card.jpg"), rectify=True, size=(192, 256))
+    prepared.pixels      # the card alone, deskewed to 192 x 256, RGB uint8
+    prepared.geometry    # the classical centering measurement as model inputs (see below)
+
+Cards are graded on the card, not on the photo: the centering measurement already finds the
+card's four outer corners, so the card is warped onto an upright canvas with a thin margin
+(wear cuts inward, so the margin keeps worn corners and edges in view). Every card then fills
+the same pixels whatever the camera's angle and distance, and a defect sits where the model
+expects it. A photo where no card is found is resized whole and says so in its geometry.
+
+Geometry features, four floats: [found, (lr - 50) / 10, (tb - 50) / 10, (worst - 50) / 10] with
+`worst` the larger border's share on the worse axis, the number the centering rubric reads.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from components.cards.rubric import worst_side_share
+from components.centering import CenteringError, CenteringMeasurement, measure_centering
+from components.parallel import map_chunks
+
+GEOMETRY_FEATURES = 4
+CARD_MARGIN = 0.04  # share of the canvas on each side outside the card's outer edge
+_CHUNK = 32
+
+
+@dataclass(frozen=True)
+class PreparedImage:
+    """Model-ready pixels and geometry of one photo; `centering` is None when no card was found
+    or the task does not rectify."""
+
+    pixels: np.ndarray  # RGB uint8, height x width x 3
+    geometry: np.ndarray  # float32, GEOMETRY_FEATURES
+    centering: CenteringMeasurement | None
+
+
+def geometry_features(centering: CenteringMeasurement | None) -> np.ndarray:
+    """The centering measurement as the grade heads read it; zeros when there is none."""
+    if centering is None:
+        return np.zeros(GEOMETRY_FEATURES, np.float32)
+    lr, tb = centering.centering_lr, centering.centering_tb
+    return np.array([1.0, (lr - 50) / 10, (tb - 50) / 10, (worst_side_share(lr, tb) - 50) / 10],
+                    np.float32)
+
+
+def _rectified(image: np.ndarray, corners: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Warp the card whose outer corners (TL, TR, BR, BL) are given onto a size canvas."""
+    width, height = size
+    unit = np.array([[0, 0], [1, 0], [1, 1], [0, 1]], np.float32)
+    target = (unit * (1 - 2 * CARD_MARGIN) + CARD_MARGIN) * np.array([width, height], np.float32)
+    warp = cv2.getPerspectiveTransform(corners.astype(np.float32), target)
+    return cv2.warpPerspective(image, warp, (width, height), flags=cv2.INTER_AREA,
+                               borderMode=cv2.BORDER_REPLICATE)
+
+
+def prepare_photo(image: np.ndarray, rectify: bool, size: tuple[int, int]) -> PreparedImage:
+    """Pixels and geometry of one BGR photo; `size` is (width, height) of the model input."""
+    centering = None
+    if rectify:
+        try:
+            centering = measure_centering(image)
+        except CenteringError:
+            centering = None
+    if centering is None:
+        pixels = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+    else:
+        pixels = _rectified(image, np.array(centering.outer_corners), size)
+    return PreparedImage(cv2.cvtColor(pixels, cv2.COLOR_BGR2RGB), geometry_features(centering),
+                         centering)
+
+
+def _prepare_chunk(args: tuple[list[str], bool, tuple[int, int]]) -> tuple[np.ndarray, np.ndarray]:
+    paths, rectify, size = args
+    prepared = []
+    for path in paths:
+        image = cv2.imread(path, cv2.IMREAD_COLOR)
+        if image is None:
+            raise ValueError(f"{path} is not a readable image")
+        prepared.append(prepare_photo(image, rectify, size))
+    return (np.stack([p.pixels for p in prepared]), np.stack([p.geometry for p in prepared]))
+
+
+def prepare_images(
+    paths: Sequence[Path],
+    rectify: bool,
+    size: tuple[int, int],
+    workers: int | None = None,
+    on_progress: Callable[[int], None] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Pixels (N x H x W x 3 uint8) and geometry (N x 4) of many photos, on every core."""
+    if not paths:
+        raise ValueError("no images to prepare")
+    chunks = [([str(p) for p in paths[i:i + _CHUNK]], rectify, size)
+              for i in range(0, len(paths), _CHUNK)]
+    pixels, geometry = [], []
+    for chunk_pixels, chunk_geometry in map_chunks(_prepare_chunk, chunks, workers):
+        pixels.append(chunk_pixels)
+        geometry.append(chunk_geometry)
+        if on_progress is not None:
+            on_progress(len(chunk_pixels))
+    return np.concatenate(pixels), np.concatenate(geometry)

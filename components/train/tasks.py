@@ -1,0 +1,140 @@
+"""What differs between backbone tasks, behind one interface: targets from the manifest, the
+head, the loss, validation scores and how a prediction reads. The training loop, caching,
+checkpoints and tracking are shared and never branch on the task.
+
+    task = backbone_task("grade", classes=())
+    targets = task.targets(manifest)
+    loss = task.loss(model(images, geometry), targets[batch])
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from components.train.metrics import classification_metrics, grading_metrics
+from components.train.model import GRADES, ORDINAL_TARGETS, OrdinalHeads, SoftmaxHead
+from components.train.ordinal import corn_loss, grade_probabilities, predicted_grade
+
+UNKNOWN = 0  # an ordinal target a manifest does not give; its loss and score skip it
+GRADE_LOSS_WEIGHT = 2.0  # the overall grade is what clients buy; subgrades help it learn
+
+
+class TrainDataError(ValueError):
+    """The dataset cannot train this task: a missing column, an empty split, one class only."""
+
+
+@dataclass(frozen=True)
+class GradeTask:
+    """Ordinal grades 1..10 and the four subgrades (any subgrade column may be missing)."""
+
+    name: str = "grade"
+    rectify: bool = True
+    primary: str = "qwk"
+    axis_name: str = "grade"
+    classes: tuple[str, ...] = field(default=())
+
+    def head(self, dropout: float) -> nn.Module:
+        return OrdinalHeads(dropout)
+
+    def targets(self, manifest: pd.DataFrame) -> torch.Tensor:
+        if "grade" not in manifest.columns:
+            raise TrainDataError("the manifest has no 'grade' column")
+        columns = [manifest[t] if t in manifest.columns else pd.Series(UNKNOWN, manifest.index)
+                   for t in ORDINAL_TARGETS]
+        values = pd.concat(columns, axis=1).fillna(UNKNOWN).to_numpy(dtype=np.int64)
+        return torch.from_numpy(values)
+
+    def loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        losses = [corn_loss(outputs[:, i], targets[:, i]) for i in range(len(ORDINAL_TARGETS))]
+        return GRADE_LOSS_WEIGHT * losses[0] + sum(losses[1:])
+
+    def predictions(self, outputs: torch.Tensor) -> np.ndarray:
+        """Predicted grade and subgrades, N x 5."""
+        return torch.stack([predicted_grade(outputs[:, i]) for i in range(len(ORDINAL_TARGETS))],
+                           dim=1).numpy()
+
+    def score(self, outputs: torch.Tensor, targets: torch.Tensor) -> dict[str, float]:
+        """QWK, MAE, exact and within-one of the grade; QWK of each subgrade given."""
+        predicted, expected = self.predictions(outputs), targets.numpy()
+        scores = grading_metrics(expected[:, 0], predicted[:, 0], range(1, GRADES + 1))
+        for i, name in enumerate(ORDINAL_TARGETS[1:], start=1):
+            known = expected[:, i] != UNKNOWN
+            if known.any():
+                scores[f"qwk_{name}"] = grading_metrics(expected[known, i], predicted[known, i],
+                                                        range(1, GRADES + 1))["qwk"]
+        return scores
+
+    def captions(self, outputs: torch.Tensor, targets: torch.Tensor) -> list[tuple[str, bool]]:
+        predicted, expected = self.predictions(outputs)[:, 0], targets[:, 0].numpy()
+        confidence = grade_probabilities(outputs[:, 0]).max(dim=1).values.numpy()
+        return [(f"pred {p} ({c:.0%}) / expert {e}", bool(p == e))
+                for p, c, e in zip(predicted, confidence, expected, strict=True)]
+
+    def confusion(self, outputs: torch.Tensor,
+                  targets: torch.Tensor) -> tuple[list[object], list[object], list[object]]:
+        """Expected and predicted overall grades, and the axis labels of their matrix."""
+        return (targets[:, 0].tolist(), self.predictions(outputs)[:, 0].tolist(),
+                list(range(1, GRADES + 1)))
+
+
+@dataclass(frozen=True)
+class ClassifyTask:
+    """One label per image from a fixed set of classes (the ImageFolder kind of task)."""
+
+    classes: tuple[str, ...]
+    name: str = "classify"
+    rectify: bool = False
+    primary: str = "accuracy"
+    axis_name: str = "class"
+
+    def head(self, dropout: float) -> nn.Module:
+        return SoftmaxHead(len(self.classes), dropout)
+
+    def targets(self, manifest: pd.DataFrame) -> torch.Tensor:
+        if "label" not in manifest.columns:
+            raise TrainDataError("the manifest has no 'label' column")
+        unknown = sorted(set(manifest["label"].astype(str)) - set(self.classes))
+        if unknown:
+            raise TrainDataError(f"labels {unknown} are not among the classes {self.classes}")
+        if len(self.classes) < 2:
+            raise TrainDataError(f"classification needs two classes or more, got {self.classes}")
+        index = {name: i for i, name in enumerate(self.classes)}
+        return torch.tensor([index[label] for label in manifest["label"].astype(str)])
+
+    def loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(outputs, targets)
+
+    def score(self, outputs: torch.Tensor, targets: torch.Tensor) -> dict[str, float]:
+        predicted = outputs.argmax(dim=1).numpy()
+        return classification_metrics([self.classes[i] for i in targets.numpy()],
+                                      [self.classes[i] for i in predicted], self.classes)
+
+    def captions(self, outputs: torch.Tensor, targets: torch.Tensor) -> list[tuple[str, bool]]:
+        probabilities = outputs.softmax(dim=1)
+        confidence, predicted = probabilities.max(dim=1)
+        return [(f"{self.classes[p]} ({c:.0%}) / {self.classes[t]}", bool(p == t))
+                for p, c, t in zip(predicted.tolist(), confidence.tolist(), targets.tolist(),
+                                   strict=True)]
+
+    def confusion(self, outputs: torch.Tensor,
+                  targets: torch.Tensor) -> tuple[list[object], list[object], list[object]]:
+        return ([self.classes[i] for i in targets.tolist()],
+                [self.classes[i] for i in outputs.argmax(dim=1).tolist()], list(self.classes))
+
+
+BackboneTask = GradeTask | ClassifyTask
+
+
+def backbone_task(name: str, classes: tuple[str, ...]) -> BackboneTask:
+    """The task plugin for `name` ("grade" or "classify")."""
+    if name == "grade":
+        return GradeTask()
+    if name == "classify":
+        return ClassifyTask(classes)
+    raise TrainDataError(f"unknown backbone task {name!r}; expected grade or classify")

