@@ -50,10 +50,15 @@ class SuiteResult:
     result_ids: list = field(default_factory=list)
 
 
-def label_threshold(n: int, categories: int, limits: SuiteLimits) -> float:
+def label_threshold(n: int, categories: int, limits: SuiteLimits,
+                    reference_n: int | None = None) -> float:
     """The largest KL divergence of n labels over `categories` values still consistent with
-    the reference: under the reference, 2 n KL follows chi-square with categories - 1 dof."""
-    bound = stats.chi2.ppf(limits.label_confidence, max(categories - 1, 1)) / (2 * max(n, 1))
+    the reference: under the reference, 2 n KL follows chi-square with categories - 1 dof.
+    A reference that is itself a sample of `reference_n` labels is noisy too: both samples
+    count, through the effective size n m / (n + m) of a two-sample test."""
+    effective = n if reference_n is None else n * reference_n / (n + reference_n)
+    chi2 = stats.chi2.ppf(limits.label_confidence, max(categories - 1, 1))
+    bound = chi2 / (2 * max(effective, 1))
     return float(max(bound, limits.label_kl_floor))
 
 
@@ -93,7 +98,8 @@ def _expectations(kind: TaskKind, checked: CheckedBatch, limits: SuiteLimits,
                                                       value_set=list(checked.classes)))
     if column is not None and reference is not None and len(reference):
         partition = reference_partition(kind, reference)
-        threshold = label_threshold(len(checked.candidates), len(partition["values"]), limits)
+        threshold = label_threshold(len(checked.candidates), len(partition["values"]), limits,
+                                    int(reference.notna().sum()))
         manifest.append(e.ExpectColumnKLDivergenceToBeLessThan(
             column=column, partition_object=partition, threshold=threshold))
     lo, hi = limits.brightness

@@ -46,6 +46,15 @@ def test_the_label_bound_shrinks_with_the_batch_but_not_below_the_floor() -> Non
     assert small > large > limits.label_kl_floor == huge
 
 
+def test_a_small_reference_widens_the_label_bound() -> None:
+    limits = SuiteLimits()
+
+    exact, sampled = label_threshold(60, 10, limits), label_threshold(60, 10, limits, 40)
+
+    # A 40-label reference is noisy itself: 60 vs 40 behaves like 24 labels against truth.
+    assert sampled == pytest.approx(label_threshold(24, 10, limits)) and sampled > exact
+
+
 def test_a_clean_batch_passes_and_its_data_docs_are_rendered(factory: Path, tmp_path: Path) -> None:
     reference = pd.Series([int(row["grade"]) for row in read_rows(factory)] * 10)
 
