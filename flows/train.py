@@ -140,7 +140,10 @@ def log_and_register(settings: GradelineSettings, run: TrainingRun, result: Trai
     it as a candidate; returns (version, model URI)."""
     import mlflow
 
-    run.log_metrics({**result.metrics, "images_per_s": result.images_per_s,
+    # The registered weights are the best epoch's: its scores go in as best_<metric>, beside
+    # the per-epoch curves of the same metric.
+    run.log_metrics({**{f"best_{k}": v for k, v in result.metrics.items()},
+                     "images_per_s": result.images_per_s,
                      "epochs_run": result.epochs_run, "best_epoch": result.best_epoch,
                      **result.seconds})
     for plot in result.plots:
