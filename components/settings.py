@@ -158,6 +158,9 @@ class GradelineSettings(BaseSettings):
             "PREFECT_HOME": str(self.prefect_home),
             # The embedded server must not phone home: these machines may have no network.
             "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            # A new home's temporary server migrates its database before it answers: on two
+            # busy cores that outlasts Prefect's 20 s default and the flow never starts.
+            "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
             "DO_NOT_TRACK": "1",
             "GX_ANALYTICS_ENABLED": "false",
         }

@@ -142,6 +142,7 @@ def test_service_env_without_aws(tmp_path: Path) -> None:
         "MLFLOW_TRACKING_URI": settings.mlflow_tracking_uri,
         "PREFECT_HOME": str(settings.prefect_home),
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
         "DO_NOT_TRACK": "1",
         "GX_ANALYTICS_ENABLED": "false",
     }
