@@ -150,7 +150,9 @@ def _edge_points(contrast: np.ndarray, a: np.ndarray, b: np.ndarray, outward: np
 def _tls(points: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Total-least-squares line through points: centre, unit direction, unit normal."""
     centre = points.mean(0)
-    _, _, vt = np.linalg.svd(points - centre)
+    # The thin SVD: the full one also builds an N x N matrix of left vectors nobody reads,
+    # which made this line most of a measurement's time.
+    _, _, vt = np.linalg.svd(points - centre, full_matrices=False)
     return centre, vt[0], vt[1]
 
 
