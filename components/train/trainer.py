@@ -24,16 +24,15 @@ import pandas as pd
 import torch
 
 from components.train.augment import augment_card
+from components.train.frozen import FrozenPart
 from components.train.loop import CachedSplit, FitResult, evaluate, fit
 from components.train.metrics import confusion_matrix_png, prediction_sheet, training_curves_png
-from components.train.model import TaskModel
 from components.train.params import BackboneProfile
 from components.train.prepare import prepare_images
 from components.train.spec import ModelSpec, save_model
 from components.train.tasks import BackboneTask, TrainDataError, backbone_task
 
 SAMPLES = 12
-_ACTIVATION_BATCH = 64
 Progress = Callable[[str, int, int], None]  # stage, done, total
 
 
@@ -80,17 +79,6 @@ def _cached_array(path: Path, build: Callable[[], dict[str, np.ndarray]]) -> dic
     np.savez(partial, **arrays)
     os.replace(partial, path)
     return arrays
-
-
-def _activations(model: TaskModel, pixels: np.ndarray) -> torch.Tensor:
-    """Frozen-part activations of uint8 RGB images, half precision."""
-    model.eval()
-    out = []
-    with torch.no_grad():
-        for i in range(0, len(pixels), _ACTIVATION_BATCH):
-            images = torch.from_numpy(pixels[i:i + _ACTIVATION_BATCH]).permute(0, 3, 1, 2)
-            out.append(model.activations(images.float() / 255).half())
-    return torch.cat(out)
 
 
 def _views(pixels: np.ndarray, views: int, seed: int) -> np.ndarray:
@@ -148,12 +136,13 @@ def train_backbone(
     progress("cache frozen features", 0, profile.views + 1)
 
     def cache_activations() -> dict[str, np.ndarray]:
+        frozen = FrozenPart(model, height, width)
         train_views = _views(pixels[:n_train], profile.views, profile.seed)
         cached = []
         for index, view in enumerate(train_views):
-            cached.append(_activations(model, view).numpy())
+            cached.append(frozen(view).numpy())
             progress("cache frozen features", index + 1, profile.views + 1)
-        return {"train": np.stack(cached), "val": _activations(model, pixels[n_train:]).numpy()}
+        return {"train": np.stack(cached), "val": frozen(pixels[n_train:]).numpy()}
 
     activations = _cached_array(
         work_dir / f"activations-{profile.frozen_blocks}-{profile.views}.npz", cache_activations)
