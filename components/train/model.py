@@ -29,6 +29,11 @@ from components.train.ordinal import exceedance
 from components.train.prepare import GEOMETRY_FEATURES
 
 GRADES = 10
+# Batch-norm momentum of the trained blocks. The ImageNet weights come with TensorFlow's 0.99
+# decay (momentum 0.01): over the few hundred steps of a fine-tune, running statistics that
+# slow lag far behind the features the blocks learn on cards, and validation scores computed
+# with them sat near zero for the first epochs while the training loss fell.
+TRAINED_BN_MOMENTUM = 0.1
 # Outputs of the grader, in order: the overall grade, then the four subgrades.
 ORDINAL_TARGETS = ("grade", "centering", "corners", "edges", "surface")
 _FROM_IMAGE = tuple(t for t in ORDINAL_TARGETS if t != "centering")
@@ -87,6 +92,10 @@ class TaskModel(nn.Module):
         self.frozen_blocks = frozen_blocks
         for module in self.frozen_modules():
             module.requires_grad_(False)
+        frozen = {id(m) for module in self.frozen_modules() for m in module.modules()}
+        for module in self.modules():
+            if isinstance(module, nn.BatchNorm2d) and id(module) not in frozen:
+                module.momentum = TRAINED_BN_MOMENTUM
 
     def frozen_modules(self) -> list[nn.Module]:
         """The stem and the first `frozen_blocks` blocks."""

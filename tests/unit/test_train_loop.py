@@ -1,0 +1,79 @@
+"""The backbone training loop on cached activations: it overfits one small batch, keeps the
+frozen part exactly as ImageNet left it, lets the trained blocks' batch norm follow the new
+data, and a checkpoint written for other data is never resumed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from components.train.frozen import FrozenPart
+from components.train.loop import CachedSplit, evaluate, fit
+from components.train.model import TRAINED_BN_MOMENTUM, build_model
+from components.train.params import BackboneProfile
+from components.train.tasks import ClassifyTask
+
+FROZEN = 14
+TASK = ClassifyTask(classes=("dark", "light"))
+
+
+def _profile(**changes: object) -> BackboneProfile:
+    base = {"size": (48, 64), "frozen_blocks": FROZEN, "views": 1, "epochs": 25,
+            "patience": 25, "batch_size": 8, "lr": 0.003, "head_lr": 0.03,
+            "weight_decay": 0.0, "dropout": 0.0, "seed": 3}
+    return BackboneProfile(**{**base, **changes})
+
+
+def _model() -> nn.Module:
+    """A fresh model whose head starts the same whatever ran before in this process."""
+    torch.manual_seed(0)
+    return build_model(TASK.head(0.0), FROZEN)
+
+
+def _split(model: nn.Module, brightness: list[int]) -> CachedSplit:
+    """Plain grey images whose class is whether they are light; cached as training does."""
+    pixels = np.stack([np.full((64, 48, 3), level, np.uint8) for level in brightness])
+    pixels = np.clip(pixels + np.random.default_rng(0).normal(0, 8, pixels.shape), 0, 255)
+    activations = FrozenPart(model, 64, 48)(pixels.astype(np.uint8))
+    targets = torch.tensor([int(level > 127) for level in brightness])
+    return CachedSplit(activations[None], torch.zeros(len(brightness), 4), targets)
+
+
+def test_one_batch_is_overfitted_and_the_frozen_part_never_changes(tmp_path: Path) -> None:
+    model = _model()
+    frozen_before = {name: value.clone() for name, value in model.state_dict().items()
+                     if name.startswith(("backbone._conv_stem", "backbone._bn0",
+                                         "backbone._blocks.0."))}
+    data = _split(model, [30, 60, 90, 110, 150, 170, 200, 230])
+
+    result = fit(model, TASK, data, data, _profile(), tmp_path / "checkpoint.pt", "a")
+
+    model.load_state_dict(result.best_state)
+    assert result.best_score == 1.0  # every item of the batch is right
+    assert (evaluate(model, data).argmax(1) == data.targets).all()
+    after = model.state_dict()
+    assert all(torch.equal(after[name], value) for name, value in frozen_before.items())
+
+
+def test_only_the_trained_blocks_batch_norm_follows_new_data_quickly() -> None:
+    model = _model()
+    frozen = {id(m) for module in model.frozen_modules() for m in module.modules()}
+    norms = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+
+    assert {m.momentum for m in norms if id(m) in frozen} == {0.01}  # as ImageNet trained them
+    assert {m.momentum for m in norms if id(m) not in frozen} == {TRAINED_BN_MOMENTUM}
+
+
+def test_a_checkpoint_of_other_data_is_not_resumed(tmp_path: Path) -> None:
+    model = _model()
+    data = _split(model, [40, 210, 60, 190])
+    checkpoint = tmp_path / "checkpoint.pt"
+    fit(model, TASK, data, data, _profile(epochs=2), checkpoint, "data version 1")
+
+    again = fit(_model(), TASK, data, data, _profile(epochs=2),
+                checkpoint, "data version 2")
+
+    assert again.resumed_from_epoch == 0 and again.epochs_run == 2
