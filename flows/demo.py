@@ -1,13 +1,14 @@
 """`gradeline demo`: the platform's main job on the embedded defaults, as far as it is built.
 
-Today it runs day 0 of the lifecycle's data side as the Prefect flow `demo`: a studio batch and
-a batch from a new (phone) camera come out of the card factory, the expert panel's agreement is
+Today it runs day 0 of the lifecycle as the Prefect flow `demo`: a studio batch and a batch
+from a new (phone) camera come out of the card factory, the expert panel's agreement is
 measured, centering is measured on both cameras against the known truth, contact sheets are
-drawn, and both batches go through the `ingest` flow into the versioned dataset `demo-cards`
-(the studio batch twice, to show that a repeat changes nothing). It prints a timeline with the
-figures of each step and where every file lives; the CLI exits 1 when a step fails. Train,
-evaluate, promote and monitor join this story as they are built. Import this module only after
-`settings.activate()`: Prefect reads PREFECT_HOME once.
+drawn, both batches go through the `ingest` flow into the versioned dataset `demo-cards` (the
+studio batch twice, to show that a repeat changes nothing), and the `train` flow trains a
+card grader on that data version and registers it in MLflow as a candidate. It prints a
+timeline with the figures of each step and where every file lives; the CLI exits 1 when a step
+fails. Evaluate, promote and monitor join this story as they are built. Import this module only
+after `settings.activate()`: Prefect reads PREFECT_HOME once.
 """
 
 from __future__ import annotations
@@ -27,9 +28,10 @@ from components.cards.panel import PANEL, panel_agreement
 from components.centering import centering_accuracy
 from components.settings import GradelineSettings
 from flows.ingest import ingest
+from flows.train import train
 
-NOT_YET_BUILT = ("train (MLflow)", "evaluate + export", "shadow / canary / promote",
-                 "monitor drift + retrain")
+NOT_YET_BUILT = ("detector training (`gradeline train --task detect`)", "evaluate + export",
+                 "shadow / canary / promote", "monitor drift + retrain")
 DEMO_DATASET = "demo-cards"
 Figures = tuple[dict[str, object], list[str]]
 
@@ -109,10 +111,22 @@ def ingest_batch(batch: Path) -> Figures:
     return figures, [summary["data_docs"]] if summary["data_docs"] else []
 
 
+def train_grader(train_params: str | None) -> Figures:
+    """The train flow (a subflow run) on the demo's current data version."""
+    summary = train(task="grade", dataset=DEMO_DATASET, profile="fast", params_file=train_params)
+    figures = {key: summary[key] for key in ("model_name", "version", "epochs_run",
+                                             "images_per_s")}
+    figures.update({key.removeprefix("val_"): summary["metrics"][key]
+                    for key in ("val_qwk", "val_exact", "val_within_one")})
+    return {**figures, "mlflow_run": summary["run_id"]}, []
+
+
 @flow(name="demo")
 def demo_flow(workdir: Path, reports: Path, studio_cards: int = 400, phone_cards: int = 200,
-              verbose: bool = True) -> list[DemoStep]:
-    """Day 0 of the story: two cameras' batches, the panel, centering, pictures."""
+              verbose: bool = True, train_params: str | None = None) -> list[DemoStep]:
+    """Day 0 of the story: two cameras' batches, the panel, centering, pictures, ingest and
+    a first grader; `train_params` is a params.yaml for the training budgets (default the
+    project's)."""
     studio, phone = workdir / "batch-studio", workdir / "batch-phone"
     plan: list[tuple[str, Callable[[], Figures]]] = [
         ("synthesize studio batch", lambda: synthesize(studio, studio_cards, 1, "studio")),
@@ -125,6 +139,7 @@ def demo_flow(workdir: Path, reports: Path, studio_cards: int = 400, phone_cards
         ("ingest studio batch", lambda: ingest_batch(studio)),
         ("ingest phone batch", lambda: ingest_batch(phone)),
         ("ingest studio batch again", lambda: ingest_batch(studio)),
+        ("train card grader (fast profile)", lambda: train_grader(train_params)),
     ]
     steps = []
     for name, run in plan:
@@ -137,7 +152,8 @@ def demo_flow(workdir: Path, reports: Path, studio_cards: int = 400, phone_cards
 
 
 def run_demo(settings: GradelineSettings, studio_cards: int = 400, phone_cards: int = 200,
-             echo: Callable[[str], None] | None = print) -> DemoReport:
+             echo: Callable[[str], None] | None = print,
+             train_params: Path | None = None) -> DemoReport:
     """Run the demo flow on these settings' home and collect its report (never raises)."""
     settings.activate()
     report = DemoReport(home=str(settings.home))
@@ -148,7 +164,8 @@ def run_demo(settings: GradelineSettings, studio_cards: int = 400, phone_cards: 
     (settings.data_dir / f"{DEMO_DATASET}.dvc").unlink(missing_ok=True)
     try:
         report.steps = demo_flow(workdir, settings.reports_dir / "demo", studio_cards,
-                                 phone_cards, verbose=echo is not None)
+                                 phone_cards, verbose=echo is not None,
+                                 train_params=str(train_params) if train_params else None)
     except Exception as error:  # noqa: BLE001 - the demo reports any failure as its outcome
         report.error = f"{type(error).__name__}: {error}"
     if echo:
