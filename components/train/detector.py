@@ -8,7 +8,7 @@
 dataset.yaml, train.txt and val.txt, a folder of links to the train and val items, and the
 Ultralytics run (`run/weights/best.pt`, `run/weights/last.pt`, `run/results.csv`).
 
-Three things keep Ultralytics inside its lane:
+Four things keep Ultralytics inside its lane:
 - Nothing is downloaded. A model YAML is built from scratch; a `.pt` must be a local file. The
   AMP check (which fetches yolo26n.pt) never runs: CUDA trains in bfloat16, which Ultralytics
   does not check, or in fp32 on GPUs without native bfloat16; CPU trains in fp32. The Arial font
@@ -18,6 +18,8 @@ Three things keep Ultralytics inside its lane:
   Platform, usage events): the caller owns the MLflow run and logs what `on_epoch` gets, and the
   DVC callback must not touch our data repo. This holds whatever the user's Ultralytics settings
   file or environment says, and the settings file is never written.
+- It keeps every core: on CPU it would set torch's thread count to the cores minus one for the
+  whole process.
 - The dataset is only read. Ultralytics writes a label cache beside the label folders, so it
   trains on links under `out_dir` and the cache lands there, not in the DVC-tracked dataset.
 """
@@ -213,20 +215,26 @@ def _contained_ultralytics() -> Iterator[None]:
     import ultralytics.data.utils
     import ultralytics.utils.callbacks
     import ultralytics.utils.checks
+    import ultralytics.utils.torch_utils
 
     logger = logging.getLogger("ultralytics")
     level = logger.level
     logger.setLevel(logging.WARNING)  # also hides its progress bars
+    threads = torch.get_num_threads()
     try:
         with (
             patch.object(ultralytics.utils.callbacks, "add_integration_callbacks",
                          _no_integrations),
             patch.object(ultralytics.data.utils, "check_font", _no_font),
             patch.object(ultralytics.utils.checks, "check_pip_update_available", lambda: False),
+            # CPU training sets torch's threads to the core count minus one, process-wide: half
+            # the speed on two cores, and every later torch call of the process slowed too.
+            patch.object(ultralytics.utils.torch_utils, "NUM_THREADS", threads),
         ):
             yield
     finally:
         logger.setLevel(level)
+        torch.set_num_threads(threads)
 
 
 def _no_integrations(instance: object) -> None:

@@ -14,6 +14,7 @@ from types import SimpleNamespace
 import mlflow
 import numpy as np
 import pytest
+import torch
 import yaml
 
 from components.cards import synthesize_batch
@@ -80,8 +81,11 @@ def test_mlflow_gets_no_run_while_one_epoch_trains_and_reports(
     root = ingest_cards(tmp_path)
     dataset_before = sorted(p.relative_to(root) for p in root.rglob("*"))
     reported: list[dict[str, float]] = []
+    threads = torch.get_num_threads()  # Ultralytics would leave it at the cores minus one
 
     result = train_detector(root, tmp_path / "out", ONE_EPOCH, on_epoch=reported.append)
+
+    assert torch.get_num_threads() == threads
 
     assert result.weights == tmp_path / "out" / "run" / "weights" / "best.pt"
     assert result.weights.is_file()
