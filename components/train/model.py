@@ -58,7 +58,8 @@ class OrdinalHeads(nn.Module):
         centering = self.centering(geometry)
         image_logits = self.from_image(torch.cat([self.dropout(features), exceedance(centering)],
                                                  dim=1))
-        image_logits = image_logits.view(len(features), len(_FROM_IMAGE), GRADES - 1)
+        # -1, not len(features): an exported graph must keep any batch size
+        image_logits = image_logits.view(-1, len(_FROM_IMAGE), GRADES - 1)
         return torch.cat([image_logits[:, :1], centering[:, None], image_logits[:, 1:]], dim=1)
 
     def geometry_parameters(self) -> Iterator[nn.Parameter]:

@@ -27,8 +27,9 @@ def corn_loss(logits: torch.Tensor, grades: torch.Tensor) -> torch.Tensor:
 
 
 def exceedance(logits: torch.Tensor) -> torch.Tensor:
-    """P(grade > k) for k = 1..K-1: cumulative products of the conditional probabilities."""
-    return torch.cumprod(torch.sigmoid(logits), dim=1)
+    """P(grade > k) for k = 1..K-1: cumulative products of the conditional probabilities,
+    summed as logarithms (ONNX has no cumulative product, and the graph must export)."""
+    return torch.exp(torch.cumsum(F.logsigmoid(logits), dim=1))
 
 
 def grade_probabilities(logits: torch.Tensor) -> torch.Tensor:
