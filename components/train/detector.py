@@ -12,8 +12,9 @@ Four things keep Ultralytics inside its lane:
 - Nothing is downloaded. A model YAML is built from scratch; a `.pt` must be a local file. The
   AMP check (which fetches yolo26n.pt) never runs: CUDA trains in bfloat16, which Ultralytics
   does not check, or in fp32 on GPUs without native bfloat16; CPU trains in fp32. The Arial font
-  download and the PyPI update check are switched off, and so is the DNS probe Ultralytics makes
-  at import when this module is the first to import it (YOLO_OFFLINE).
+  download, the PyPI update check and the pip install of a missing requirement (the exporter
+  checks for onnx, onnxslim and onnxruntime) are switched off, and so is the DNS probe
+  Ultralytics makes at import when this module is the first to import it (YOLO_OFFLINE).
 - None of its integrations run (MLflow, DVC, TensorBoard, W&B, Comet, ClearML, Ray Tune, its
   Platform, usage events): the caller owns the MLflow run and logs what `on_epoch` gets, and the
   DVC callback must not touch our data repo. This holds whatever the user's Ultralytics settings
@@ -33,7 +34,7 @@ import math
 import os
 import shutil
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -84,17 +85,20 @@ class DetectorError(ValueError):
     """The dataset or the configuration cannot train a detector (no classes, an empty split)."""
 
 
-def write_yolo_dataset(root: Path, out_dir: Path) -> Path:
-    """Write <out_dir>/dataset.yaml plus train.txt / val.txt image lists (absolute paths) from
-    the manifest; returns the yaml path.
+def write_yolo_dataset(root: Path, out_dir: Path,
+                       splits: Sequence[str] = TRAINING_SPLITS) -> Path:
+    """Write <out_dir>/dataset.yaml plus one <split>.txt image list (absolute paths) per split
+    from the manifest; returns the yaml path.
 
     The listed images are links under `<out_dir>/links/<split>/` to the dataset's files, each
     with its label linked where Ultralytics looks for it, so its label cache is written there
-    and train and val keep one cache each.
+    and every split keeps one cache of its own. Ultralytics insists on `train` and `val` entries:
+    one that is not among `splits` lists the first split's images (an evaluation reads only the
+    split it names).
     """
     root, out_dir = Path(root).resolve(), Path(out_dir).resolve()
     classes = _read_classes(root)
-    by_split = _read_training_items(root)
+    by_split = _read_items(root, tuple(splits))
     links = out_dir / LINKS_DIR
     shutil.rmtree(links, ignore_errors=True)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -103,8 +107,9 @@ def write_yolo_dataset(root: Path, out_dir: Path) -> Path:
         images = [_link_item(root, links / split, image_path) for image_path in items]
         lists[split] = out_dir / f"{split}.txt"
         lists[split].write_text("".join(f"{image}\n" for image in images))
-    spec = {"path": str(out_dir), **{split: str(lists[split]) for split in TRAINING_SPLITS},
-            "names": dict(enumerate(classes))}
+    first = lists[next(iter(lists))]
+    entries = {split: str(lists.get(split, first)) for split in (*TRAINING_SPLITS, *lists)}
+    spec = {"path": str(out_dir), **entries, "names": dict(enumerate(classes))}
     dataset_yaml = out_dir / "dataset.yaml"
     dataset_yaml.write_text(yaml.safe_dump(spec, sort_keys=False))
     return dataset_yaml
@@ -125,7 +130,7 @@ def train_detector(
     out_dir = Path(out_dir).resolve()
     dataset_yaml = write_yolo_dataset(root, out_dir)
     recorder = _Recorder(on_epoch)
-    with _contained_ultralytics():
+    with contained_ultralytics():
         model, resuming = _load_model(config, out_dir / RUN_NAME / "weights" / "last.pt", resume)
         for event, callback in recorder.callbacks().items():
             model.add_callback(event, callback)
@@ -134,7 +139,7 @@ def train_detector(
     images = len(trainer.train_loader.dataset) * recorder.train_epochs
     return DetectorResult(
         weights=Path(trainer.best),
-        metrics=_final_metrics(trainer.validator.metrics, trainer.data["names"]),
+        metrics=final_metrics(trainer.validator.metrics, trainer.data["names"]),
         epochs_run=trainer.epoch + 1,
         images_per_s=round(images / recorder.train_seconds, 2) if recorder.train_seconds else 0.0,
         history=recorder.history,
@@ -155,13 +160,15 @@ def _read_classes(root: Path) -> list[str]:
     return classes
 
 
-def _read_training_items(root: Path) -> dict[str, list[str]]:
-    """Image paths (relative to root) of the train and val items; both splits must have some
-    and every image must be a file under root/images."""
+def _read_items(root: Path, splits: tuple[str, ...]) -> dict[str, list[str]]:
+    """Image paths (relative to root) of the items of each of `splits`; every split must have
+    some and every image must be a file under root/images."""
     path = root / "manifest.csv"
     if not path.is_file():
         raise DetectorError(f"{path} is missing")
-    by_split: dict[str, list[str]] = {split: [] for split in TRAINING_SPLITS}
+    if not splits:
+        raise DetectorError("no split to write: name at least one")
+    by_split: dict[str, list[str]] = {split: [] for split in splits}
     with path.open(newline="") as f:
         reader = csv.DictReader(f)
         missing = {"image_path", "split"} - set(reader.fieldnames or ())
@@ -173,8 +180,8 @@ def _read_training_items(root: Path) -> dict[str, list[str]]:
                 by_split[row["split"]].append(row["image_path"])
     for split, items in by_split.items():
         if not items:
-            raise DetectorError(f"{path} has no {split!r} items: training needs both "
-                                f"{' and '.join(map(repr, TRAINING_SPLITS))} images")
+            raise DetectorError(f"{path} has no {split!r} items (needed: "
+                                f"{', '.join(map(repr, splits))})")
     return by_split
 
 
@@ -203,9 +210,9 @@ def _link_item(root: Path, links: Path, image_path: str) -> Path:
 
 
 @contextmanager
-def _contained_ultralytics() -> Iterator[None]:
-    """Ultralytics with no integration callbacks, no font download, no update check, and only
-    its warnings logged (progress reaches the caller through on_epoch).
+def contained_ultralytics() -> Iterator[None]:
+    """Ultralytics with no integration callbacks, no font download, no update check, no package
+    installs, and only its warnings logged (progress reaches the caller through on_epoch).
 
     Replacing the one function that adds the integrations disables them all whatever the user's
     settings say, without writing the settings file; patch() fails loudly if an upgrade renames
@@ -215,6 +222,7 @@ def _contained_ultralytics() -> Iterator[None]:
     import ultralytics.data.utils
     import ultralytics.utils.callbacks
     import ultralytics.utils.checks
+    import ultralytics.utils.plotting
     import ultralytics.utils.torch_utils
 
     logger = logging.getLogger("ultralytics")
@@ -226,6 +234,8 @@ def _contained_ultralytics() -> Iterator[None]:
             patch.object(ultralytics.utils.callbacks, "add_integration_callbacks",
                          _no_integrations),
             patch.object(ultralytics.data.utils, "check_font", _no_font),
+            patch.object(ultralytics.utils.plotting, "check_font", _no_font),
+            patch.object(ultralytics.utils.checks, "AUTOINSTALL", False),
             patch.object(ultralytics.utils.checks, "check_pip_update_available", lambda: False),
             # CPU training sets torch's threads to the core count minus one, process-wide: half
             # the speed on two cores, and every later torch call of the process slowed too.
@@ -242,7 +252,8 @@ def _no_integrations(instance: object) -> None:
 
 
 def _no_font(font: str = "Arial.ttf") -> None:
-    """Stands in for Ultralytics' check_font, which downloads Arial; plots are off anyway."""
+    """Stands in for Ultralytics' check_font, which downloads Arial: the labels on the plots
+    an evaluation draws fall back to PIL's default font."""
 
 
 def _load_model(config: DetectorConfig, last: Path, resume: bool) -> tuple[YOLO, bool]:
@@ -329,7 +340,7 @@ class _Recorder:
             self.on_epoch(row)
 
 
-def _final_metrics(metrics: DetMetrics, names: dict[int, str]) -> dict[str, float]:
+def final_metrics(metrics: DetMetrics, names: dict[int, str]) -> dict[str, float]:
     """Mean and per-class validation metrics from Ultralytics' DetMetrics."""
     precision, recall, map50, map50_95 = (float(x) for x in metrics.mean_results())
     result = {"map50": map50, "map50_95": map50_95, "precision": precision, "recall": recall}

@@ -22,7 +22,7 @@ from components.cards.spec import DEFECT_CLASSES
 from components.train.detector import (
     DetectorConfig,
     DetectorError,
-    _final_metrics,
+    final_metrics,
     train_detector,
     write_yolo_dataset,
 )
@@ -171,7 +171,7 @@ def test_a_class_with_no_validation_box_gets_nan_not_zero() -> None:
     metrics = SimpleNamespace(box=box, ap_class_index=np.array([0, 2]),
                               mean_results=lambda: [0.4, 0.8, 0.6, 0.3])
 
-    result = _final_metrics(metrics, {0: "corner_wear", 1: "crease", 2: "stain"})
+    result = final_metrics(metrics, {0: "corner_wear", 1: "crease", 2: "stain"})
 
     assert result["map50"] == 0.6 and result["recall"] == 0.8
     assert result["recall.stain"] == 1.0 and result["precision.stain"] == 0.25
