@@ -1,0 +1,142 @@
+"""The grader as an ONNX graph that serving runs: preprocessing-ready pixels in, calibrated
+grade probabilities out, with everything serving needs written into the graph's metadata.
+
+    graph = export_grader(model, spec, temperatures, out / "card-grader.onnx", metadata)
+    session = GraderSession(graph)                    # ONNX Runtime, CPU
+    probabilities = session(pixels, geometry)         # N x 5 x 10: grade, then the subgrades
+    int8 = quantize_int8(graph, out / "card-grader.int8.onnx", training_pixels, geometry)
+
+Inputs: `pixels`, the rectified card as RGB values 0..255, N x H x W x 3 (what `prepare_photo`
+gives, as float32: JSON clients such as `mlflow models serve` send numbers, not bytes), and
+`geometry`, N x 4 floats. Output: `probabilities`, N x len(ORDINAL_TARGETS) x GRADES, each
+head's logits divided by its fitted temperature, so the graph answers calibrated.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import warnings
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime
+import torch
+from onnxruntime.quantization import (
+    CalibrationDataReader,
+    QuantFormat,
+    QuantType,
+    quant_pre_process,
+    quantize_static,
+)
+from torch import nn
+
+from components.train.model import TaskModel
+from components.train.ordinal import grade_probabilities
+
+OPSET = 17
+INPUTS = ("pixels", "geometry")
+OUTPUT = "probabilities"
+METADATA_PREFIX = "gradeline."
+_CALIBRATION_BATCH = 8
+
+
+class _CalibratedGrader(nn.Module):
+    """RGB pixels (0..255, channels last) and geometry to temperature-scaled probabilities."""
+
+    def __init__(self, model: TaskModel, temperatures: torch.Tensor) -> None:
+        super().__init__()
+        self.model = model
+        self.register_buffer("temperatures", temperatures.float())
+
+    def forward(self, pixels: torch.Tensor, geometry: torch.Tensor) -> torch.Tensor:
+        images = pixels.permute(0, 3, 1, 2).float() / 255
+        logits = self.model(images, geometry) / self.temperatures[None, :, None]
+        targets, thresholds = logits.shape[1], logits.shape[2]
+        flat = grade_probabilities(logits.reshape(-1, thresholds))
+        return flat.reshape(-1, targets, thresholds + 1)  # -1, not len(): any batch exports
+
+
+def calibrated_torch_model(model: TaskModel, temperatures: np.ndarray) -> nn.Module:
+    """The PyTorch twin of the exported graph: the reference parity and latency compare with."""
+    return _CalibratedGrader(model, torch.from_numpy(np.asarray(temperatures))).eval()
+
+
+def export_grader(model: TaskModel, size: tuple[int, int], temperatures: np.ndarray,
+                  path: Path, metadata: dict[str, object]) -> Path:
+    """Write the calibrated grader for cards of `size` (width, height) as ONNX (opset 17,
+    any batch) at `path`; `metadata` values are stored as JSON under `gradeline.<key>`."""
+    width, height = size
+    example = (torch.zeros(1, height, width, 3), torch.zeros(1, 4))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with warnings.catch_warnings():
+        # "same" padding is computed from the input size, which the trace fixes: the card is
+        # always rectified to `size`, so that is the only size the graph needs.
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.onnx.export(calibrated_torch_model(model, temperatures), example, str(path),
+                          input_names=list(INPUTS), output_names=[OUTPUT], opset_version=OPSET,
+                          dynamo=False, dynamic_axes={name: {0: "batch"}
+                                                      for name in (*INPUTS, OUTPUT)})
+    graph = onnx.load(str(path))
+    for key, value in metadata.items():
+        entry = graph.metadata_props.add()
+        entry.key, entry.value = METADATA_PREFIX + key, json.dumps(value)
+    onnx.save(graph, str(path))
+    return path
+
+
+def read_metadata(path: Path) -> dict[str, object]:
+    """The `gradeline.*` metadata of an exported graph, decoded."""
+    graph = onnx.load(str(path), load_external_data=False)
+    return {p.key.removeprefix(METADATA_PREFIX): json.loads(p.value)
+            for p in graph.metadata_props if p.key.startswith(METADATA_PREFIX)}
+
+
+class GraderSession:
+    """An ONNX Runtime session of an exported grader."""
+
+    def __init__(self, path: Path, providers: tuple[str, ...] = ("CPUExecutionProvider",),
+                 threads: int | None = None) -> None:
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = threads or torch.get_num_threads()
+        self.session = onnxruntime.InferenceSession(str(path), options, providers=list(providers))
+
+    def __call__(self, pixels: np.ndarray, geometry: np.ndarray) -> np.ndarray:
+        """Probabilities for uint8 (or float) RGB pixels N x H x W x 3 and geometry N x 4."""
+        return self.session.run([OUTPUT], {"pixels": pixels.astype(np.float32),
+                                           "geometry": geometry.astype(np.float32)})[0]
+
+
+class _Batches(CalibrationDataReader):
+    """Training inputs fed to the int8 calibrator a few images at a time."""
+
+    def __init__(self, pixels: np.ndarray, geometry: np.ndarray) -> None:
+        self.batches = iter([{"pixels": pixels[i:i + _CALIBRATION_BATCH].astype(np.float32),
+                              "geometry": geometry[i:i + _CALIBRATION_BATCH].astype(np.float32)}
+                             for i in range(0, len(pixels), _CALIBRATION_BATCH)])
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        return next(self.batches, None)
+
+
+def quantize_int8(fp32: Path, path: Path, pixels: np.ndarray, geometry: np.ndarray) -> Path:
+    """Static int8 quantization (QDQ, per-channel weights) of an exported grader, its activation
+    ranges calibrated on `pixels`/`geometry` from the training split; metadata is kept."""
+    if len(pixels) == 0:
+        raise ValueError("int8 calibration needs training images, got none")
+    with tempfile.TemporaryDirectory() as scratch:
+        prepared = Path(scratch) / "prepared.onnx"
+        quant_pre_process(str(fp32), str(prepared), skip_symbolic_shape=True)
+        quantize_static(str(prepared), str(path), _Batches(pixels, geometry),
+                        quant_format=QuantFormat.QDQ, per_channel=True,
+                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                        # the probability arithmetic after the heads stays float
+                        op_types_to_quantize=["Conv", "MatMul", "Gemm"])
+    graph = onnx.load(str(path))
+    source = onnx.load(str(fp32), load_external_data=False)
+    del graph.metadata_props[:]
+    graph.metadata_props.extend(source.metadata_props)
+    onnx.save(graph, str(path))
+    return path

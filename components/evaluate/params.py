@@ -1,0 +1,55 @@
+"""Evaluation parameters from params.yaml (`evaluate:`), typed: a misspelt gate is an error, not
+a gate that silently never closes."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class GateParams(_Strict):
+    """Thresholds a candidate must meet before promotion may start."""
+
+    kappa_margin: float = Field(0.02, ge=0, description="QWK may fall this far below the "
+                                "experts' own leave-one-out QWK")
+    max_ece: float = Field(0.05, gt=0, le=1, description="expected calibration error after "
+                           "temperature scaling")
+    coverage_margin: float = Field(0.02, ge=0, lt=1, description="conformal coverage on the "
+                                   "test split may fall this far below its target")
+    min_detector_recall: float = Field(0.8, ge=0, le=1, description="recall of every defect "
+                                       "class on the test split")
+
+
+class ParityParams(_Strict):
+    """How closely an exported graph must answer like PyTorch on the validation images."""
+
+    max_abs_diff: float = Field(1e-3, gt=0)
+    same_prediction: float = Field(0.999, gt=0, le=1)
+
+
+class Int8Params(_Strict):
+    """Static int8 quantization: calibration images and the kappa it may cost."""
+
+    calibration_images: int = Field(64, ge=1, description="training images that set the "
+                                    "activation ranges")
+    max_kappa_drop: float = Field(0.02, ge=0, description="the int8 graph is kept only when its "
+                                  "test QWK is at most this far below fp32's")
+
+
+class LatencyParams(_Strict):
+    runs: int = Field(50, ge=1, description="timed single-image calls per backend")
+    batch_runs: int = Field(5, ge=1, description="timed calls at batch 32 per backend")
+
+
+class EvaluateParams(_Strict):
+    """The `evaluate:` section of params.yaml."""
+
+    coverage: float = Field(0.9, gt=0, lt=1, description="conformal target: the share of "
+                            "cards whose grade set holds the experts' grade")
+    gates: GateParams = GateParams()
+    parity: ParityParams = ParityParams()
+    int8: Int8Params = Int8Params()
+    latency: LatencyParams = LatencyParams()
