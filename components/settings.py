@@ -162,6 +162,8 @@ class GradelineSettings(BaseSettings):
             # busy cores that outlasts Prefect's 20 s default and the flow never starts.
             "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
             "DO_NOT_TRACK": "1",
+            # A bar per artifact download floods flow logs: models are dozens of small files.
+            "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
             "GX_ANALYTICS_ENABLED": "false",
         }
         optional = {

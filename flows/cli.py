@@ -5,6 +5,7 @@
     gradeline centering card.jpg [--json]
     gradeline ingest incoming/batch-7 [--task grade|detect|classify] [--dataset NAME] [--json]
     gradeline train --task grade|detect|classify [--data-version V] [--profile fast|full] [--json]
+    gradeline evaluate --model card-grader [--version N] [--json]
     gradeline ui [--port 5000]
     gradeline config show [--json]
     gradeline demo
@@ -199,6 +200,37 @@ def train(
     else:
         for line in summary.lines():
             typer.echo(line)
+
+
+@app.command("evaluate")
+def evaluate(
+    model: Annotated[str, typer.Option(help="Registered model name.")] = "card-grader",
+    version: Annotated[int | None, typer.Option(help="Model version; default the newest.")]
+    = None,
+    params: Annotated[Path | None, typer.Option(
+        help="A params.yaml whose evaluate: section sets gates and budgets; default the "
+             "project's.")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Judge a model version against the expert panel, calibrate and export it, and write its
+    gates to the registry (the Prefect flow `evaluate`). Exits 1 when a gate fails."""
+    from components.evaluate.grader import EvaluationError
+    from components.evaluate.report import summary_lines
+    from components.train.detector import DetectorError
+    from flows.evaluate import run_evaluate  # imports Prefect: only after main() exported settings
+    from model_registry import VersionNotFound
+
+    try:
+        summary = run_evaluate(load_settings(), model, version, str(params) if params else None)
+    except (EvaluationError, DetectorError, VersionNotFound) as error:
+        raise _fail(str(error)) from None
+    if as_json:
+        typer.echo(json.dumps(summary, indent=2, default=str))
+    else:
+        for line in summary_lines(summary):
+            typer.echo(line)
+    if any(not gate["passed"] for gate in summary["gates"]):
+        raise typer.Exit(code=1)
 
 
 @app.command("ui")

@@ -106,7 +106,7 @@ def resolve_data(settings: GradelineSettings, dataset: str, task_name: str,
     return DataSnapshot(dataset, data_version, root, classes)
 
 
-def _progress_bar() -> Progress:
+def progress_bar() -> Progress:
     return Progress("[progress.description]{task.description}", BarColumn(),
                     MofNCompleteColumn(), TimeElapsedColumn(), console=Console(stderr=True))
 
@@ -117,7 +117,7 @@ def fit(task_name: str, data: DataSnapshot, params: TrainParams, profile: Profil
     """Train with a progress bar per stage; every epoch's metrics go to the MLflow run."""
     logger = get_run_logger()
     bars: dict[str, int] = {}
-    with _progress_bar() as progress:
+    with progress_bar() as progress:
         def on_progress(stage: str, done: int, total: int) -> None:
             if stage not in bars:
                 bars[stage] = progress.add_task(stage, total=total)

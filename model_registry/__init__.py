@@ -2,10 +2,19 @@
 the operations on versions. It is handed its tracking URI and imports neither flows nor
 components, so the registry's rules read in one folder."""
 
+from model_registry.evaluation import (
+    VersionNotFound,
+    download_version,
+    get_version,
+    log_version_metrics,
+    record_gates,
+)
 from model_registry.names import (
     DETECTOR,
+    GATE_PREFIX,
     GRADER,
     STAGE_CANDIDATE,
+    STAGE_REJECTED,
     TAG_DATA_VERSION,
     TAG_GIT_SHA,
     TAG_STAGE,
@@ -14,12 +23,19 @@ from model_registry.versions import RegisteredVersion, register_candidate, versi
 
 __all__ = [
     "DETECTOR",
+    "GATE_PREFIX",
     "GRADER",
     "STAGE_CANDIDATE",
+    "STAGE_REJECTED",
     "TAG_DATA_VERSION",
     "TAG_GIT_SHA",
     "TAG_STAGE",
     "RegisteredVersion",
+    "VersionNotFound",
+    "download_version",
+    "get_version",
+    "log_version_metrics",
+    "record_gates",
     "register_candidate",
     "versions_of",
 ]

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from mlflow import MlflowClient
+from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import RESOURCE_ALREADY_EXISTS, ErrorCode
 
@@ -27,6 +28,7 @@ class RegisteredVersion:
     run_id: str
     source: str
     tags: dict[str, str]
+    model_id: str | None = None  # MLflow 3's logged model behind the version
 
     @property
     def data_version(self) -> str | None:
@@ -35,6 +37,21 @@ class RegisteredVersion:
     @property
     def stage(self) -> str | None:
         return self.tags.get(TAG_STAGE)
+
+
+def registry_client(tracking_uri: str) -> MlflowClient:
+    """A client whose registry is the tracking store (the embedded default keeps both in one)."""
+    return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+
+
+def as_registered(found: ModelVersion) -> RegisteredVersion:
+    """The platform's view of an MLflow model version. Its logged model is named by its source
+    (models:/m-...) where the store does not keep the link (the SQLite registry does not)."""
+    model_id = found.model_id
+    if model_id is None and found.source.startswith("models:/m-"):
+        model_id = found.source.removeprefix("models:/")
+    return RegisteredVersion(name=found.name, version=int(found.version), run_id=found.run_id,
+                             source=found.source, tags=dict(found.tags), model_id=model_id)
 
 
 def _ensure_registered_model(client: MlflowClient, name: str, description: str) -> None:
@@ -57,20 +74,16 @@ def register_candidate(
 ) -> RegisteredVersion:
     """A new version of `name` from the logged model at `model_uri`, tagged with its lineage
     and `stage=candidate`; the registered model is created on first use."""
-    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    client = registry_client(tracking_uri)
     _ensure_registered_model(client, name, description)
     tags = {**(extra_tags or {}), TAG_DATA_VERSION: data_version, TAG_GIT_SHA: git_sha,
             TAG_STAGE: STAGE_CANDIDATE}
     created = client.create_model_version(name, source=model_uri, run_id=run_id, tags=tags,
                                           description=description)
-    return RegisteredVersion(name=name, version=int(created.version), run_id=run_id,
-                             source=created.source, tags=tags)
+    return as_registered(created)
 
 
 def versions_of(tracking_uri: str, name: str) -> list[RegisteredVersion]:
     """Every version of `name`, newest first; empty when the model was never registered."""
-    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
-    found = client.search_model_versions(f"name = '{name}'")
-    return sorted((RegisteredVersion(name=v.name, version=int(v.version), run_id=v.run_id,
-                                     source=v.source, tags=dict(v.tags)) for v in found),
-                  key=lambda v: v.version, reverse=True)
+    found = registry_client(tracking_uri).search_model_versions(f"name = '{name}'")
+    return sorted((as_registered(v) for v in found), key=lambda v: v.version, reverse=True)

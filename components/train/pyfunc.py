@@ -61,6 +61,12 @@ class ImageModel(mlflow.pyfunc.PythonModel):
         return pd.DataFrame([_flat(r) for r in self.predictor.predict(images)])
 
 
+def logged_model_folder(downloaded: Path) -> Path:
+    """The model folder inside a downloaded copy of a model logged by `log_image_model`."""
+    flavor = mlflow.models.Model.load(str(downloaded)).flavors["python_function"]
+    return downloaded / flavor["artifacts"][MODEL_ARTIFACT]["path"]
+
+
 def log_image_model(model_dir: Path, example_image: Path, name: str = "model") -> str:
     """Log `model_dir` as a pyfunc model of the active run, with a signature and an input
     example inferred from one real image; returns the logged model's URI."""

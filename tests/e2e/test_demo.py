@@ -15,7 +15,7 @@ from flows.demo import run_demo
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
-TINY_TRAINING = Path(__file__).parents[1] / "integration" / "train_params.yaml"
+TINY_TRAINING = Path(__file__).parents[1] / "integration" / "tiny_params.yaml"
 
 
 async def _demo_run_states() -> list[str]:

@@ -1,6 +1,6 @@
 """The `train` flow against a real MLflow store and registry, a real Prefect run and real DVC:
 registration with lineage, a past data version, a killed run that resumes, and the detector.
-Budgets are tiny (train_params.yaml): these tests check the mechanics; `make bench` measures
+Budgets are tiny (tiny_params.yaml): these tests check the mechanics; `make bench` measures
 model quality at real sizes."""
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from flows.train import RUN_ID_FILE, run_train
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-TINY = Path(__file__).with_name("train_params.yaml")
+TINY = Path(__file__).with_name("tiny_params.yaml")
 PROJECT = Path(__file__).resolve().parents[2]
 LONG_EPOCHS = 12  # enough to kill a run half-way: the kill follows the first checkpoint
 PLOTS = {"plots/training_curves.png", "plots/sample_predictions.png"}
