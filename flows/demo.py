@@ -4,10 +4,12 @@ Today it runs day 0 of the lifecycle as the Prefect flow `demo`: a studio batch 
 from a new (phone) camera come out of the card factory, the expert panel's agreement is
 measured, centering is measured on both cameras against the known truth, contact sheets are
 drawn, both batches go through the `ingest` flow into the versioned dataset `demo-cards` (the
-studio batch twice, to show that a repeat changes nothing), and the `train` flow trains a
-card grader on that data version and registers it in MLflow as a candidate. It prints a
-timeline with the figures of each step and where every file lives; the CLI exits 1 when a step
-fails. Evaluate, promote and monitor join this story as they are built. Import this module only
+studio batch twice, to show that a repeat changes nothing), the `train` flow trains a card
+grader on that data version and registers it in MLflow as a candidate, and the `evaluate` flow
+judges it against the expert panel, calibrates and exports it, and writes its gates. It prints
+a timeline with the figures of each step and where every file lives; the CLI exits 1 when a
+step fails (a candidate that fails its gates is a result, not a failed step). Promote and
+monitor join this story as they are built. Import this module only
 after `settings.activate()`: Prefect reads PREFECT_HOME once.
 """
 
@@ -27,10 +29,11 @@ from components.cards import contact_sheet, synthesize_batch
 from components.cards.panel import PANEL, panel_agreement
 from components.centering import centering_accuracy
 from components.settings import GradelineSettings
+from flows.evaluate import evaluate
 from flows.ingest import ingest
 from flows.train import train
 
-NOT_YET_BUILT = ("detector training (`gradeline train --task detect`)", "evaluate + export",
+NOT_YET_BUILT = ("detector training (`gradeline train --task detect`)",
                  "shadow / canary / promote", "monitor drift + retrain")
 DEMO_DATASET = "demo-cards"
 Figures = tuple[dict[str, object], list[str]]
@@ -111,9 +114,9 @@ def ingest_batch(batch: Path) -> Figures:
     return figures, [summary["data_docs"]] if summary["data_docs"] else []
 
 
-def train_grader(train_params: str | None) -> Figures:
+def train_grader(params_file: str | None) -> Figures:
     """The train flow (a subflow run) on the demo's current data version."""
-    summary = train(task="grade", dataset=DEMO_DATASET, profile="fast", params_file=train_params)
+    summary = train(task="grade", dataset=DEMO_DATASET, profile="fast", params_file=params_file)
     figures = {key: summary[key] for key in ("model_name", "version", "epochs_run",
                                              "images_per_s")}
     figures.update({key.removeprefix("val_"): summary["metrics"][key]
@@ -121,12 +124,26 @@ def train_grader(train_params: str | None) -> Figures:
     return {**figures, "mlflow_run": summary["run_id"]}, []
 
 
+def evaluate_grader(params_file: str | None) -> Figures:
+    """The evaluate flow (a subflow run) on the grader just registered: its newest version."""
+    summary = evaluate(model="card-grader", params_file=params_file)
+    failed = [gate["name"] for gate in summary["gates"] if not gate["passed"]]
+    figures = {"version": summary["version"], "kappa": round(summary["kappa"], 3),
+               "human_bar": round(summary["human_bar"], 3), "verdict": summary["verdict"],
+               "ece": f"{summary['ece_before']:.3f}->{summary['ece_after']:.3f}",
+               "coverage": round(summary["coverage"], 3),
+               "set_size": round(summary["mean_set_size"], 2),
+               "parity": f"{summary['parity'][0]['max_abs_diff']:.1e}",
+               "gates_failed": ",".join(failed) or "none", "stage": summary["stage"]}
+    return figures, [summary["report_file"]]
+
+
 @flow(name="demo")
 def demo_flow(workdir: Path, reports: Path, studio_cards: int = 400, phone_cards: int = 200,
-              verbose: bool = True, train_params: str | None = None) -> list[DemoStep]:
-    """Day 0 of the story: two cameras' batches, the panel, centering, pictures, ingest and
-    a first grader; `train_params` is a params.yaml for the training budgets (default the
-    project's)."""
+              verbose: bool = True, params_file: str | None = None) -> list[DemoStep]:
+    """Day 0 of the story: two cameras' batches, the panel, centering, pictures, ingest, a
+    first grader and its evaluation; `params_file` is a params.yaml for the training and
+    evaluation budgets (default the project's)."""
     studio, phone = workdir / "batch-studio", workdir / "batch-phone"
     plan: list[tuple[str, Callable[[], Figures]]] = [
         ("synthesize studio batch", lambda: synthesize(studio, studio_cards, 1, "studio")),
@@ -139,7 +156,8 @@ def demo_flow(workdir: Path, reports: Path, studio_cards: int = 400, phone_cards
         ("ingest studio batch", lambda: ingest_batch(studio)),
         ("ingest phone batch", lambda: ingest_batch(phone)),
         ("ingest studio batch again", lambda: ingest_batch(studio)),
-        ("train card grader (fast profile)", lambda: train_grader(train_params)),
+        ("train card grader (fast profile)", lambda: train_grader(params_file)),
+        ("evaluate card grader", lambda: evaluate_grader(params_file)),
     ]
     steps = []
     for name, run in plan:
@@ -153,7 +171,7 @@ def demo_flow(workdir: Path, reports: Path, studio_cards: int = 400, phone_cards
 
 def run_demo(settings: GradelineSettings, studio_cards: int = 400, phone_cards: int = 200,
              echo: Callable[[str], None] | None = print,
-             train_params: Path | None = None) -> DemoReport:
+             params_file: Path | None = None) -> DemoReport:
     """Run the demo flow on these settings' home and collect its report (never raises)."""
     settings.activate()
     report = DemoReport(home=str(settings.home))
@@ -165,7 +183,7 @@ def run_demo(settings: GradelineSettings, studio_cards: int = 400, phone_cards: 
     try:
         report.steps = demo_flow(workdir, settings.reports_dir / "demo", studio_cards,
                                  phone_cards, verbose=echo is not None,
-                                 train_params=str(train_params) if train_params else None)
+                                 params_file=str(params_file) if params_file else None)
     except Exception as error:  # noqa: BLE001 - the demo reports any failure as its outcome
         report.error = f"{type(error).__name__}: {error}"
     if echo:

@@ -121,6 +121,7 @@ def evaluate(model: str = "card-grader", version: int | None = None,
     summary = {"model": model, "version": registered.version, "stage": stage,
                "data_version": data.version, "run_id": registered.run_id,
                "report": f"runs:/{registered.run_id}/{ARTIFACT_FOLDER}/{REPORT}",
+               "report_file": str(out_dir / REPORT),
                "graphs": graph_uris, **summary}
     get_run_logger().info("%s version %s: stage %s, gates %s", model, registered.version, stage,
                           ", ".join(f"{g['name']}={'pass' if g['passed'] else 'fail'}"
