@@ -1,13 +1,15 @@
 """`make bench`: card factory throughput, centering accuracy per camera, ingest speed, and
-training quality and speed (benchmarks/train.py), as a table or JSON.
+training quality and speed (benchmarks/train.py), and evaluation figures with the latency table
+of PyTorch, ONNX and int8 (benchmarks/evaluate.py), as a table or JSON.
 
-    python -m benchmarks [--only factory centering ingest train] [--cards 1000]
+    python -m benchmarks [--only factory centering ingest train evaluate] [--cards 1000]
         [--centering-cards 300] [--ingest 2000 10000] [--train-cards 2000]
         [--train grade:fast [detect:fast]] [--json]
 
 Targets: at least 100 cards/s on 2 cores and centering within 1 percentage point on clean
 studio images (foundation); at least 500 card images/s validated end to end through the ingest
-flow, Prefect overhead included (ingest); the training targets are in benchmarks/train.py.
+flow, Prefect overhead included (ingest); the training and evaluation targets are in
+benchmarks/train.py and benchmarks/evaluate.py.
 """
 
 from __future__ import annotations
@@ -19,17 +21,20 @@ import tempfile
 import time
 from pathlib import Path
 
+from benchmarks.evaluate import bench_evaluate
 from benchmarks.train import bench_train
 from components.cards import CAMERAS, synthesize_batch
 from components.centering import centering_accuracy
 
-SECTIONS = ("factory", "centering", "ingest", "train")
+SECTIONS = ("factory", "centering", "ingest", "train", "evaluate")
 TITLES = {
     "factory": "card factory (target: >= 100 cards/s on this machine's cores)",
     "centering": "centering vs truth, percentage points (target: studio max_abs <= 1.0)",
     "ingest": "ingest flow (target: images_per_s >= 500 through the flow, Prefect included)",
     "train": "train flow, params.yaml budgets (targets: grade fast QWK >= 0.80 in < 600 s, "
              "full >= 0.90; detect fast mAP50 >= 0.5)",
+    "evaluate": "evaluate flow on the newest fast grader (target: ONNX p50 >= 2x faster than "
+                "PyTorch eager at batch 1)",
 }
 
 
@@ -110,7 +115,8 @@ def main() -> None:
         benches = {"factory": lambda: bench_factory(Path(tmp), args.cards),
                    "centering": lambda: bench_centering(Path(tmp), args.centering_cards),
                    "ingest": lambda: bench_ingest(Path(tmp), args.ingest),
-                   "train": lambda: bench_train(Path(tmp), args.train_cards, runs)}
+                   "train": lambda: bench_train(Path(tmp), args.train_cards, runs),
+                   "evaluate": lambda: bench_evaluate(Path(tmp), args.train_cards)}
         results = {name: benches[name]() for name in SECTIONS if name in args.only}
     if args.json:
         print(json.dumps(results, indent=2))
