@@ -28,7 +28,7 @@ from components.evaluate.report import evaluation_report
 from components.params import load_params
 from components.settings import GradelineSettings, load_settings
 from components.train.pyfunc import logged_model_folder
-from flows.train import DataSnapshot, progress_bar, resolve_data
+from flows.train import DataSnapshot, resolve_data, stage_progress
 from model_registry import (
     RegisteredVersion,
     download_version,
@@ -58,13 +58,7 @@ def judge(registered: RegisteredVersion, model_dir: Path, data: DataSnapshot, ou
     the graphs to log with an example input each."""
     lineage = {"model": registered.name, "version": registered.version,
                "data_version": data.version}
-    bars: dict[str, int] = {}
-    with progress_bar() as progress:
-        def on_progress(stage: str, done: int, total: int) -> None:
-            if stage not in bars:
-                bars[stage] = progress.add_task(stage, total=total)
-            progress.update(bars[stage], completed=done, total=total)
-
+    with stage_progress() as on_progress:
         if registered.tags.get("task") == "detect":
             evaluation: GraderEvaluation | DetectorModelEvaluation = evaluate_detector_model(
                 model_dir, data.root, out_dir, params, on_progress)

@@ -16,6 +16,8 @@ from __future__ import annotations
 import json
 import shutil
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -106,9 +108,19 @@ def resolve_data(settings: GradelineSettings, dataset: str, task_name: str,
     return DataSnapshot(dataset, data_version, root, classes)
 
 
-def progress_bar() -> Progress:
-    return Progress("[progress.description]{task.description}", BarColumn(),
-                    MofNCompleteColumn(), TimeElapsedColumn(), console=Console(stderr=True))
+@contextmanager
+def stage_progress() -> Iterator[Callable[[str, int, int], None]]:
+    """Progress bars on stderr, one per stage; yields on_progress(stage, done, total)."""
+    bars: dict[str, int] = {}
+    with Progress("[progress.description]{task.description}", BarColumn(),
+                  MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=Console(stderr=True)) as progress:
+        def on_progress(stage: str, done: int, total: int) -> None:
+            if stage not in bars:
+                bars[stage] = progress.add_task(stage, total=total)
+            progress.update(bars[stage], completed=done, total=total)
+
+        yield on_progress
 
 
 @task(cache_policy=NO_CACHE)
@@ -116,13 +128,7 @@ def fit(task_name: str, data: DataSnapshot, params: TrainParams, profile: Profil
         work_dir: Path, run: TrainingRun, weights: Path | None) -> TrainResult:
     """Train with a progress bar per stage; every epoch's metrics go to the MLflow run."""
     logger = get_run_logger()
-    bars: dict[str, int] = {}
-    with progress_bar() as progress:
-        def on_progress(stage: str, done: int, total: int) -> None:
-            if stage not in bars:
-                bars[stage] = progress.add_task(stage, total=total)
-            progress.update(bars[stage], completed=done, total=total)
-
+    with stage_progress() as on_progress:
         def on_epoch(record: dict[str, float]) -> None:
             run.log_epoch(record)
             logger.info("epoch %d: %s", record["epoch"], ", ".join(

@@ -8,6 +8,7 @@ import csv
 import json
 import math
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -30,11 +31,16 @@ from components.train.detector import (
 ONE_EPOCH = DetectorConfig(epochs=1, imgsz=64, batch=8, patience=5, seed=0)
 
 
-def ingest_cards(folder: Path, n: int = 24) -> Path:
+def every_fifth_in_val(index: int) -> str:
+    return "val" if index % 5 == 0 else "train"
+
+
+def ingest_cards(folder: Path, n: int = 24, seed: int = 3,
+                 split_of: Callable[[int], str] = every_fifth_in_val) -> Path:
     """The card factory's batch in the ingested layout (images/b1, labels/b1, manifest.csv,
-    dataset.json), every fifth card in val and the rest in train."""
+    dataset.json), card i in the split `split_of(i)`."""
     raw = folder / "factory"
-    synthesize_batch(raw, n=n, seed=3, camera="studio", workers=1)
+    synthesize_batch(raw, n=n, seed=seed, camera="studio", workers=1)
     root = folder / "dataset"
     (root / "images" / "b1").mkdir(parents=True)
     (root / "labels" / "b1").mkdir(parents=True)
@@ -45,7 +51,7 @@ def ingest_cards(folder: Path, n: int = 24) -> Path:
         shutil.copy(raw / row["image_path"], root / "images" / "b1" / f"{stem}.jpg")
         shutil.copy(raw / "labels" / f"{stem}.txt", root / "labels" / "b1" / f"{stem}.txt")
         row["image_path"] = f"images/b1/{stem}.jpg"
-        row["split"] = "val" if i % 5 == 0 else "train"
+        row["split"] = split_of(i)
     write_manifest(root, rows)
     (root / "dataset.json").write_text(json.dumps({"task": "detect",
                                                    "classes": list(DEFECT_CLASSES)}))

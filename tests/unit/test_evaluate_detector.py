@@ -18,7 +18,6 @@ import onnx
 import pytest
 import torch
 
-from components.cards import synthesize_batch
 from components.cards.spec import DEFECT_CLASSES
 from components.evaluate.detector import (
     detector_parity,
@@ -28,34 +27,15 @@ from components.evaluate.detector import (
 from components.evaluate.parity import ParityLimits
 from components.train.detector import DetectorConfig, DetectorError, train_detector
 from components.train.loading import save_detector
+from tests.unit.test_detector import ingest_cards
 
 ONE_EPOCH = DetectorConfig(epochs=1, imgsz=64, batch=8, patience=5, seed=0)
 CLOSE = ParityLimits(max_abs_diff=1e-3, same_prediction=1.0)
 
 
-def ingest_cards(folder: Path, n: int = 40) -> Path:
-    """The card factory's batch in the ingested layout, every fifth card in val, the next one
-    in test and the rest in train."""
-    raw = folder / "factory"
-    synthesize_batch(raw, n=n, seed=5, camera="studio", workers=1)
-    root = folder / "dataset"
-    (root / "images" / "b1").mkdir(parents=True)
-    (root / "labels" / "b1").mkdir(parents=True)
-    with (raw / "manifest.csv").open(newline="") as f:
-        rows = list(csv.DictReader(f))
-    for i, row in enumerate(rows):
-        stem = Path(row["image_path"]).stem
-        shutil.copy(raw / row["image_path"], root / "images" / "b1" / f"{stem}.jpg")
-        shutil.copy(raw / "labels" / f"{stem}.txt", root / "labels" / "b1" / f"{stem}.txt")
-        row["image_path"] = f"images/b1/{stem}.jpg"
-        row["split"] = {0: "val", 1: "test"}.get(i % 5, "train")
-    with (root / "manifest.csv").open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    (root / "dataset.json").write_text(json.dumps({"task": "detect",
-                                                   "classes": list(DEFECT_CLASSES)}))
-    return root
+def val_test_and_train(index: int) -> str:
+    """Every fifth card in val, the next one in test and the rest in train."""
+    return {0: "val", 1: "test"}.get(index % 5, "train")
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +59,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory, network_calls: list[object
             ) -> tuple[Path, Path]:
     """(model folder, dataset root) of a detector trained for one epoch at 64 px."""
     folder = tmp_path_factory.mktemp("detector")
-    root = ingest_cards(folder)
+    root = ingest_cards(folder, n=40, seed=5, split_of=val_test_and_train)
     result = train_detector(root, folder / "train", ONE_EPOCH)
     model_dir = save_detector(folder / "model", result.weights, ONE_EPOCH.imgsz, DEFECT_CLASSES)
     return model_dir, root
