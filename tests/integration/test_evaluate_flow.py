@@ -6,6 +6,14 @@ way. Budgets are tiny (tiny_params.yaml); `make bench` measures quality at real 
 from __future__ import annotations
 
 import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import mlflow
@@ -43,6 +51,34 @@ def _train(batch: Path, task: str) -> None:
 
 def _evaluation_files(client: MlflowClient, run_id: str) -> set[str]:
     return {Path(entry.path).name for entry in client.list_artifacts(run_id, "evaluation")}
+
+
+@contextmanager
+def _served(model_uri: str) -> Iterator[str]:
+    """`mlflow models serve` of the model on a free loopback port, stopped afterwards; its URL."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    bin_dir = str(Path(sys.executable).parent)  # the scoring server runs `uvicorn` from PATH
+    server = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "models", "serve", "-m", model_uri, "--env-manager",
+         "local", "-h", "127.0.0.1", "-p", str(port)],
+        env={**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"},
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                urllib.request.urlopen(f"{url}/ping", timeout=2)
+                break
+            except OSError:
+                assert server.poll() is None and time.monotonic() < deadline, "no server"
+                time.sleep(1)
+        yield url
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
 
 
 def _lenient(tmp_path: Path) -> Path:
@@ -96,6 +132,13 @@ def test_a_grader_version_is_judged_exported_and_gated(
     probabilities = outputs["probabilities"]
     assert probabilities.shape == (3, 5, 10)
     assert np.allclose(probabilities.sum(axis=2), 1, atol=1e-4)
+    with _served(onnx_uri) as url:
+        body = json.dumps({"inputs": {"pixels": pixels.tolist(),
+                                      "geometry": np.zeros((3, 4)).tolist()}}).encode()
+        request = urllib.request.Request(f"{url}/invocations", body,
+                                         {"Content-Type": "application/json"})
+        served = json.loads(urllib.request.urlopen(request, timeout=60).read())
+    assert np.allclose(served["predictions"]["probabilities"], probabilities, atol=1e-6)
     local = Path(mlflow.artifacts.download_artifacts(onnx_uri, dst_path=str(tmp_path / "onnx")))
     metadata = read_metadata(next(local.rglob("*.onnx")))
     assert metadata["temperatures"] == pytest.approx(list(summary["temperatures"].values()))
