@@ -1,0 +1,410 @@
+"""The release state of registered models: stages, the champion/challenger/previous aliases,
+the reviewer's approval, and the audit log of every change to them.
+
+    releases = Releases(tracking_uri, AuditLog(home / "audit" / "releases.jsonl"))
+    releases.enter_shadow("card-grader", 4, actor="release-flow")
+    releases.set_stage("card-grader", 4, STAGE_CANARY, "release-flow", "shadow agreement 0.97")
+    releases.set_canary_share("card-grader", 4, 0.05, actor="release-flow")
+    releases.request_approval("card-grader", 4, actor="release-flow")
+    releases.decide("card-grader", 4, "approved", by="alice")     # or the tag, in the MLflow UI
+    releases.crown("card-grader", 4, actor="release-flow", reason="approved by alice")
+    releases.rollback("card-grader", actor="bob", reason="p99 doubled")   # gradeline rollback
+
+Stages move only along TRANSITIONS. A move into or out of `champion` goes with the champion alias,
+so only `crown` and `rollback` make it; `set_stage` refuses it. Every method validates everything
+before its first write, so one that raises leaves the registry as it was. Clients follow the
+`champion` alias, and each switch of it is one `set_registered_model_alias` call: a server polling
+the alias sees the old version or the new one, never a mix. There is no lock: two releases of one
+model at a time are kept apart by the single `challenger` alias, not by this class.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from numbers import Integral, Real
+
+from mlflow.exceptions import MlflowException
+from mlflow.protos.databricks_pb2 import RESOURCE_DOES_NOT_EXIST, ErrorCode
+
+from model_registry.audit import (
+    ACTION_ALIAS,
+    ACTION_APPROVAL,
+    ACTION_CANARY_SHARE,
+    ACTION_ROLLBACK,
+    ACTION_STAGE,
+    AuditEvent,
+    AuditLog,
+    utc_now,
+)
+from model_registry.evaluation import VersionNotFound
+from model_registry.names import (
+    ALIAS_CHALLENGER,
+    ALIAS_CHAMPION,
+    ALIAS_PREVIOUS,
+    APPROVED,
+    GATE_PREFIX,
+    REJECTED,
+    RELEASE_PREFIX,
+    STAGE_AWAITING_APPROVAL,
+    STAGE_CANARY,
+    STAGE_CANDIDATE,
+    STAGE_CHAMPION,
+    STAGE_REJECTED,
+    STAGE_RETIRED,
+    STAGE_ROLLED_BACK,
+    STAGE_SHADOW,
+    TAG_APPROVAL,
+    TAG_APPROVED_BY,
+    TAG_CANARY_SHARE,
+    TAG_STAGE,
+)
+from model_registry.versions import RegisteredVersion, as_registered, registry_client
+
+# Where a version in each stage may go next. `None` is a version registered by hand, without a
+# stage: it may be rejected, but it advances only once evaluation has made it a candidate.
+TRANSITIONS: dict[str | None, frozenset[str]] = {
+    None: frozenset({STAGE_REJECTED}),
+    STAGE_CANDIDATE: frozenset({STAGE_SHADOW, STAGE_REJECTED}),
+    STAGE_SHADOW: frozenset({STAGE_CANARY, STAGE_ROLLED_BACK, STAGE_REJECTED}),
+    STAGE_CANARY: frozenset({STAGE_AWAITING_APPROVAL, STAGE_ROLLED_BACK}),
+    STAGE_AWAITING_APPROVAL: frozenset({STAGE_CHAMPION, STAGE_REJECTED}),
+    STAGE_CHAMPION: frozenset({STAGE_RETIRED, STAGE_ROLLED_BACK}),
+    STAGE_RETIRED: frozenset({STAGE_CHAMPION}),  # a rollback brings it back
+    STAGE_REJECTED: frozenset(),
+    STAGE_ROLLED_BACK: frozenset(),
+}
+ALIASES = (ALIAS_CHAMPION, ALIAS_CHALLENGER, ALIAS_PREVIOUS)
+# The stages of a challenger on its way: while one holds `challenger`, no other may enter shadow.
+IN_FLIGHT = frozenset({STAGE_SHADOW, STAGE_CANARY, STAGE_AWAITING_APPROVAL})
+# Moves into or out of these go with the champion alias (crown, rollback).
+_CHAMPION_STAGES = frozenset({STAGE_CHAMPION, STAGE_RETIRED})
+# Stages after which a version answers nobody: it loses `challenger` and its canary share.
+_STOPPED = frozenset({STAGE_REJECTED, STAGE_ROLLED_BACK})
+
+
+class PromotionError(ValueError):
+    """A release step that the version's state does not allow; nothing was changed."""
+
+
+@dataclass(frozen=True)
+class Approval:
+    """A reviewer's decision on a version awaiting approval."""
+
+    decision: str  # APPROVED or REJECTED
+    by: str | None
+
+
+def parse_decision(value: str) -> str:
+    """`approved` or `rejected` from what a reviewer typed (any case, spaces around)."""
+    decision = value.strip().lower()
+    if decision not in (APPROVED, REJECTED):
+        raise PromotionError(f"approval {value!r} is neither {APPROVED!r} nor {REJECTED!r}")
+    return decision
+
+
+def check_move(version: RegisteredVersion, to_stage: str) -> None:
+    """PromotionError unless TRANSITIONS lets `version` move to `to_stage`."""
+    allowed = TRANSITIONS.get(version.stage, frozenset())
+    if to_stage not in allowed:
+        where = ", ".join(sorted(allowed)) or "nowhere (a final stage)"
+        raise PromotionError(f"{_label(version)} is {version.stage or 'without a stage'} and may "
+                             f"move to {where}, not to {to_stage}")
+
+
+class Releases:
+    """The release state of the registered models of one tracking store."""
+
+    def __init__(self, tracking_uri: str, audit: AuditLog) -> None:
+        self.client = registry_client(tracking_uri)
+        self.audit = audit
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def aliases(self, name: str) -> dict[str, int]:
+        """The version each of champion, challenger and previous points at; unset ones absent."""
+        try:
+            found = self.client.get_registered_model(name).aliases
+        except MlflowException as error:
+            if error.error_code == ErrorCode.Name(RESOURCE_DOES_NOT_EXIST):
+                raise VersionNotFound(f"no model named {name!r} is registered") from error
+            raise
+        return {alias: int(found[alias]) for alias in ALIASES if alias in found}
+
+    def version_for(self, name: str, alias: str) -> RegisteredVersion | None:
+        """The version `alias` points at, or None when it is not set."""
+        number = self.aliases(name).get(alias)
+        return None if number is None else self._get(name, number)
+
+    def approval(self, name: str, version: int) -> Approval | None:
+        """The reviewer's decision, None when there is none yet."""
+        return _approval_of(self._get(name, version))
+
+    # -- stages ----------------------------------------------------------------------------
+
+    def set_stage(self, name: str, version: int, to_stage: str, actor: str, reason: str,
+                  details: dict[str, object] | None = None) -> None:
+        """Move the version to `to_stage` along TRANSITIONS. A stop (rejected, rolled_back)
+        also takes away the version's challenger alias and canary share."""
+        current = self._get(name, version)
+        _require_actor(actor)
+        check_move(current, to_stage)
+        if {current.stage, to_stage} & _CHAMPION_STAGES:
+            raise PromotionError(f"{_label(current)}: a move from {current.stage} to {to_stage} "
+                                 f"goes with the champion alias; use crown or rollback")
+        if to_stage in _STOPPED:
+            self._stop(current, to_stage, actor, reason, ACTION_STAGE, details or {})
+        else:
+            self._move(current, to_stage, actor, reason, ACTION_STAGE, details or {})
+
+    def enter_shadow(self, name: str, version: int, actor: str, reason: str = "") -> None:
+        """Make a candidate whose gates all passed the challenger, in shadow."""
+        current = self._get(name, version)
+        _require_actor(actor)
+        if current.stage != STAGE_CANDIDATE:
+            raise PromotionError(f"{_label(current)} is {current.stage or 'without a stage'}; "
+                                 f"only a {STAGE_CANDIDATE} enters {STAGE_SHADOW}")
+        gates = {key.removeprefix(GATE_PREFIX): value for key, value in current.tags.items()
+                 if key.startswith(GATE_PREFIX)}
+        if not gates:
+            raise PromotionError(f"{_label(current)} has no {GATE_PREFIX}* tags: evaluate it "
+                                 f"before it enters {STAGE_SHADOW}")
+        failing = [f"{GATE_PREFIX}{gate}={value}" for gate, value in sorted(gates.items())
+                   if value != "pass"]
+        if failing:
+            raise PromotionError(f"{_label(current)} did not pass {', '.join(failing)}; "
+                                 f"it cannot enter {STAGE_SHADOW}")
+        holder = self.version_for(name, ALIAS_CHALLENGER)
+        if holder is not None and holder.version != version and holder.stage in IN_FLIGHT:
+            raise PromotionError(f"{_label(holder)} is the challenger already ({holder.stage}); "
+                                 f"crown, reject or roll it back before {_label(current)} "
+                                 f"enters {STAGE_SHADOW}")
+        self.client.set_registered_model_alias(name, ALIAS_CHALLENGER, str(version))
+        moved = {ALIAS_CHALLENGER: _moved(holder.version if holder else None, version)}
+        self._move(current, STAGE_SHADOW, actor, reason, ACTION_STAGE, {"aliases": moved})
+
+    def set_canary_share(self, name: str, version: int, share: float, actor: str,
+                         reason: str = "") -> None:
+        """The share of requests the challenger in canary answers, in (0, 1]."""
+        current = self._get(name, version)
+        _require_actor(actor)
+        if current.stage != STAGE_CANARY:
+            raise PromotionError(f"{_label(current)} is {current.stage}; a canary share is set "
+                                 f"on a version in {STAGE_CANARY}")
+        if not (math.isfinite(share) and 0 < share <= 1):
+            raise PromotionError(f"canary share {share} of {_label(current)} is not in (0, 1]")
+        value = f"{share:g}"
+        self.client.set_model_version_tag(name, str(version), TAG_CANARY_SHARE, value)
+        self._record(current, ACTION_CANARY_SHARE, None, None, actor, reason, {
+            TAG_CANARY_SHARE: {"from": current.tags.get(TAG_CANARY_SHARE), "to": value}})
+
+    def record_release_figures(self, name: str, version: int, step: str,
+                               figures: dict[str, float | int | str]) -> None:
+        """Tags `release.<step>.<figure>` with the figures of a shadow or canary analysis,
+        floats to 4 significant digits, so the reviewer reads them on the version page."""
+        self._get(name, version)
+        names = [step, *figures]
+        if not all(part.strip() and "." not in part for part in names):
+            raise PromotionError(f"release figures of {name} version {version}: step and figure "
+                                 f"names must be non-empty and without dots, got {names}")
+        for figure, value in figures.items():
+            real = isinstance(value, Real) and not isinstance(value, Integral)
+            text = f"{value:.4g}" if real else str(value)
+            self.client.set_model_version_tag(name, str(version),
+                                              f"{RELEASE_PREFIX}{step}.{figure}", text)
+
+    # -- approval --------------------------------------------------------------------------
+
+    def request_approval(self, name: str, version: int, actor: str, reason: str = "") -> None:
+        """Move a canary to awaiting_approval, dropping any decision of an earlier round and the
+        canary share: while the reviewer decides, the challenger scores in shadow only."""
+        current = self._get(name, version)
+        _require_actor(actor)
+        check_move(current, STAGE_AWAITING_APPROVAL)
+        cleared = {tag: current.tags[tag] for tag in (TAG_APPROVAL, TAG_APPROVED_BY)
+                   if tag in current.tags}
+        for tag in cleared:
+            self.client.delete_model_version_tag(name, str(version), tag)
+        cleared.update(self._drop_canary_share(current))
+        self._move(current, STAGE_AWAITING_APPROVAL, actor, reason, ACTION_STAGE,
+                   {"cleared": cleared} if cleared else {})
+
+    def decide(self, name: str, version: int, decision: str, by: str, reason: str = "") -> None:
+        """A reviewer's `approved` or `rejected` (gradeline approve / reject): the `approval`
+        and `approved_by` tags. It moves no stage; crown or reject act on it."""
+        current = self._get(name, version)
+        if not by.strip():
+            raise PromotionError(f"{_label(current)}: a decision names its reviewer (by)")
+        normalized = parse_decision(decision)
+        if current.stage != STAGE_AWAITING_APPROVAL:
+            raise PromotionError(f"{_label(current)} is {current.stage}; a decision is taken on a "
+                                 f"version in {STAGE_AWAITING_APPROVAL}")
+        self.client.set_model_version_tag(name, str(version), TAG_APPROVAL, normalized)
+        self.client.set_model_version_tag(name, str(version), TAG_APPROVED_BY, by.strip())
+        self._record(current, ACTION_APPROVAL, None, None, by.strip(), reason,
+                     {TAG_APPROVAL: normalized})
+
+    # -- the champion ----------------------------------------------------------------------
+
+    def crown(self, name: str, version: int, actor: str, reason: str, *,
+              first: bool = False) -> dict[str, int | None]:
+        """Make an approved version the champion: `previous` moves to the current champion,
+        then `champion` to the version in one alias call; the old champion retires.
+
+        `first=True` is the bootstrap of a fresh install (the demo's first model): any candidate
+        becomes champion without shadow, canary or approval, and only while the model has no
+        champion at all; every later champion takes the full path."""
+        current = self._get(name, version)
+        _require_actor(actor)
+        aliases = self.aliases(name)
+        if first:
+            if ALIAS_CHAMPION in aliases:
+                raise PromotionError(f"{name} has a champion (version {aliases[ALIAS_CHAMPION]}); "
+                                     f"first=True only crowns the first one, later ones go "
+                                     f"through shadow, canary and approval")
+            if current.stage != STAGE_CANDIDATE:
+                raise PromotionError(f"{_label(current)} is {current.stage}; the first champion "
+                                     f"is a {STAGE_CANDIDATE}")
+        else:
+            check_move(current, STAGE_CHAMPION)
+            decided = _approval_of(current)
+            if decided is None or decided.decision != APPROVED:
+                raise PromotionError(f"{_label(current)} is not approved ({TAG_APPROVAL}="
+                                     f"{decided.decision if decided else 'unset'}); a reviewer "
+                                     f"approves it with `gradeline approve` or in the MLflow UI")
+        old = self._get(name, aliases[ALIAS_CHAMPION]) if ALIAS_CHAMPION in aliases else None
+        if old is not None:
+            check_move(old, STAGE_RETIRED)
+
+        moved: dict[str, object] = {}
+        if old is not None:
+            self.client.set_registered_model_alias(name, ALIAS_PREVIOUS, str(old.version))
+            moved[ALIAS_PREVIOUS] = _moved(aliases.get(ALIAS_PREVIOUS), old.version)
+        self.client.set_registered_model_alias(name, ALIAS_CHAMPION, str(version))
+        moved[ALIAS_CHAMPION] = _moved(old.version if old else None, version)
+        details: dict[str, object] = {"aliases": moved, "first": first}
+        details.update(self._stand_down(current, moved))
+        self._move(current, STAGE_CHAMPION, actor, reason, ACTION_ALIAS, details)
+        if old is not None:
+            self._move(old, STAGE_RETIRED, actor, reason, ACTION_STAGE, {"replaced_by": version})
+        return {"champion": version, "previous": old.version if old else None}
+
+    def rollback(self, name: str, actor: str, reason: str) -> dict[str, int]:
+        """gradeline rollback: `champion` back to `previous` in one alias call; the demoted
+        version is rolled_back, the restored one champion again.
+
+        `previous` is then removed rather than pointed at the demoted version: a second rollback
+        would bring back a version just judged bad, so it fails with a clear error instead."""
+        _require_actor(actor)
+        aliases = self.aliases(name)
+        if ALIAS_PREVIOUS not in aliases or ALIAS_CHAMPION not in aliases:
+            champion = aliases.get(ALIAS_CHAMPION)
+            raise PromotionError(f"{name} has no {ALIAS_PREVIOUS!r} version to roll back to "
+                                 f"(champion: {'none' if champion is None else champion})")
+        demoted = self._get(name, aliases[ALIAS_CHAMPION])
+        restored = self._get(name, aliases[ALIAS_PREVIOUS])
+        check_move(demoted, STAGE_ROLLED_BACK)
+        check_move(restored, STAGE_CHAMPION)
+
+        self.client.set_registered_model_alias(name, ALIAS_CHAMPION, str(restored.version))
+        self.client.delete_registered_model_alias(name, ALIAS_PREVIOUS)
+        moved = {ALIAS_CHAMPION: _moved(demoted.version, restored.version),
+                 ALIAS_PREVIOUS: _moved(restored.version, None)}
+        self._move(demoted, STAGE_ROLLED_BACK, actor, reason, ACTION_ROLLBACK,
+                   {"aliases": moved, "restored": restored.version})
+        self._move(restored, STAGE_CHAMPION, actor, reason, ACTION_STAGE,
+                   {"replaces": demoted.version})
+        return {"champion": restored.version, "rolled_back": demoted.version}
+
+    # -- stopping a challenger -------------------------------------------------------------
+
+    def reject(self, name: str, version: int, actor: str, reason: str) -> None:
+        """Stop the version for good (stage rejected), taking away its challenger alias and
+        canary share."""
+        self.set_stage(name, version, STAGE_REJECTED, actor, reason)
+
+    def roll_back_challenger(self, name: str, version: int, actor: str, reason: str,
+                             figures: dict[str, object] | None = None) -> None:
+        """The automatic rollback of a challenger in shadow or canary, with the figures that
+        triggered it in the audit log."""
+        current = self._get(name, version)
+        _require_actor(actor)
+        if current.stage not in (STAGE_SHADOW, STAGE_CANARY):
+            raise PromotionError(f"{_label(current)} is {current.stage}; only a challenger in "
+                                 f"{STAGE_SHADOW} or {STAGE_CANARY} is rolled back this way "
+                                 f"(a champion goes back with rollback)")
+        self._stop(current, STAGE_ROLLED_BACK, actor, reason, ACTION_ROLLBACK,
+                   {"figures": dict(figures or {})})
+
+    # -- writing ---------------------------------------------------------------------------
+
+    def _get(self, name: str, version: int) -> RegisteredVersion:
+        try:
+            return as_registered(self.client.get_model_version(name, str(version)))
+        except MlflowException as error:
+            if error.error_code == ErrorCode.Name(RESOURCE_DOES_NOT_EXIST):
+                raise VersionNotFound(f"{name} has no version {version}") from error
+            raise
+
+    def _stop(self, current: RegisteredVersion, to_stage: str, actor: str, reason: str,
+              action: str, details: dict[str, object]) -> None:
+        moved: dict[str, object] = {}
+        extra = self._stand_down(current, moved)
+        self._move(current, to_stage, actor, reason, action,
+                   {**details, **({"aliases": moved} if moved else {}), **extra})
+
+    def _stand_down(self, current: RegisteredVersion,
+                    moved: dict[str, object]) -> dict[str, object]:
+        """Take `challenger` and the canary share from the version, noting the alias in `moved`;
+        returns the cleared share for the audit event."""
+        if self.aliases(current.name).get(ALIAS_CHALLENGER) == current.version:
+            self.client.delete_registered_model_alias(current.name, ALIAS_CHALLENGER)
+            moved[ALIAS_CHALLENGER] = _moved(current.version, None)
+        return self._drop_canary_share(current)
+
+    def _drop_canary_share(self, current: RegisteredVersion) -> dict[str, object]:
+        """Remove the version's canary share (serving then scores it in shadow only); returns
+        the cleared share for the audit event."""
+        share = current.tags.get(TAG_CANARY_SHARE)
+        if share is None:
+            return {}
+        self.client.delete_model_version_tag(current.name, str(current.version), TAG_CANARY_SHARE)
+        return {TAG_CANARY_SHARE: {"from": share, "to": None}}
+
+    def _move(self, current: RegisteredVersion, to_stage: str, actor: str, reason: str,
+              action: str, details: dict[str, object]) -> None:
+        """The stage tag and its audit event; the caller has validated the move."""
+        self.client.set_model_version_tag(current.name, str(current.version), TAG_STAGE, to_stage)
+        self._record(current, action, current.stage, to_stage, actor, reason, details)
+
+    def _record(self, current: RegisteredVersion, action: str, from_stage: str | None,
+                to_stage: str | None, actor: str, reason: str,
+                details: dict[str, object]) -> None:
+        self.audit.append(AuditEvent(
+            time=utc_now(), model=current.name, version=current.version, action=action,
+            from_stage=from_stage, to_stage=to_stage, actor=actor, reason=reason,
+            details=details))
+
+
+def _approval_of(version: RegisteredVersion) -> Approval | None:
+    value = version.tags.get(TAG_APPROVAL)
+    if value is None:
+        return None
+    try:
+        decision = parse_decision(value)
+    except PromotionError as error:
+        raise PromotionError(f"{_label(version)}: {error}") from None
+    return Approval(decision=decision, by=version.tags.get(TAG_APPROVED_BY))
+
+
+def _require_actor(actor: str) -> None:
+    if not actor.strip():
+        raise PromotionError("an actor is required: the audit log names who moved what")
+
+
+def _moved(before: int | None, after: int | None) -> dict[str, int | None]:
+    return {"from": before, "to": after}
+
+
+def _label(version: RegisteredVersion) -> str:
+    return f"{version.name} version {version.version}"
