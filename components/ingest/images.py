@@ -111,7 +111,9 @@ def hash_words(phashes: list[str]) -> np.ndarray:
     return np.frombuffer(raw, dtype=">u8").astype(np.uint64).reshape(len(phashes), 3)
 
 
-def _sniff(data: bytes) -> str | None:
+def sniff_format(data: bytes) -> str | None:
+    """The format `data` starts like (a key of `SIGNATURES`), None when it starts like none:
+    the bytes, not a file name or a client's content type, say what a file is."""
     for name, signatures in SIGNATURES.items():
         starts_like = any(data.startswith(signature) for signature in signatures)
         if starts_like and (name != "WEBP" or data[8:12] == b"WEBP"):
@@ -119,17 +121,16 @@ def _sniff(data: bytes) -> str | None:
     return None
 
 
-def _measure(rgb: np.ndarray) -> tuple[float, float, float]:
-    """Brightness and contrast (mean and std of grey, 0..255) and sharpness (variance of the
-    Laplacian, the usual focus measure)."""
-    grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+def measure_grey(grey: np.ndarray) -> tuple[float, float, float]:
+    """Brightness and contrast (mean and std of a grey image, 0..255) and sharpness (variance of
+    the Laplacian, the usual focus measure), as ingest and the service both report them."""
     mean, std = cv2.meanStdDev(grey)
     _, laplacian_std = cv2.meanStdDev(cv2.Laplacian(grey, cv2.CV_16S))
     return (round(float(mean[0, 0]), 2), round(float(std[0, 0]), 2),
             round(float(laplacian_std[0, 0]) ** 2, 1))
 
 
-def _orientation(image: Image.Image) -> int:
+def exif_orientation(image: Image.Image) -> int:
     """The EXIF orientation (1..8); 1 when the EXIF block is missing or does not parse, since
     the pixels are what a camera without EXIF would have delivered."""
     try:
@@ -139,7 +140,7 @@ def _orientation(image: Image.Image) -> int:
     return orientation if orientation in _TRANSPOSE else 1
 
 
-def _upright(image: Image.Image, orientation: int) -> Image.Image:
+def turn_upright(image: Image.Image, orientation: int) -> Image.Image:
     """The image turned as its EXIF orientation says. Not `ImageOps.exif_transpose`: that also
     rewrites the EXIF block and raises on a tag of an unexpected type."""
     method = _TRANSPOSE[orientation]
@@ -160,7 +161,7 @@ def check_image(path: Path, limits: ImageLimits) -> ImageFacts:
     if not data:
         return refused(Reason.EMPTY_FILE, "is empty (0 bytes)")
     digest = hashlib.sha256(data).hexdigest()
-    sniffed = _sniff(data)
+    sniffed = sniff_format(data)
     if sniffed is None:
         return refused(Reason.NOT_AN_IMAGE, f"content is not an image (starts {data[:8]!r})",
                        sha256=digest)
@@ -194,10 +195,10 @@ def check_image(path: Path, limits: ImageLimits) -> ImageFacts:
         except (OSError, SyntaxError, ValueError) as error:
             kind = "truncated" if "truncated" in str(error).lower() else "corrupt"
             return refused(Reason.CORRUPT_IMAGE, f"{kind} {sniffed}: {error}", **known)
-    orientation = _orientation(image)
-    upright = _upright(image, orientation)
+    orientation = exif_orientation(image)
+    upright = turn_upright(image, orientation)
     rgb = np.asarray(upright if upright.mode == "RGB" else upright.convert("RGB"))
-    brightness, contrast, sharpness = _measure(rgb)
+    brightness, contrast, sharpness = measure_grey(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY))
     return ImageFacts(path=str(path), format=sniffed, width=rgb.shape[1], height=rgb.shape[0],
                       mode=image.mode, orientation=orientation, sha256=digest,
                       phash=perceptual_hash(rgb), brightness=brightness, contrast=contrast,
@@ -231,4 +232,4 @@ def check_images(
 def upright_rgb(path: Path) -> Image.Image:
     """The image at `path` as the stored copy should hold it: EXIF rotation applied, RGB."""
     with Image.open(path) as image:
-        return _upright(image, _orientation(image)).convert("RGB")
+        return turn_upright(image, exif_orientation(image)).convert("RGB")

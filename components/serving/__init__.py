@@ -1,0 +1,1 @@
+"""Pure building blocks of the grading service: uploads, image properties, batching, logs."""

@@ -1,0 +1,244 @@
+"""The prediction log: one row per model answer (champion, challenger or shadow), with the image
+properties drift monitoring reads, and the comparison of champion and challenger it allows.
+
+    log = PredictionLog(settings.prediction_log_uri)
+    log.write([PredictionRecord(request_id="r-1", time=datetime.now(UTC), ...)])
+    frame = log.window(since=datetime.now(UTC) - timedelta(hours=1), roles=["champion"])
+
+SQLAlchemy Core on any URI: SQLite (WAL, the embedded default) or PostgreSQL. Times are stored
+in UTC and come back as tz-aware UTC; lists and dicts are stored as JSON text.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, fields
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import sqlalchemy as sa
+
+from components.serving.properties import PROPERTY_NAMES
+
+ROLES = ("champion", "challenger", "shadow")
+_JSON_FIELDS = ("probabilities", "subgrades", "embedding")
+_DTYPES = {"version": "int64", "answered": "bool", "grade": "Int64", "grade_set_low": "Int64",
+           "grade_set_high": "Int64", "needs_review": "boolean", "latency_ms": "float64"}
+
+
+@dataclass(frozen=True)
+class PredictionRecord:
+    """One answer of one model version to one request; `answered` when it went to the client,
+    `error` the failure when the model gave no grade."""
+
+    request_id: str
+    time: datetime
+    model: str
+    version: int
+    role: str
+    answered: bool
+    data_version: str | None
+    grade: int | None
+    grade_set_low: int | None
+    grade_set_high: int | None
+    needs_review: bool | None
+    probabilities: list[float] | None
+    subgrades: dict[str, int] | None
+    latency_ms: float
+    error: str | None
+    properties: dict[str, float]
+    embedding: list[float] | None = None
+
+    def __post_init__(self) -> None:
+        if self.role not in ROLES:
+            raise ValueError(f"prediction {self.request_id}: role {self.role!r} is not one of "
+                             f"{', '.join(ROLES)}")
+        if self.time.tzinfo is None:
+            raise ValueError(f"prediction {self.request_id}: time {self.time} has no time zone")
+        missing = set(PROPERTY_NAMES) - set(self.properties)
+        if missing:
+            raise ValueError(f"prediction {self.request_id}: properties lack "
+                             f"{', '.join(sorted(missing))}")
+
+
+# The frame `window` returns: the record's fields, with `properties` spread over one column each.
+COLUMNS: tuple[str, ...] = tuple(
+    name for field in fields(PredictionRecord)
+    for name in (PROPERTY_NAMES if field.name == "properties" else (field.name,))
+)
+
+
+def _table(metadata: sa.MetaData) -> sa.Table:
+    return sa.Table(
+        "predictions", metadata,
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+        sa.Column("request_id", sa.String(128), nullable=False, index=True),
+        sa.Column("time", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("model", sa.String(128), nullable=False),
+        sa.Column("version", sa.Integer, nullable=False),
+        sa.Column("role", sa.String(16), nullable=False),
+        sa.Column("answered", sa.Boolean, nullable=False),
+        sa.Column("data_version", sa.String(128)),
+        sa.Column("grade", sa.Integer),
+        sa.Column("grade_set_low", sa.Integer),
+        sa.Column("grade_set_high", sa.Integer),
+        sa.Column("needs_review", sa.Boolean),
+        sa.Column("probabilities", sa.Text),
+        sa.Column("subgrades", sa.Text),
+        sa.Column("latency_ms", sa.Float, nullable=False),
+        sa.Column("error", sa.Text),
+        *(sa.Column(name, sa.Float) for name in PROPERTY_NAMES),
+        sa.Column("embedding", sa.Text),
+        sa.Index("ix_predictions_model_time", "model", "time"),
+    )
+
+
+def _enable_wal(dbapi_connection: Any, _record: Any) -> None:
+    """WAL lets readers (monitoring) run while the service writes; the busy timeout makes a
+    second process wait for the lock instead of failing."""
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=5000")
+    cursor.close()
+
+
+class PredictionLog:
+    """The `predictions` table at `uri` (created when missing): write records, read windows."""
+
+    def __init__(self, uri: str) -> None:
+        url = sa.engine.make_url(uri)
+        self._engine = sa.create_engine(url)
+        if url.get_backend_name() == "sqlite":
+            if url.database and url.database != ":memory:":
+                Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+            sa.event.listen(self._engine, "connect", _enable_wal)
+        self._table = _table(sa.MetaData())
+        self._table.metadata.create_all(self._engine)
+        # One writer at a time per process: SQLite has a single write lock, and queueing here
+        # is cheaper than its busy-wait.
+        self._write_lock = threading.Lock()
+
+    def write(self, records: Sequence[PredictionRecord]) -> None:
+        """Append `records` in one transaction; safe to call from several threads."""
+        if not records:
+            return
+        rows = [_row(record) for record in records]
+        with self._write_lock, self._engine.begin() as connection:
+            connection.execute(self._table.insert(), rows)
+
+    def window(self, since: datetime | None = None, until: datetime | None = None,
+               model: str | None = None, roles: Sequence[str] | None = None,
+               version: int | None = None) -> pd.DataFrame:
+        """Records with since <= time < until (either open), oldest first, as a frame of
+        `COLUMNS`: JSON decoded, time tz-aware UTC, missing grades as <NA>."""
+        columns = [self._table.c[name] for name in COLUMNS]
+        query = (sa.select(*columns).where(*self._filters(since, until, model, roles, version))
+                 .order_by(self._table.c.time, self._table.c.id))
+        with self._engine.connect() as connection:
+            frame = pd.DataFrame(connection.execute(query).all(), columns=list(COLUMNS))
+        frame["time"] = pd.to_datetime(frame["time"], utc=True)
+        for name in _JSON_FIELDS:
+            frame[name] = frame[name].map(json.loads, na_action="ignore").astype(object)
+        return frame.astype(_DTYPES)
+
+    def count(self, since: datetime | None = None, until: datetime | None = None,
+              model: str | None = None, roles: Sequence[str] | None = None,
+              version: int | None = None) -> int:
+        """How many records `window` with the same filters would return."""
+        query = (sa.select(sa.func.count()).select_from(self._table)
+                 .where(*self._filters(since, until, model, roles, version)))
+        with self._engine.connect() as connection:
+            return int(connection.execute(query).scalar_one())
+
+    def _filters(self, since: datetime | None, until: datetime | None, model: str | None,
+                 roles: Sequence[str] | None, version: int | None) -> list[sa.ColumnElement]:
+        column = self._table.c
+        filters: list[sa.ColumnElement] = []
+        if since is not None:
+            filters.append(column.time >= _utc(since, "since"))
+        if until is not None:
+            filters.append(column.time < _utc(until, "until"))
+        if model is not None:
+            filters.append(column.model == model)
+        if roles is not None:
+            filters.append(column.role.in_(list(roles)))
+        if version is not None:
+            filters.append(column.version == version)
+        return filters
+
+
+def _utc(moment: datetime, what: str) -> datetime:
+    """`moment` in UTC; a naive time is refused, since SQLite would compare it as UTC silently."""
+    if moment.tzinfo is None:
+        raise ValueError(f"{what} = {moment} has no time zone; pass an aware datetime (UTC)")
+    return moment.astimezone(UTC)
+
+
+def _row(record: PredictionRecord) -> dict[str, Any]:
+    row = {name: value for name, value in asdict(record).items() if name != "properties"}
+    row["time"] = _utc(record.time, "time")
+    for name in _JSON_FIELDS:
+        row[name] = None if row[name] is None else json.dumps(row[name])
+    row.update({name: float(record.properties[name]) for name in PROPERTY_NAMES})
+    return row
+
+
+@dataclass(frozen=True)
+class RoleComparison:
+    """Champion against challenger over the same window. Error rates are 0.0 for a side without
+    requests; p99 latencies are None without requests, and the agreement figures None without
+    pairs (a request both graded, neither with an error), so no figure is ever NaN."""
+
+    pairs: int
+    champion_requests: int
+    challenger_requests: int
+    champion_error_rate: float
+    challenger_error_rate: float
+    champion_p99_ms: float | None
+    challenger_p99_ms: float | None
+    agreement_exact: float | None
+    agreement_within_one: float | None
+    mean_abs_grade_difference: float | None
+
+    def as_dict(self) -> dict[str, float | int | None]:
+        return asdict(self)
+
+
+def compare_roles(log: PredictionLog, model: str, champion_version: int,
+                  challenger_version: int, since: datetime) -> RoleComparison:
+    """How the challenger (in shadow or canary) did next to the champion since `since`: errors
+    and p99 latency of each side, and grade agreement on the requests both graded."""
+    champion = log.window(since=since, model=model, roles=["champion"], version=champion_version)
+    challenger = log.window(since=since, model=model, roles=["challenger", "shadow"],
+                            version=challenger_version)
+    graded = [side.loc[side["grade"].notna() & side["error"].isna(), ["request_id", "grade"]]
+              .drop_duplicates("request_id") for side in (champion, challenger)]
+    pairs = graded[0].merge(graded[1], on="request_id", suffixes=("_champion", "_challenger"))
+    difference = (pairs["grade_champion"] - pairs["grade_challenger"]).abs().to_numpy(float)
+    have_pairs = len(pairs) > 0
+    return RoleComparison(
+        pairs=len(pairs),
+        champion_requests=len(champion),
+        challenger_requests=len(challenger),
+        champion_error_rate=_error_rate(champion),
+        challenger_error_rate=_error_rate(challenger),
+        champion_p99_ms=_p99(champion),
+        challenger_p99_ms=_p99(challenger),
+        agreement_exact=float(np.mean(difference == 0)) if have_pairs else None,
+        agreement_within_one=float(np.mean(difference <= 1)) if have_pairs else None,
+        mean_abs_grade_difference=float(difference.mean()) if have_pairs else None,
+    )
+
+
+def _error_rate(frame: pd.DataFrame) -> float:
+    return float(frame["error"].notna().mean()) if len(frame) else 0.0
+
+
+def _p99(frame: pd.DataFrame) -> float | None:
+    """The 99th percentile of latency, interpolated as numpy does by default."""
+    return float(np.percentile(frame["latency_ms"], 99)) if len(frame) else None

@@ -1,0 +1,154 @@
+"""The prediction log: a record comes back as written, windows filter by time, model, role and
+version, concurrent writers lose nothing, and champion and challenger compare on known rows."""
+
+import threading
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from components.serving.predlog import (
+    COLUMNS,
+    PredictionLog,
+    PredictionRecord,
+    RoleComparison,
+    compare_roles,
+)
+from components.serving.properties import PROPERTY_NAMES
+
+START = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
+PROPERTIES = {name: float(i) + 0.5 for i, name in enumerate(PROPERTY_NAMES)}
+
+
+def _record(request_id: str = "r-1", minute: int = 0, **changes: object) -> PredictionRecord:
+    base = PredictionRecord(
+        request_id=request_id, time=START + timedelta(minutes=minute), model="card-grader",
+        version=3, role="champion", answered=True, data_version="d-7", grade=8,
+        grade_set_low=7, grade_set_high=9, needs_review=False,
+        probabilities=[0.0, 0.0, 0.0, 0.0, 0.0, 0.05, 0.15, 0.6, 0.15, 0.05],
+        subgrades={"centering": 9, "corners": 8, "edges": 8, "surface": 7},
+        latency_ms=12.5, error=None, properties=PROPERTIES, embedding=[0.25, -1.5, 3.0])
+    return replace(base, **changes)
+
+
+@pytest.fixture
+def log(tmp_path: Path) -> PredictionLog:
+    return PredictionLog(f"sqlite:///{tmp_path}/p.db")
+
+
+def test_a_record_with_everything_set_comes_back_as_written(log: PredictionLog) -> None:
+    written = _record()
+    log.write([written])
+
+    frame = log.window()
+
+    assert list(frame.columns) == list(COLUMNS)
+    row = frame.iloc[0]
+    assert row["time"] == written.time and str(frame["time"].dt.tz) == "UTC"
+    for name in ("request_id", "model", "version", "role", "answered", "data_version", "grade",
+                 "grade_set_low", "grade_set_high", "needs_review", "probabilities",
+                 "subgrades", "latency_ms", "error", "embedding"):
+        assert row[name] == getattr(written, name), name
+    assert {name: row[name] for name in PROPERTY_NAMES} == PROPERTIES
+
+
+def test_a_failed_prediction_keeps_its_missing_fields_missing(log: PredictionLog) -> None:
+    log.write([_record(grade=None, grade_set_low=None, grade_set_high=None, needs_review=None,
+                       probabilities=None, subgrades=None, embedding=None,
+                       error="RuntimeError: session lost")])
+
+    row = log.window().iloc[0]
+
+    assert row["grade"] is pd.NA and row["needs_review"] is pd.NA
+    assert row["probabilities"] is None and row["embedding"] is None
+    assert row["error"] == "RuntimeError: session lost"
+
+
+def test_times_in_other_zones_are_stored_in_utc(log: PredictionLog) -> None:
+    paris = timezone(timedelta(hours=1))
+    log.write([_record(time=datetime(2025, 3, 1, 13, 0, tzinfo=paris))])
+    assert log.window()["time"].iloc[0] == START
+
+
+def test_the_window_filters_by_time_model_role_and_version(log: PredictionLog) -> None:
+    log.write([_record("a", 0), _record("b", 10), _record("c", 20),
+               _record("b", 10, role="shadow", version=4, answered=False),
+               _record("d", 10, model="defect-detector")])
+
+    since, until = START + timedelta(minutes=5), START + timedelta(minutes=20)
+    assert list(log.window(since=since)["request_id"]) == ["b", "b", "d", "c"]
+    assert list(log.window(since=since, until=until, model="card-grader")["request_id"]) == [
+        "b", "b"]
+    assert list(log.window(roles=["shadow"])["version"]) == [4]
+    assert list(log.window(roles=["champion"], version=3)["request_id"]) == ["a", "b", "d", "c"]
+    assert log.count(since=since, model="card-grader") == 3
+    assert log.count(model="nothing") == 0 and log.window(model="nothing").empty
+
+
+def test_a_naive_time_is_refused(log: PredictionLog) -> None:
+    with pytest.raises(ValueError, match="no time zone"):
+        _record(time=datetime(2025, 3, 1, 12, 0))
+    with pytest.raises(ValueError, match="since .* no time zone"):
+        log.window(since=datetime(2025, 3, 1))
+
+
+def test_a_record_without_every_property_is_refused() -> None:
+    with pytest.raises(ValueError, match="properties lack noise"):
+        _record(properties={k: v for k, v in PROPERTIES.items() if k != "noise"})
+
+
+def test_four_threads_writing_at_once_lose_nothing(log: PredictionLog) -> None:
+    def writer(thread: int) -> None:
+        for batch in range(25):
+            log.write([_record(f"t{thread}-{batch}-{i}", batch) for i in range(4)])
+
+    threads = [threading.Thread(target=writer, args=(t,)) for t in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert log.count() == 4 * 25 * 4
+    assert log.window()["request_id"].is_unique
+
+
+def test_champion_and_challenger_compare_on_known_rows(log: PredictionLog) -> None:
+    champion_grades, challenger_grades = [5, 6, 7, 8], [5, 6, 7, 10]
+    latencies = [10.0, 20.0, 30.0, 40.0, 50.0, 60.0, 70.0, 80.0]
+    records = []
+    for i in range(8):
+        records.append(_record(f"r{i}", i, grade=champion_grades[i % 4], latency_ms=latencies[i]))
+        failed = i >= 4
+        records.append(_record(f"r{i}", i, role="shadow" if i % 2 else "challenger", version=4,
+                               answered=False, grade=None if failed else challenger_grades[i],
+                               error="RuntimeError: boom" if failed else None,
+                               latency_ms=100.0 + i))
+    records.append(_record("old", -60, role="shadow", version=4, answered=False))
+    records.append(_record("other", 1, version=2))
+    log.write(records)
+
+    comparison = compare_roles(log, "card-grader", champion_version=3, challenger_version=4,
+                               since=START)
+
+    assert comparison.pairs == 4
+    assert (comparison.champion_requests, comparison.challenger_requests) == (8, 8)
+    assert comparison.champion_error_rate == 0.0 and comparison.challenger_error_rate == 0.5
+    assert comparison.agreement_exact == 0.75 and comparison.agreement_within_one == 0.75
+    assert comparison.mean_abs_grade_difference == 0.5
+    assert comparison.champion_p99_ms == pytest.approx(np.percentile(latencies, 99))
+    assert comparison.challenger_p99_ms == pytest.approx(np.percentile(100 + np.arange(8), 99))
+    assert comparison.as_dict()["pairs"] == 4
+
+
+def test_an_empty_window_compares_without_nan(log: PredictionLog) -> None:
+    log.write([_record("r0")])
+
+    comparison = compare_roles(log, "card-grader", 3, 4, since=START)
+
+    assert comparison == RoleComparison(
+        pairs=0, champion_requests=1, challenger_requests=0, champion_error_rate=0.0,
+        challenger_error_rate=0.0, champion_p99_ms=12.5, challenger_p99_ms=None,
+        agreement_exact=None, agreement_within_one=None, mean_abs_grade_difference=None)
