@@ -2,6 +2,7 @@
 the operations on versions. It is handed its tracking URI and imports neither flows nor
 components, so the registry's rules read in one folder."""
 
+from model_registry.audit import AuditEvent, AuditLog
 from model_registry.evaluation import (
     VersionNotFound,
     download_version,
@@ -19,6 +20,7 @@ from model_registry.names import (
     TAG_GIT_SHA,
     TAG_STAGE,
 )
+from model_registry.promotion import Approval, PromotionError, Releases
 from model_registry.versions import RegisteredVersion, register_candidate, versions_of
 
 __all__ = [
@@ -30,7 +32,12 @@ __all__ = [
     "TAG_DATA_VERSION",
     "TAG_GIT_SHA",
     "TAG_STAGE",
+    "Approval",
+    "AuditEvent",
+    "AuditLog",
+    "PromotionError",
     "RegisteredVersion",
+    "Releases",
     "VersionNotFound",
     "download_version",
     "get_version",

@@ -1,0 +1,216 @@
+"""The exported graphs as the service runs them: a grader that turns decoded photos into the full
+answer a client reads, and a detector that finds defects with boxes.
+
+    grader = OnnxGrader.load(Path("model.onnx"), expected_sha256=tags["onnx.sha256"],
+                             model="card-grader", version=3)
+    inputs = [grader.prepare(bgr) for bgr in photos]       # per request, before batching
+    answers = grader.grade(inputs)                          # one ONNX run for the whole batch
+
+Everything the graph needs to be used correctly (input size, rectification, temperatures, the
+conformal threshold, lineage) is read from the graph's own metadata, written by evaluation, so a
+served model cannot drift from the one the reviewer approved. Preprocessing is the training code's
+`prepare_photo`: one module shared by training and serving, so they cannot skew.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import onnx
+import onnxruntime
+
+from components.centering.measure import CenteringMeasurement
+from components.evaluate.calibration import median_grade
+from components.evaluate.conformal import ConformalGrades
+from components.evaluate.export import GraderSession, read_metadata
+from components.train.prepare import prepare_photo
+
+# Ultralytics' predictor defaults: boxes below this confidence are no defect, and overlapping
+# boxes of one class above this IoU are one defect.
+DETECTION_CONFIDENCE = 0.25
+DETECTION_IOU = 0.45
+_LETTERBOX_GREY = 114
+
+
+class ChecksumMismatch(RuntimeError):
+    """A downloaded graph is not the one evaluation registered: it is never loaded."""
+
+
+def verify_checksum(path: Path, expected_sha256: str | None) -> None:
+    """Refuse a graph whose sha256 differs from the registered one (or that has none)."""
+    if not expected_sha256:
+        raise ChecksumMismatch(f"{path.name}: the version carries no checksum; evaluate it first")
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    if digest != expected_sha256:
+        raise ChecksumMismatch(f"{path.name}: sha256 {digest[:12]}... differs from the registered "
+                               f"{expected_sha256[:12]}...; refusing to load it")
+
+
+@dataclass(frozen=True)
+class GraderInput:
+    """One photo made ready for the graph, with what the answer reports beside the grades."""
+
+    pixels: np.ndarray
+    geometry: np.ndarray
+    centering: CenteringMeasurement | None
+
+
+@dataclass(frozen=True)
+class GradeAnswer:
+    """The grader's answer for one photo."""
+
+    grade: int
+    probabilities: list[float]  # P(grade = 1..10)
+    grade_set: list[int]  # the conformal set, a contiguous range of grades
+    subgrades: dict[str, int]
+
+    @property
+    def needs_review(self) -> bool:
+        """A set of more than one grade is a card a human should look at."""
+        return len(self.grade_set) > 1
+
+
+def centering_answer(centering: CenteringMeasurement | None) -> dict[str, object] | None:
+    """Measured centering as graders write it (left/right and top/bottom, e.g. "55/45")."""
+    if centering is None:
+        return None
+    lr, tb = centering.centering_lr, centering.centering_tb
+    return {"left_right": f"{round(lr)}/{100 - round(lr)}",
+            "top_bottom": f"{round(tb)}/{100 - round(tb)}",
+            "centering_lr": round(lr, 2), "centering_tb": round(tb, 2),
+            "borders_mm": [round(b, 3) for b in centering.borders_mm]}
+
+
+class OnnxGrader:
+    """A verified grader graph and the metadata it carries."""
+
+    def __init__(self, path: Path, model: str, version: int, threads: int | None = None) -> None:
+        metadata = read_metadata(path)
+        spec = metadata["spec"]
+        self.model, self.version = model, version
+        self.data_version = metadata.get("data_version")
+        self.size = (int(spec["size"][0]), int(spec["size"][1]))
+        self.rectify = bool(spec["rectify"])
+        self.targets = [str(target) for target in spec["targets"]]
+        self.conformal = ConformalGrades(**metadata["conformal"])
+        self.session = GraderSession(path, threads=threads)
+
+    @classmethod
+    def load(cls, path: Path, expected_sha256: str | None, model: str, version: int,
+             threads: int | None = None) -> OnnxGrader:
+        """The grader at `path` once its checksum matches the registered one."""
+        verify_checksum(path, expected_sha256)
+        return cls(path, model, version, threads)
+
+    def prepare(self, bgr: np.ndarray) -> GraderInput:
+        """Rectify and resize one photo as training did."""
+        prepared = prepare_photo(bgr, self.rectify, self.size)
+        return GraderInput(prepared.pixels, prepared.geometry, prepared.centering)
+
+    def grade(self, inputs: list[GraderInput]) -> list[GradeAnswer]:
+        """Answers for a batch of prepared photos, in one run of the graph."""
+        probabilities = self.session(np.stack([item.pixels for item in inputs]),
+                                     np.stack([item.geometry for item in inputs]))
+        if not np.isfinite(probabilities).all():
+            raise FloatingPointError(f"{self.model} version {self.version} answered non-finite "
+                                     "probabilities")
+        grades = median_grade(probabilities)  # N x targets
+        sets = self.conformal.sets(probabilities[:, 0])
+        return [GradeAnswer(grade=int(grades[i, 0]),
+                            probabilities=[round(float(p), 5) for p in probabilities[i, 0]],
+                            grade_set=[int(g) + 1 for g in np.flatnonzero(sets[i])],
+                            subgrades={target: int(grades[i, t])
+                                       for t, target in enumerate(self.targets) if t > 0})
+                for i in range(len(inputs))]
+
+
+@dataclass(frozen=True)
+class Defect:
+    """One detected defect, its box in the uploaded photo's pixels (x1, y1, x2, y2)."""
+
+    label: str
+    confidence: float
+    box: tuple[float, float, float, float]
+
+    def as_dict(self) -> dict[str, object]:
+        return {"label": self.label, "confidence": round(self.confidence, 4),
+                "box": [round(v, 1) for v in self.box]}
+
+
+def letterbox_one(bgr: np.ndarray, imgsz: int) -> tuple[np.ndarray, float, tuple[float, float]]:
+    """3 x imgsz x imgsz float32 RGB in [0, 1] as Ultralytics' LetterBox(auto=False) makes it
+    (scaled to fit, centred, grey padding), with the scale and the (left, top) padding."""
+    height, width = bgr.shape[:2]
+    scale = min(imgsz / height, imgsz / width)
+    new_width, new_height = round(width * scale), round(height * scale)
+    pad_x, pad_y = (imgsz - new_width) / 2, (imgsz - new_height) / 2
+    resized = cv2.resize(bgr, (new_width, new_height), interpolation=cv2.INTER_LINEAR)
+    top, left = round(pad_y - 0.1), round(pad_x - 0.1)
+    canvas = cv2.copyMakeBorder(resized, top, imgsz - new_height - top, left,
+                                imgsz - new_width - left, cv2.BORDER_CONSTANT,
+                                value=(_LETTERBOX_GREY,) * 3)
+    return (canvas[..., ::-1].transpose(2, 0, 1) / 255).astype(np.float32), scale, (left, top)
+
+
+def _ultralytics_metadata(path: Path) -> tuple[int, list[str]]:
+    """Input size and class names that Ultralytics' exporter writes into the graph."""
+    props = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
+    if "names" not in props or "imgsz" not in props:
+        raise ValueError(f"{path.name} is no detector exported by Ultralytics: its metadata "
+                         "lacks names and imgsz")
+    # Ultralytics writes Python literals ({0: 'scratch'}, [320, 320]); literal_eval runs no code.
+    names, imgsz = ast.literal_eval(props["names"]), ast.literal_eval(props["imgsz"])
+    return int(imgsz[0]), [str(names[key]) for key in sorted(names)]
+
+
+class OnnxDetector:
+    """A verified defect detector graph (raw outputs, no NMS inside) and its decoding."""
+
+    def __init__(self, path: Path, model: str, version: int, threads: int | None = None) -> None:
+        self.model, self.version = model, version
+        self.imgsz, self.classes = _ultralytics_metadata(path)
+        options = onnxruntime.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+        self.session = onnxruntime.InferenceSession(str(path), options,
+                                                    providers=["CPUExecutionProvider"])
+        self.input_name = self.session.get_inputs()[0].name
+
+    @classmethod
+    def load(cls, path: Path, expected_sha256: str | None, model: str, version: int,
+             threads: int | None = None) -> OnnxDetector:
+        """The detector at `path` once its checksum matches the registered one."""
+        verify_checksum(path, expected_sha256)
+        return cls(path, model, version, threads)
+
+    def detect(self, photos: list[np.ndarray]) -> list[list[Defect]]:
+        """Defects of each BGR photo, boxes in that photo's own pixels."""
+        boxed = [letterbox_one(photo, self.imgsz) for photo in photos]
+        outputs = self.session.run(None, {self.input_name: np.stack([b[0] for b in boxed])})[0]
+        return [self._decode(outputs[i], scale, padding)
+                for i, (_, scale, padding) in enumerate(boxed)]
+
+    def _decode(self, raw: np.ndarray, scale: float,
+                padding: tuple[float, float]) -> list[Defect]:
+        """Confident boxes of one image's raw output ((4 + classes) x anchors), per-class NMS."""
+        scores = raw[4:, :]
+        classes, confidences = scores.argmax(axis=0), scores.max(axis=0)
+        keep = np.flatnonzero(confidences >= DETECTION_CONFIDENCE)
+        if keep.size == 0:
+            return []
+        centre_x, centre_y, width, height = raw[:4, keep]
+        left, top = (centre_x - width / 2 - padding[0]) / scale, (centre_y - height / 2
+                                                                 - padding[1]) / scale
+        boxes = np.stack([left, top, width / scale, height / scale], axis=1)
+        chosen = cv2.dnn.NMSBoxesBatched(boxes.tolist(), confidences[keep].tolist(),
+                                         classes[keep].tolist(), DETECTION_CONFIDENCE,
+                                         DETECTION_IOU)
+        return [Defect(self.classes[int(classes[keep[j]])], float(confidences[keep[j]]),
+                       (float(boxes[j, 0]), float(boxes[j, 1]),
+                        float(boxes[j, 0] + boxes[j, 2]), float(boxes[j, 1] + boxes[j, 3])))
+                for j in np.asarray(chosen, int).reshape(-1)]

@@ -1,0 +1,34 @@
+"""Serving parameters from params.yaml (`serve:`), typed."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from components.serving.service import ServiceConfig
+from components.serving.uploads import UploadLimits
+
+
+class ServeParams(BaseModel):
+    """The `serve:` section of params.yaml: where the service listens and how it batches."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    host: str = Field("127.0.0.1", description="interface to listen on; loopback by default")
+    port: int = Field(8080, ge=1, le=65535)
+    max_batch: int = Field(16, ge=1, description="photos per ONNX run")
+    max_wait_ms: float = Field(5.0, ge=0, description="how long a lone request waits for company")
+    max_queue: int = Field(64, ge=1, description="requests waiting per model; more get 503")
+    max_files_per_request: int = Field(32, ge=1)
+    refresh_seconds: float = Field(5.0, gt=0, description="how often the aliases are re-read")
+    max_upload_bytes: int = Field(20_000_000, ge=1)
+    max_pixels: int = Field(40_000_000, ge=1, description="larger images are refused as "
+                            "decompression bombs, read from the header before decoding")
+
+    def service_config(self) -> ServiceConfig:
+        """The service's own settings from these parameters."""
+        return ServiceConfig(
+            upload_limits=UploadLimits(max_bytes=self.max_upload_bytes,
+                                       max_pixels=self.max_pixels),
+            max_batch=self.max_batch, max_wait_ms=self.max_wait_ms, max_queue=self.max_queue,
+            max_files_per_request=self.max_files_per_request,
+            refresh_seconds=self.refresh_seconds)

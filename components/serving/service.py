@@ -1,0 +1,297 @@
+"""The grading service without HTTP: decode, route, batch, answer, and record every prediction.
+
+    service = GradingService(ModelSource(tracking_uri, cache), PredictionLog(uri),
+                             ServiceMetrics(), ServiceConfig())
+    await service.start()                              # loads the champion, starts the batchers
+    answer = await service.grade(upload_bytes, request_id="abc")
+
+Routing follows the release stage the registry gives the challenger: with a canary share, the
+requests whose id falls in that share are answered by the challenger (a deterministic split, so a
+client retrying a request sees the same model) and the champion scores them off the response path;
+with no share the challenger is in shadow and scores every request off the response path. Either
+way both answers land in the prediction log, where the promote flow compares them. A challenger
+that fails on a request never fails the client: the champion answers, and the error is counted
+against the challenger.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import numpy as np
+
+from components.serving.batcher import MicroBatcher, Overloaded
+from components.serving.metrics import ServiceMetrics
+from components.serving.models import (
+    Defect,
+    GradeAnswer,
+    GraderInput,
+    OnnxDetector,
+    OnnxGrader,
+    centering_answer,
+)
+from components.serving.predlog import PredictionLog, PredictionRecord
+from components.serving.properties import image_properties
+from components.serving.routing import answers_with_challenger
+from components.serving.source import ModelSource, ServedModels
+from components.serving.uploads import UploadLimits, UploadRejected, decode_upload
+
+logger = logging.getLogger(__name__)
+CHAMPION, CHALLENGER, DETECTOR = "champion", "challenger", "detector"
+
+
+class NotReady(RuntimeError):
+    """No champion is loaded yet: the service cannot answer."""
+
+    def __init__(self, message: str, retry_after_s: float) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+@dataclass(frozen=True)
+class ServiceConfig:
+    """Limits and timings of one service process (params.yaml `serve:`)."""
+
+    upload_limits: UploadLimits = UploadLimits()
+    max_batch: int = 16
+    max_wait_ms: float = 5.0
+    max_queue: int = 64
+    max_files_per_request: int = 32
+    refresh_seconds: float = 5.0
+
+
+@dataclass(frozen=True)
+class _Scored:
+    """One model's answer (or error) for one request, and how long it took."""
+
+    model: OnnxGrader
+    role: str  # CHAMPION or CHALLENGER, as the registry's aliases named it for this request
+    answer: GradeAnswer | None
+    seconds: float
+    error: str | None = None
+
+
+class GradingService:
+    """Answers grading requests with the registry's champion (and challenger in release)."""
+
+    def __init__(self, source: ModelSource, log: PredictionLog, metrics: ServiceMetrics,
+                 config: ServiceConfig) -> None:
+        self.source, self.log, self.metrics, self.config = source, log, metrics, config
+        self.models = ServedModels()
+        self._graders: dict[tuple[str, int], MicroBatcher[GraderInput, GradeAnswer]] = {}
+        self._detectors: dict[tuple[str, int], MicroBatcher[np.ndarray, list[Defect]]] = {}
+        self._background: set[asyncio.Task] = set()
+        self._refresher: asyncio.Task | None = None
+
+    async def start(self) -> None:
+        """Load what the aliases name now and keep following them."""
+        await self.refresh()
+        self._refresher = asyncio.create_task(self._follow_aliases())
+
+    async def stop(self) -> None:
+        """Stop following aliases, finish off-path work and the batchers."""
+        if self._refresher:
+            self._refresher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._refresher
+        while self._background:  # off-path scoring may start prediction log writes
+            await asyncio.gather(*list(self._background), return_exceptions=True)
+        for batcher in [*self._graders.values(), *self._detectors.values()]:
+            await batcher.stop()
+
+    async def refresh(self) -> ServedModels:
+        """Re-read the aliases (in a thread: it downloads and loads graphs) and swap in."""
+        models = await asyncio.to_thread(self.source.refresh)
+        await self._sync_batchers(models)
+        self.models = models
+        loaded = models.loaded()
+        for role, name in ((CHAMPION, self.source.grader_name),
+                           (CHALLENGER, self.source.grader_name),
+                           (DETECTOR, self.source.detector_name)):
+            if role in loaded:
+                self.metrics.set_loaded(name, role, int(loaded[role]["version"]),
+                                        loaded[role]["data_version"])
+            else:
+                self.metrics.clear_loaded(name, role)
+        self.metrics.set_canary_share(self.source.grader_name, models.canary_share)
+        return models
+
+    async def _follow_aliases(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.refresh_seconds)
+            try:
+                await self.refresh()
+            except Exception:  # the registry may be briefly away; keep serving what is loaded
+                logger.exception("could not refresh the served models")
+
+    async def _sync_batchers(self, models: ServedModels) -> None:
+        """One micro-batcher per loaded model; those of unloaded models are stopped."""
+        wanted_graders = {(m.model, m.version): m for m in (models.champion, models.challenger)
+                          if m is not None}
+        wanted_detectors = {(m.model, m.version): m for m in (models.detector,) if m is not None}
+        for batchers, wanted, run in ((self._graders, wanted_graders, "grade"),
+                                      (self._detectors, wanted_detectors, "detect")):
+            for key in set(batchers) - set(wanted):
+                await batchers.pop(key).stop()
+            for key, model in wanted.items():
+                if key not in batchers:
+                    batcher = MicroBatcher(getattr(model, run), self.config.max_batch,
+                                           self.config.max_wait_ms, self.config.max_queue)
+                    await batcher.start()
+                    batchers[key] = batcher
+
+    def readiness(self) -> tuple[bool, dict[str, object]]:
+        """Ready when a champion grader is loaded; with what is loaded and what failed."""
+        return self.models.champion is not None, {"loaded": self.models.loaded(),
+                                                  "canary_share": self.models.canary_share,
+                                                  "problems": dict(self.source.problems)}
+
+    async def grade(self, data: bytes, request_id: str | None = None) -> dict[str, object]:
+        """The answer for one uploaded photo; UploadRejected, Overloaded or NotReady when it
+        cannot be given."""
+        started = time.perf_counter()
+        request_id = request_id or uuid.uuid4().hex
+        models = self.models
+        if models.champion is None:
+            raise NotReady("no champion model is loaded yet", self.config.refresh_seconds)
+        photo = await asyncio.to_thread(decode_upload, data, self.config.upload_limits)
+        challenger_answers = (models.challenger is not None and models.canary_share > 0
+                              and answers_with_challenger(request_id, models.canary_share))
+        roles = {CHAMPION: models.champion, CHALLENGER: models.challenger}
+        first, other = (CHALLENGER, CHAMPION) if challenger_answers else (CHAMPION, CHALLENGER)
+        prepared, properties = await asyncio.to_thread(self._prepare, photo, roles[first])
+        scored = await self._score(roles[first], first, prepared)
+        failed_challenger = None
+        if scored.error is not None and first == CHALLENGER:
+            failed_challenger = scored  # the champion answers the client instead
+            prepared = await asyncio.to_thread(models.champion.prepare, photo)
+            scored = await self._score(models.champion, CHAMPION, prepared)
+        if scored.error is not None:
+            self._record([(scored, True)], request_id, properties)
+            raise RuntimeError(scored.error)
+        defects = await self._detect(models.detector, photo)
+        self._record([(scored, True)] + ([(failed_challenger, False)] if failed_challenger
+                                         else []), request_id, properties)
+        self.metrics.count_request(scored.model.model, scored.model.version, scored.role, 200)
+        if roles[other] is not None and failed_challenger is None:
+            self._off_path(roles[other], other, photo, scored, request_id, properties)
+        answer = self._response(request_id, scored, prepared, defects, models.detector)
+        answer["latency_ms"] = round((time.perf_counter() - started) * 1000, 2)
+        return answer
+
+    async def grade_many(self, uploads: list[bytes],
+                         request_id: str | None = None) -> list[dict[str, object]]:
+        """Answers for several photos of one request (ids `<request id>-<i>`); a photo that
+        cannot be read gets its own error entry and does not fail the others."""
+        if len(uploads) > self.config.max_files_per_request:
+            raise UploadRejected(413, f"{len(uploads)} files in one request, over the limit of "
+                                      f"{self.config.max_files_per_request}")
+        request_id = request_id or uuid.uuid4().hex
+        results = await asyncio.gather(*(self.grade(data, f"{request_id}-{i}")
+                                         for i, data in enumerate(uploads)),
+                                       return_exceptions=True)
+        for result in results:
+            if isinstance(result, (Overloaded, NotReady)):
+                raise result  # the whole request is retried later
+        return [result if not isinstance(result, BaseException) else
+                {"request_id": f"{request_id}-{i}", "error": getattr(result, "message",
+                                                                     str(result)),
+                 "status": getattr(result, "status", 500)}
+                for i, result in enumerate(results)]
+
+    def _prepare(self, photo: np.ndarray,
+                 model: OnnxGrader) -> tuple[GraderInput, dict[str, float]]:
+        return model.prepare(photo), image_properties(photo)
+
+    async def _score(self, model: OnnxGrader, role: str, prepared: GraderInput) -> _Scored:
+        """One model's answer through its batcher; Overloaded propagates, other errors are
+        returned so that the caller decides who answers."""
+        batcher = self._graders[(model.model, model.version)]
+        self.metrics.set_queue_depth(batcher.queue_depth)
+        started = time.perf_counter()
+        try:
+            answer = await batcher.submit(prepared)
+        except Overloaded:
+            raise
+        except Exception as error:
+            return _Scored(model, role, None, time.perf_counter() - started,
+                           f"{type(error).__name__}: {error}")
+        return _Scored(model, role, answer, time.perf_counter() - started)
+
+    async def _detect(self, detector: OnnxDetector | None,
+                      photo: np.ndarray) -> list[Defect] | None:
+        if detector is None:
+            return None
+        return await self._detectors[(detector.model, detector.version)].submit(photo)
+
+    def _off_path(self, model: OnnxGrader, role: str, photo: np.ndarray, answered: _Scored,
+                  request_id: str, properties: dict[str, float]) -> None:
+        """Score the request with the other model after the client has its answer."""
+        async def shadow() -> None:
+            try:
+                prepared = await asyncio.to_thread(model.prepare, photo)
+                scored = await self._score(model, role, prepared)
+            except Overloaded:
+                return  # off-path work yields to clients: a skipped pair, not an error
+            self._record([(scored, False)], request_id, properties)
+            if scored.answer is not None:
+                champion, challenger = ((answered, scored) if role == CHALLENGER
+                                        else (scored, answered))
+                self.metrics.observe_shadow(model.model, champion.model.version,
+                                            challenger.model.version,
+                                            champion.answer.grade == challenger.answer.grade)
+
+        task = asyncio.create_task(shadow())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    def _record(self, scored: list[tuple[_Scored, bool]], request_id: str,
+                properties: dict[str, float]) -> None:
+        """Metrics now, prediction log rows in a background thread."""
+        now = datetime.now(UTC)
+        records = []
+        for item, answered in scored:
+            self.metrics.observe_prediction(item.model.model, item.model.version, item.role,
+                                            item.seconds, item.error is not None)
+            answer = item.answer
+            records.append(PredictionRecord(
+                request_id=request_id, time=now, model=item.model.model,
+                version=item.model.version, role=item.role, answered=answered,
+                data_version=item.model.data_version,
+                grade=answer.grade if answer else None,
+                grade_set_low=answer.grade_set[0] if answer else None,
+                grade_set_high=answer.grade_set[-1] if answer else None,
+                needs_review=answer.needs_review if answer else None,
+                probabilities=answer.probabilities if answer else None,
+                subgrades=answer.subgrades if answer else None,
+                latency_ms=round(item.seconds * 1000, 2), error=item.error,
+                properties=properties, embedding=None))
+        task = asyncio.create_task(asyncio.to_thread(self.log.write, records))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    @staticmethod
+    def _response(request_id: str, scored: _Scored, prepared: GraderInput,
+                  defects: list[Defect] | None,
+                  detector: OnnxDetector | None) -> dict[str, object]:
+        answer, model = scored.answer, scored.model
+        return {
+            "request_id": request_id,
+            "model": model.model, "version": model.version, "role": scored.role,
+            "data_version": model.data_version,
+            "grade": answer.grade,
+            "probabilities": {str(g + 1): p for g, p in enumerate(answer.probabilities)},
+            "grade_set": answer.grade_set,
+            "needs_review": answer.needs_review,
+            "subgrades": answer.subgrades,
+            "centering": centering_answer(prepared.centering),
+            "defects": None if defects is None else [d.as_dict() for d in defects],
+            "detector": None if detector is None else {"model": detector.model,
+                                                       "version": detector.version},
+        }

@@ -1,0 +1,128 @@
+"""The models the service answers with, read from the registry's aliases and kept current.
+
+    source = ModelSource(tracking_uri, cache_dir)
+    served = source.refresh()          # champion, challenger and its canary share, detector
+    served.champion.grade(...)
+
+`refresh` is called on a timer by the service: when promotion or rollback moves an alias, the next
+refresh downloads the new version's graph, verifies its checksum and swaps it in, while requests
+keep being answered by the snapshot they started with. A version that fails to download or verify
+is not served; the one before it stays, and `problems` says why.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Generic, TypeVar
+
+from components.serving.models import OnnxDetector, OnnxGrader
+from model_registry.names import (
+    ALIAS_CHALLENGER,
+    ALIAS_CHAMPION,
+    DETECTOR,
+    GRADER,
+    TAG_CANARY_SHARE,
+)
+from model_registry.serving import alias_versions, download_graph, graph_checksum
+from model_registry.versions import RegisteredVersion
+
+Model = TypeVar("Model", OnnxGrader, OnnxDetector)
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ServedModels:
+    """What answers requests right now; a request keeps the snapshot it started with."""
+
+    champion: OnnxGrader | None = None
+    challenger: OnnxGrader | None = None
+    canary_share: float = 0.0  # 0: the challenger scores in shadow, off the response path
+    detector: OnnxDetector | None = None
+
+    def loaded(self) -> dict[str, dict[str, object]]:
+        """Name, version and data version of each loaded model, by role."""
+        roles = {"champion": self.champion, "challenger": self.challenger,
+                 "detector": self.detector}
+        return {role: {"model": m.model, "version": m.version,
+                       "data_version": getattr(m, "data_version", None)}
+                for role, m in roles.items() if m is not None}
+
+
+@dataclass
+class _Loaded(Generic[Model]):
+    """Models already loaded, by version, so a challenger crowned champion is not loaded twice."""
+
+    load: Callable[[Path, str | None, str, int], Model]
+    by_version: dict[int, Model] = field(default_factory=dict)
+
+    def get(self, tracking_uri: str, cache: Path, version: RegisteredVersion) -> Model:
+        if version.version not in self.by_version:
+            graph = download_graph(tracking_uri, version,
+                                   cache / f"{version.name}-{version.version}")
+            self.by_version[version.version] = self.load(graph, graph_checksum(version),
+                                                         version.name, version.version)
+        return self.by_version[version.version]
+
+    def keep_only(self, versions: set[int]) -> None:
+        self.by_version = {v: m for v, m in self.by_version.items() if v in versions}
+
+
+def _canary_share(version: RegisteredVersion | None) -> float:
+    """The challenger's canary share tag; anything unreadable counts as shadow (0)."""
+    try:
+        share = float(version.tags.get(TAG_CANARY_SHARE, 0)) if version else 0.0
+    except ValueError:
+        return 0.0
+    return min(max(share, 0.0), 1.0)
+
+
+class ModelSource:
+    """Follows the `champion` and `challenger` aliases of the grader and the detector's
+    `champion`, loading each new version once its graph's checksum is verified."""
+
+    def __init__(self, tracking_uri: str, cache_dir: Path, grader: str = GRADER,
+                 detector: str = DETECTOR) -> None:
+        self.tracking_uri, self.cache_dir = tracking_uri, cache_dir
+        self.grader_name, self.detector_name = grader, detector
+        self.graders: _Loaded[OnnxGrader] = _Loaded(OnnxGrader.load)
+        self.detectors: _Loaded[OnnxDetector] = _Loaded(OnnxDetector.load)
+        self.current = ServedModels()
+        self.problems: dict[str, str] = {}
+
+    def _resolve(self, loaded: _Loaded[Model], role: str, version: RegisteredVersion | None,
+                 previous: Model | None) -> Model | None:
+        """The model for `version`, or the previous one (with a problem noted) if it fails."""
+        if version is None:
+            self.problems.pop(role, None)
+            return None
+        try:
+            model = loaded.get(self.tracking_uri, self.cache_dir, version)
+        except Exception as error:  # a bad version must not take down the one serving
+            message = f"{version.name} version {version.version}: {error}"
+            if self.problems.get(role) != message:
+                logger.error("not serving %s as %s: %s", version.name, role, message)
+            self.problems[role] = message
+            return previous
+        self.problems.pop(role, None)
+        return model
+
+    def refresh(self) -> ServedModels:
+        """Read the aliases, load what changed, and return the new snapshot."""
+        graders = alias_versions(self.tracking_uri, self.grader_name,
+                                 (ALIAS_CHAMPION, ALIAS_CHALLENGER))
+        detectors = alias_versions(self.tracking_uri, self.detector_name, (ALIAS_CHAMPION,))
+        challenger_version = graders.get(ALIAS_CHALLENGER)
+        champion = self._resolve(self.graders, "champion", graders.get(ALIAS_CHAMPION),
+                                 self.current.champion)
+        challenger = self._resolve(self.graders, "challenger", challenger_version, None)
+        detector = self._resolve(self.detectors, "detector", detectors.get(ALIAS_CHAMPION),
+                                 self.current.detector)
+        self.graders.keep_only({m.version for m in (champion, challenger) if m is not None})
+        self.detectors.keep_only({detector.version} if detector else set())
+        self.current = ServedModels(champion, challenger,
+                                    _canary_share(challenger_version) if challenger else 0.0,
+                                    detector)
+        return self.current

@@ -1,0 +1,197 @@
+"""The grading service and its HTTP API with stand-in models (no registry, no ONNX): routing by
+release stage, the champion covering for a failing challenger, the prediction log's rows, and
+the API's answers to bad uploads, overload and a missing champion."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from components.serving.app import create_app
+from components.serving.metrics import ServiceMetrics
+from components.serving.models import GradeAnswer, GraderInput
+from components.serving.predlog import PredictionLog
+from components.serving.routing import answers_with_challenger
+from components.serving.service import GradingService, NotReady, ServiceConfig
+from components.serving.source import ServedModels
+
+
+@dataclass
+class StandInGrader:
+    """Grades every photo `grade`; fails on every photo when `fails`; may block until released."""
+
+    version: int
+    grade_given: int = 7
+    fails: bool = False
+    gate: threading.Event | None = None
+    model: str = "card-grader"
+    data_version: str = "d1"
+    batches: list[int] = field(default_factory=list)
+
+    def prepare(self, bgr: np.ndarray) -> GraderInput:
+        return GraderInput(np.zeros((8, 8, 3), np.uint8), np.zeros(4, np.float32), None)
+
+    def grade(self, inputs: list[GraderInput]) -> list[GradeAnswer]:
+        if self.gate is not None:
+            self.gate.wait(timeout=10)
+        self.batches.append(len(inputs))
+        if self.fails:
+            raise FloatingPointError("non-finite probabilities")
+        probabilities = [0.0] * 10
+        probabilities[self.grade_given - 1] = 1.0
+        return [GradeAnswer(self.grade_given, probabilities, [self.grade_given],
+                            {"corners": 6}) for _ in inputs]
+
+
+@dataclass
+class StandInSource:
+    """A registry with fixed aliases."""
+
+    current: ServedModels
+    grader_name: str = "card-grader"
+    detector_name: str = "defect-detector"
+    problems: dict[str, str] = field(default_factory=dict)
+
+    def refresh(self) -> ServedModels:
+        return self.current
+
+
+def _photo(width: int = 64, height: int = 48) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (width, height), (120, 90, 60)).save(buffer, "JPEG")
+    return buffer.getvalue()
+
+
+def _service(tmp_path: Path, models: ServedModels, **config: object) -> GradingService:
+    return GradingService(StandInSource(models), PredictionLog(f"sqlite:///{tmp_path}/p.db"),
+                          ServiceMetrics(), ServiceConfig(refresh_seconds=60, **config))
+
+
+async def _grade_all(service: GradingService, request_ids: list[str]) -> list[dict]:
+    await service.start()
+    try:
+        return [await service.grade(_photo(), request_id) for request_id in request_ids]
+    finally:
+        await service.stop()
+
+
+def test_a_canary_answers_its_share_by_request_id_and_the_other_model_scores_off_path(
+        tmp_path: Path) -> None:
+    models = ServedModels(StandInGrader(1, 7), StandInGrader(2, 8), canary_share=0.5)
+    service = _service(tmp_path, models)
+    ids = [f"request-{i}" for i in range(40)]
+
+    answers = asyncio.run(_grade_all(service, ids))
+
+    for request_id, answer in zip(ids, answers, strict=True):
+        on_canary = answers_with_challenger(request_id, 0.5)
+        assert (answer["version"], answer["role"]) == ((2, "challenger") if on_canary
+                                                       else (1, "champion"))
+        assert answer["grade"] == (8 if on_canary else 7) and answer["request_id"] == request_id
+    rows = service.log.window()
+    assert len(rows) == 80  # every request scored by both models, once each
+    answered = rows[rows["answered"]]
+    assert sorted(answered["request_id"]) == sorted(ids)
+    assert set(rows["data_version"]) == {"d1"} and rows["brightness"].notna().all()
+
+
+def test_a_challenger_in_shadow_never_answers_a_client(tmp_path: Path) -> None:
+    models = ServedModels(StandInGrader(1, 7), StandInGrader(2, 7), canary_share=0.0)
+    service = _service(tmp_path, models)
+
+    answers = asyncio.run(_grade_all(service, [f"r{i}" for i in range(10)]))
+
+    assert {a["version"] for a in answers} == {1}
+    rows = service.log.window()
+    assert set(rows[~rows["answered"]]["version"]) == {2}
+    metrics = service.metrics.exposition()[0].decode()
+    assert 'gradeline_shadow_agreement{challenger_version="2",champion_version="1"' in metrics
+
+
+def test_the_champion_answers_when_the_challenger_fails(tmp_path: Path) -> None:
+    models = ServedModels(StandInGrader(1, 7), StandInGrader(2, fails=True), canary_share=1.0)
+    service = _service(tmp_path, models)
+
+    answers = asyncio.run(_grade_all(service, ["a", "b", "c"]))
+
+    assert {(a["version"], a["role"]) for a in answers} == {(1, "champion")}
+    failed = service.log.window(roles=["challenger"])
+    assert len(failed) == 3 and failed["error"].str.contains("non-finite").all()
+    assert not failed["answered"].any()
+
+
+def test_no_champion_means_not_ready(tmp_path: Path) -> None:
+    service = _service(tmp_path, ServedModels())
+    with pytest.raises(NotReady, match="no champion"):
+        asyncio.run(_grade_all(service, ["x"]))
+
+
+def test_the_api_answers_grades_and_refuses_bad_uploads_with_clear_4xx(tmp_path: Path) -> None:
+    service = _service(tmp_path, ServedModels(StandInGrader(1, 9)), max_files_per_request=3)
+    with TestClient(create_app(service)) as client:
+        one = client.post("/v1/grade", files={"file": ("card.jpg", _photo())},
+                          headers={"X-Request-ID": "abc"})
+        batch = client.post("/v1/grade/batch", files=[
+            ("files", ("a.jpg", _photo())), ("files", ("notes.txt", b"not a photo at all"))])
+        text = client.post("/v1/grade", files={"file": ("notes.txt", b"hello")})
+        too_many = client.post("/v1/grade/batch", files=[("files", (f"{i}.jpg", _photo()))
+                                                         for i in range(4)])
+        tiny = client.post("/v1/grade", files={"file": ("tiny.jpg", _photo(8, 8))})
+        ready, health = client.get("/readyz"), client.get("/healthz")
+        metrics = client.get("/metrics").text
+
+    assert one.status_code == 200
+    body = one.json()
+    assert body["request_id"] == "abc" and body["grade"] == 9 and body["grade_set"] == [9]
+    assert body["needs_review"] is False and body["subgrades"] == {"corners": 6}
+    assert body["probabilities"]["9"] == 1.0 and body["defects"] is None
+    assert [r.get("status", 200) for r in batch.json()["results"]] == [200, 415]
+    assert batch.json()["results"][1]["request_id"].endswith("-1")
+    assert text.status_code == 415 and "JPEG" in text.json()["error"]
+    assert too_many.status_code == 413 and "over the limit of 3" in too_many.json()["error"]
+    assert tiny.status_code == 422
+    assert ready.status_code == 200 and ready.json()["loaded"]["champion"]["version"] == 1
+    assert health.json() == {"status": "ok"}
+    assert 'gradeline_requests_total{model="card-grader",role="champion",status="200"' \
+           in metrics.replace(',version="1"', "")
+    assert "gradeline_rejected_uploads_total" in metrics
+
+
+def test_a_full_queue_gets_503_with_retry_after_not_an_unbounded_wait(tmp_path: Path) -> None:
+    gate = threading.Event()
+    service = _service(tmp_path, ServedModels(StandInGrader(1, gate=gate)), max_batch=1,
+                       max_queue=1)
+
+    async def flood() -> list[object]:
+        await service.start()
+        try:
+            return await asyncio.gather(*(service.grade(_photo(), f"r{i}") for i in range(6)),
+                                        return_exceptions=True)
+        finally:
+            gate.set()
+            await service.stop()
+
+    def release_later() -> None:
+        threading.Timer(1.0, gate.set).start()
+
+    release_later()
+    outcomes = asyncio.run(flood())
+    overloaded = [o for o in outcomes if type(o).__name__ == "Overloaded"]
+    assert overloaded and all(o.retry_after_s >= 1 for o in overloaded)
+    assert any(isinstance(o, dict) for o in outcomes)
+
+
+def test_without_a_champion_the_api_is_not_ready(tmp_path: Path) -> None:
+    with TestClient(create_app(_service(tmp_path, ServedModels()))) as client:
+        ready = client.get("/readyz")
+        grade = client.post("/v1/grade", files={"file": ("card.jpg", _photo())})
+    assert ready.status_code == 503 and ready.json()["ready"] is False
+    assert grade.status_code == 503 and grade.headers["Retry-After"] == "60"
