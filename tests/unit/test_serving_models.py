@@ -1,0 +1,91 @@
+"""The served detector: its letterbox is Ultralytics' own, its raw outputs become defects with
+boxes in the photo's pixels after NMS, and a graph whose checksum differs is never loaded."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper
+
+from components.centering.measure import CenteringMeasurement
+from components.evaluate.detector import letterbox
+from components.serving.models import (
+    ChecksumMismatch,
+    OnnxDetector,
+    centering_answer,
+    letterbox_one,
+)
+
+IMGSZ = 64
+
+
+def _detector_graph(path: Path, raw: np.ndarray) -> Path:
+    """A detector graph that answers `raw` ((4 + classes) x anchors) for every image, with the
+    metadata Ultralytics' exporter writes."""
+    constant = helper.make_tensor("raw", TensorProto.FLOAT, [1, *raw.shape], raw.flatten())
+    nodes = [helper.make_node("ReduceMean", ["images"], ["mean"], axes=[1, 2, 3], keepdims=1),
+             helper.make_node("Reshape", ["mean", "shape"], ["per_image"]),
+             helper.make_node("Mul", ["per_image", "zero"], ["zeros"]),
+             helper.make_node("Add", ["zeros", "raw"], ["output0"])]
+    graph = helper.make_graph(
+        nodes, "detector",
+        [helper.make_tensor_value_info("images", TensorProto.FLOAT, ["N", 3, IMGSZ, IMGSZ])],
+        [helper.make_tensor_value_info("output0", TensorProto.FLOAT, ["N", *raw.shape])],
+        [constant, helper.make_tensor("shape", TensorProto.INT64, [3], [-1, 1, 1]),
+         helper.make_tensor("zero", TensorProto.FLOAT, [], [0.0])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 9
+    for key, value in {"names": "{0: 'scratch', 1: 'dent'}",
+                       "imgsz": f"[{IMGSZ}, {IMGSZ}]"}.items():
+        entry = model.metadata_props.add()
+        entry.key, entry.value = key, value
+    onnx.save(model, str(path))
+    return path
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_the_letterbox_is_the_one_the_detector_was_trained_and_evaluated_with() -> None:
+    photo = np.random.default_rng(1).integers(0, 255, (90, 150, 3), np.uint8)
+    ours, scale, padding = letterbox_one(photo, IMGSZ)
+    assert np.array_equal(ours, letterbox([photo], IMGSZ)[0])
+    assert scale == pytest.approx(64 / 150) and padding[0] == 0 and padding[1] > 0
+
+
+def test_raw_outputs_become_defects_in_photo_pixels_after_nms(tmp_path: Path) -> None:
+    # Anchors (letterboxed pixels): a confident scratch, an overlapping weaker scratch that
+    # NMS removes, and a dent below the confidence threshold.
+    raw = np.array([[32, 33, 10], [32, 32, 10], [20, 20, 4], [10, 10, 4],
+                    [0.9, 0.6, 0.0], [0.0, 0.0, 0.1]], np.float32)
+    graph = _detector_graph(tmp_path / "detector.onnx", raw)
+    detector = OnnxDetector.load(graph, _sha256(graph), "defect-detector", 3)
+
+    defects = detector.detect([np.zeros((64, 128, 3), np.uint8)])  # 128 wide: scale 0.5
+
+    assert len(defects) == 1 and len(defects[0]) == 1
+    found = defects[0][0]
+    assert found.label == "scratch" and found.confidence == pytest.approx(0.9)
+    # letterbox: x1 = 32 - 10 = 22 -> 44 px; y1 = 32 - 5 - 16 (padding) = 11 -> 22 px
+    assert found.box == pytest.approx((44.0, 22.0, 84.0, 42.0))
+    assert found.as_dict()["box"] == [44.0, 22.0, 84.0, 42.0]
+
+
+def test_a_graph_whose_checksum_differs_is_refused(tmp_path: Path) -> None:
+    graph = _detector_graph(tmp_path / "detector.onnx", np.zeros((6, 1), np.float32))
+    with pytest.raises(ChecksumMismatch, match="differs from the registered"):
+        OnnxDetector.load(graph, "0" * 64, "defect-detector", 3)
+    with pytest.raises(ChecksumMismatch, match="no checksum"):
+        OnnxDetector.load(graph, None, "defect-detector", 3)
+
+
+def test_centering_is_reported_as_graders_write_it() -> None:
+    measured = CenteringMeasurement(55.4, 48.6, (2.1, 1.9, 1.7, 2.0), (), ())
+    answer = centering_answer(measured)
+    assert answer["left_right"] == "55/45" and answer["top_bottom"] == "49/51"
+    assert centering_answer(None) is None
