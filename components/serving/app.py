@@ -4,6 +4,8 @@
 
     curl -F file=@card.jpg http://127.0.0.1:8080/v1/grade
     curl -F files=@a.jpg -F files=@b.jpg http://127.0.0.1:8080/v1/grade/batch
+    curl -H 'Content-Type: application/json' -d '{"request_id": "abc", "grade": 8,
+         "grader": "ada"}' http://127.0.0.1:8080/v1/feedback
 
 Each handler only translates HTTP to the service and its errors back: an unreadable upload is a
 4xx naming the problem, a full queue or a missing champion a 503 with Retry-After. A client may
@@ -17,8 +19,9 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated
 
-from fastapi import FastAPI, File, Request, UploadFile
+from fastapi import FastAPI, File, HTTPException, Request, UploadFile
 from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, Field
 
 from components.serving.batcher import Overloaded
 from components.serving.metrics import ServiceMetrics
@@ -40,6 +43,14 @@ async def _read_upload(upload: UploadFile, service: GradingService) -> bytes:
         raise UploadRejected(413, f"{upload.filename or 'upload'} is over the "
                                   f"{limit / 1e6:.1f} MB limit")
     return data
+
+
+class ExpertGrade(BaseModel):
+    """An expert's grade of a photo the service graded, sent back by the client."""
+
+    request_id: str = Field(description="the request id of the graded photo")
+    grade: int = Field(ge=1, le=10)
+    grader: str = Field(min_length=1, description="who graded it")
 
 
 def create_app(service: GradingService) -> FastAPI:
@@ -84,6 +95,15 @@ def create_app(service: GradingService) -> FastAPI:
         uploads = [await _read_upload(upload, service) for upload in files]
         return {"results": await service.grade_many(uploads,
                                                     request.headers.get(REQUEST_ID_HEADER))}
+
+    @app.post("/v1/feedback", status_code=202,
+              summary="An expert's grade of a served photo, for canary analysis and monitoring")
+    async def feedback(expert: ExpertGrade) -> dict[str, str]:
+        try:
+            await service.record_expert_grade(expert.request_id, expert.grade, expert.grader)
+        except KeyError as error:
+            raise HTTPException(404, str(error.args[0])) from None
+        return {"status": "recorded", "request_id": expert.request_id}
 
     @app.get("/healthz", summary="The process is alive")
     async def healthz() -> dict[str, str]:

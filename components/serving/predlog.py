@@ -24,6 +24,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from components.serving.properties import PROPERTY_NAMES
+from components.train.metrics import grading_metrics
 
 ROLES = ("champion", "challenger", "shadow")
 _JSON_FIELDS = ("probabilities", "subgrades", "embedding")
@@ -98,6 +99,18 @@ def _table(metadata: sa.MetaData) -> sa.Table:
     )
 
 
+def _expert_table(metadata: sa.MetaData) -> sa.Table:
+    """Experts' grades of served photos, as they arrive (POST /v1/feedback), by request id."""
+    return sa.Table(
+        "expert_grades", metadata,
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+        sa.Column("request_id", sa.String(128), nullable=False, index=True),
+        sa.Column("grade", sa.Integer, nullable=False),
+        sa.Column("grader", sa.String(128), nullable=False),
+        sa.Column("time", sa.DateTime(timezone=True), nullable=False),
+    )
+
+
 def _enable_wal(dbapi_connection: Any, _record: Any) -> None:
     """WAL lets readers (monitoring) run while the service writes; the busy timeout makes a
     second process wait for the lock instead of failing."""
@@ -117,8 +130,9 @@ class PredictionLog:
             if url.database and url.database != ":memory:":
                 Path(url.database).parent.mkdir(parents=True, exist_ok=True)
             sa.event.listen(self._engine, "connect", _enable_wal)
-        self._table = _table(sa.MetaData())
-        self._table.metadata.create_all(self._engine)
+        metadata = sa.MetaData()
+        self._table, self._experts = _table(metadata), _expert_table(metadata)
+        metadata.create_all(self._engine)
         # One writer at a time per process: SQLite has a single write lock, and queueing here
         # is cheaper than its busy-wait.
         self._write_lock = threading.Lock()
@@ -145,6 +159,27 @@ class PredictionLog:
         for name in _JSON_FIELDS:
             frame[name] = frame[name].map(json.loads, na_action="ignore").astype(object)
         return frame.astype(_DTYPES)
+
+    def record_expert_grade(self, request_id: str, grade: int, grader: str,
+                            time: datetime) -> None:
+        """An expert's grade (1..10) of the photo a request sent; the request must be logged."""
+        if not 1 <= grade <= 10:
+            raise ValueError(f"expert grade {grade} of request {request_id} is not in 1..10")
+        query = sa.select(sa.func.count()).where(self._table.c.request_id == request_id)
+        with self._write_lock, self._engine.begin() as connection:
+            if not connection.execute(query).scalar_one():
+                raise KeyError(f"no prediction with request id {request_id!r} is logged")
+            connection.execute(self._experts.insert(), [{
+                "request_id": request_id, "grade": grade, "grader": grader,
+                "time": _utc(time, "time")}])
+
+    def expert_grades(self) -> pd.DataFrame:
+        """request_id and grade of every expert grade received, the latest per request."""
+        column = self._experts.c
+        query = sa.select(column.request_id, column.grade).order_by(column.time, column.id)
+        with self._engine.connect() as connection:
+            frame = pd.DataFrame(connection.execute(query).all(), columns=["request_id", "grade"])
+        return frame.drop_duplicates("request_id", keep="last")
 
     def count(self, since: datetime | None = None, until: datetime | None = None,
               model: str | None = None, roles: Sequence[str] | None = None,
@@ -204,6 +239,9 @@ class RoleComparison:
     agreement_exact: float | None
     agreement_within_one: float | None
     mean_abs_grade_difference: float | None
+    expert_items: int = 0  # pairs whose photo an expert has graded since
+    champion_kappa: float | None = None  # QWK against those experts' grades
+    challenger_kappa: float | None = None
 
     def as_dict(self) -> dict[str, float | int | None]:
         return asdict(self)
@@ -212,7 +250,8 @@ class RoleComparison:
 def compare_roles(log: PredictionLog, model: str, champion_version: int,
                   challenger_version: int, since: datetime) -> RoleComparison:
     """How the challenger (in shadow or canary) did next to the champion since `since`: errors
-    and p99 latency of each side, and grade agreement on the requests both graded."""
+    and p99 latency of each side, grade agreement on the requests both graded, and each side's
+    QWK on those whose photo an expert has graded."""
     champion = log.window(since=since, model=model, roles=["champion"], version=champion_version)
     challenger = log.window(since=since, model=model, roles=["challenger", "shadow"],
                             version=challenger_version)
@@ -221,6 +260,10 @@ def compare_roles(log: PredictionLog, model: str, champion_version: int,
     pairs = graded[0].merge(graded[1], on="request_id", suffixes=("_champion", "_challenger"))
     difference = (pairs["grade_champion"] - pairs["grade_challenger"]).abs().to_numpy(float)
     have_pairs = len(pairs) > 0
+    judged = pairs.merge(log.expert_grades(), on="request_id")
+    kappas = {side: grading_metrics(judged["grade"].to_numpy(int),
+                                    judged[f"grade_{side}"].to_numpy(int))["qwk"]
+              for side in ("champion", "challenger")} if len(judged) else {}
     return RoleComparison(
         pairs=len(pairs),
         champion_requests=len(champion),
@@ -232,6 +275,9 @@ def compare_roles(log: PredictionLog, model: str, champion_version: int,
         agreement_exact=float(np.mean(difference == 0)) if have_pairs else None,
         agreement_within_one=float(np.mean(difference <= 1)) if have_pairs else None,
         mean_abs_grade_difference=float(difference.mean()) if have_pairs else None,
+        expert_items=len(judged),
+        champion_kappa=kappas.get("champion"),
+        challenger_kappa=kappas.get("challenger"),
     )
 
 

@@ -205,6 +205,12 @@ class GradingService:
                  "status": getattr(result, "status", 500)}
                 for i, result in enumerate(results)]
 
+    async def record_expert_grade(self, request_id: str, grade: int, grader: str) -> None:
+        """An expert's grade of a served photo: canary analyses judge kappa on these, and
+        monitoring its performance drift. KeyError for an unknown request id."""
+        await asyncio.to_thread(self.log.record_expert_grade, request_id, grade, grader,
+                                datetime.now(UTC))
+
     def _prepare(self, photo: np.ndarray,
                  model: OnnxGrader) -> tuple[GraderInput, dict[str, float]]:
         return model.prepare(photo), image_properties(photo)

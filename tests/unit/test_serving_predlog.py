@@ -152,3 +152,25 @@ def test_an_empty_window_compares_without_nan(log: PredictionLog) -> None:
         pairs=0, champion_requests=1, challenger_requests=0, champion_error_rate=0.0,
         challenger_error_rate=0.0, champion_p99_ms=12.5, challenger_p99_ms=None,
         agreement_exact=None, agreement_within_one=None, mean_abs_grade_difference=None)
+
+
+def test_expert_grades_give_each_side_its_kappa(log: PredictionLog) -> None:
+    experts = [3, 5, 7, 9]
+    records = []
+    for i, expert in enumerate(experts):
+        records.append(_record(f"r{i}", i, grade=expert))  # the champion grades like the experts
+        records.append(_record(f"r{i}", i, role="challenger", version=4, answered=False,
+                               grade=11 - expert))  # the challenger the other way round
+    log.write(records)
+    for i, expert in enumerate(experts):
+        log.record_expert_grade(f"r{i}", 1, "ada", START)
+        log.record_expert_grade(f"r{i}", expert, "ada", START + timedelta(minutes=5))
+
+    comparison = compare_roles(log, "card-grader", 3, 4, since=START)
+
+    assert comparison.expert_items == 4  # the later grade of each photo counts
+    assert comparison.champion_kappa == 1.0 and comparison.challenger_kappa < 0
+    with pytest.raises(KeyError, match="no prediction with request id 'unknown'"):
+        log.record_expert_grade("unknown", 5, "ada", START)
+    with pytest.raises(ValueError, match="not in 1..10"):
+        log.record_expert_grade("r0", 11, "ada", START)

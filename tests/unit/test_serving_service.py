@@ -145,6 +145,12 @@ def test_the_api_answers_grades_and_refuses_bad_uploads_with_clear_4xx(tmp_path:
         too_many = client.post("/v1/grade/batch", files=[("files", (f"{i}.jpg", _photo()))
                                                          for i in range(4)])
         tiny = client.post("/v1/grade", files={"file": ("tiny.jpg", _photo(8, 8))})
+        feedback = client.post("/v1/feedback", json={"request_id": "abc", "grade": 8,
+                                                     "grader": "ada"})
+        unknown = client.post("/v1/feedback", json={"request_id": "nope", "grade": 8,
+                                                    "grader": "ada"})
+        out_of_range = client.post("/v1/feedback", json={"request_id": "abc", "grade": 0,
+                                                         "grader": "ada"})
         ready, health = client.get("/readyz"), client.get("/healthz")
         metrics = client.get("/metrics").text
 
@@ -158,6 +164,9 @@ def test_the_api_answers_grades_and_refuses_bad_uploads_with_clear_4xx(tmp_path:
     assert text.status_code == 415 and "JPEG" in text.json()["error"]
     assert too_many.status_code == 413 and "over the limit of 3" in too_many.json()["error"]
     assert tiny.status_code == 422
+    assert feedback.status_code == 202 and unknown.status_code == 404
+    assert out_of_range.status_code == 422
+    assert service.log.expert_grades().to_dict("records") == [{"request_id": "abc", "grade": 8}]
     assert ready.status_code == 200 and ready.json()["loaded"]["champion"]["version"] == 1
     assert health.json() == {"status": "ok"}
     assert 'gradeline_requests_total{model="card-grader",role="champion",status="200"' \

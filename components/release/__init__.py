@@ -1,0 +1,1 @@
+"""Release analysis: whether a challenger may take the next step toward champion."""

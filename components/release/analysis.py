@@ -1,0 +1,100 @@
+"""The analysis of one release step: the challenger against the champion on the same requests.
+
+    comparison = compare_roles(log, "card-grader", champion_version=3, challenger_version=4,
+                               since=step_started)
+    verdict = analyse_step("canary_25", comparison, params.analysis, minimum=50)
+    verdict.passed, verdict.failures        # False, ["error rate 0.200 > champion 0.000 + 0.01"]
+
+A step passes when the challenger errs no more than the champion (plus a margin), is no slower at
+p99 than a ratio of the champion's, agrees with it often enough, grades no worse against the
+experts where enough of their grades have arrived (POST /v1/feedback), and was seen on enough
+requests to judge. Too few requests is a failure too: a release that nobody watched is not promoted.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from components.serving.predlog import RoleComparison
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class AnalysisParams(_Strict):
+    """What a challenger must show at every step against the champion."""
+
+    max_error_rate_increase: float = Field(0.01, ge=0, description="challenger error rate may "
+                                           "exceed the champion's by this much")
+    max_p99_ratio: float = Field(1.5, gt=0, description="challenger p99 latency over champion's")
+    min_agreement_within_one: float = Field(0.9, ge=0, le=1, description="share of requests "
+                                            "where the two grades differ by at most one")
+    max_kappa_drop: float = Field(0.02, ge=0, description="challenger QWK against experts' "
+                                  "grades may fall this far below the champion's")
+    min_expert_items: int = Field(30, ge=1, description="expert-graded requests needed before "
+                                  "kappa is judged")
+
+
+class ShadowParams(_Strict):
+    min_pairs: int = Field(50, ge=1, description="requests scored by both before judging")
+    max_wait_seconds: float = Field(900, gt=0, description="fail if traffic is this thin")
+
+
+class CanaryParams(_Strict):
+    steps: tuple[float, ...] = Field((0.05, 0.25, 0.5), description="shares of requests the "
+                                     "challenger answers, in order")
+    min_requests: int = Field(50, ge=1, description="challenger answers per step before judging")
+    max_wait_seconds: float = Field(900, gt=0)
+
+
+class PromoteParams(_Strict):
+    """The `promote:` section of params.yaml."""
+
+    shadow: ShadowParams = ShadowParams()
+    canary: CanaryParams = CanaryParams()
+    analysis: AnalysisParams = AnalysisParams()
+    poll_seconds: float = Field(2.0, gt=0, description="how often traffic and approval are read")
+
+
+@dataclass(frozen=True)
+class StepVerdict:
+    """The judgement of one step, with the figures it rests on."""
+
+    step: str
+    passed: bool
+    figures: dict[str, float | int]
+    failures: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, object]:
+        return {"step": self.step, "passed": self.passed, "figures": self.figures,
+                "failures": self.failures}
+
+
+def analyse_step(step: str, comparison: RoleComparison, params: AnalysisParams,
+                 minimum: int) -> StepVerdict:
+    """Judge the challenger against the champion on the step's requests; `minimum` is the
+    number of challenger requests below which nothing can be judged."""
+    c = comparison
+    failures = []
+    if c.challenger_requests < minimum:
+        failures.append(f"only {c.challenger_requests} challenger requests, {minimum} needed")
+    error_limit = c.champion_error_rate + params.max_error_rate_increase
+    if c.challenger_error_rate > error_limit:
+        failures.append(f"error rate {c.challenger_error_rate:.3f} > champion "
+                        f"{c.champion_error_rate:.3f} + {params.max_error_rate_increase}")
+    if c.champion_p99_ms and c.challenger_p99_ms and \
+            c.challenger_p99_ms > params.max_p99_ratio * c.champion_p99_ms:
+        failures.append(f"p99 {c.challenger_p99_ms:.1f} ms > {params.max_p99_ratio} x champion "
+                        f"{c.champion_p99_ms:.1f} ms")
+    if c.agreement_within_one is not None and \
+            c.agreement_within_one < params.min_agreement_within_one:
+        failures.append(f"agreement within one grade {c.agreement_within_one:.3f} < "
+                        f"{params.min_agreement_within_one}")
+    if c.expert_items >= params.min_expert_items and \
+            c.challenger_kappa < c.champion_kappa - params.max_kappa_drop:
+        failures.append(f"kappa against {c.expert_items} expert grades {c.challenger_kappa:.3f}"
+                        f" < champion {c.champion_kappa:.3f} - {params.max_kappa_drop}")
+    return StepVerdict(step, not failures, c.as_dict(), failures)
