@@ -82,6 +82,10 @@ class GradelineSettings(BaseSettings):
     quarantine_dir: Path | None = Field(
         None, description="Rejected items with their reasons; default <home>/quarantine"
     )
+    audit_log: Path | None = Field(
+        None, description="Append-only log of every release stage change; "
+        "default <home>/audit/releases.jsonl"
+    )
     reports_dir: Path | None = Field(
         None, description="Evaluation and drift reports; default <home>/reports"
     )
@@ -119,6 +123,7 @@ class GradelineSettings(BaseSettings):
             "prediction_log_uri": f"sqlite:///{home.as_posix()}/predictions.db",
             "data_dir": home / "data",
             "quarantine_dir": home / "quarantine",
+            "audit_log": home / "audit" / "releases.jsonl",
             "reports_dir": home / "reports",
             "cache_dir": home / "cache",
         }

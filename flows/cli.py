@@ -6,6 +6,10 @@
     gradeline ingest incoming/batch-7 [--task grade|detect|classify] [--dataset NAME] [--json]
     gradeline train --task grade|detect|classify [--data-version V] [--profile fast|full] [--json]
     gradeline evaluate --model card-grader [--version N] [--json]
+    gradeline serve [--host 127.0.0.1] [--port 8080]
+    gradeline promote --model card-grader --version N [--first] [--no-wait] [--json]
+    gradeline approve | reject --model card-grader --version N --by NAME
+    gradeline rollback --model card-grader --by NAME [--reason TEXT]
     gradeline ui [--port 5000]
     gradeline config show [--json]
     gradeline demo
@@ -30,12 +34,14 @@ from components.centering import CenteringError, draw_centering, measure_centeri
 from components.ingest.model import IngestError
 from components.settings import load_settings
 from flows.config_cli import config_app
+from flows.release_cli import register as register_release_commands
 
 app = typer.Typer(help="Gradeline: keep vision grading models correct in production.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
 data_app = typer.Typer(help="Make and inspect labeled image batches.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 app.add_typer(config_app, name="config")
+register_release_commands(app)
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 
@@ -239,6 +245,7 @@ def ui(
 ) -> None:
     """Open the MLflow UI on this home's tracking store and registry (runs, model versions,
     tags and plots), on loopback. Stop it with Ctrl-C."""
+    import os
     import subprocess
     import sys
 
@@ -247,7 +254,9 @@ def ui(
                "--backend-store-uri", str(settings.mlflow_tracking_uri),
                "--default-artifact-root", str(settings.mlflow_artifact_root)]
     typer.echo(f"MLflow UI on http://127.0.0.1:{port} ({' '.join(command[1:])})", err=True)
-    raise typer.Exit(subprocess.call(command))
+    # No background job runners: nothing here uses them, and MLflow starts seven by default.
+    raise typer.Exit(subprocess.call(command, env={**os.environ,
+                                                   "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}))
 
 
 @app.command("demo")

@@ -97,4 +97,6 @@ def analyse_step(step: str, comparison: RoleComparison, params: AnalysisParams,
             c.challenger_kappa < c.champion_kappa - params.max_kappa_drop:
         failures.append(f"kappa against {c.expert_items} expert grades {c.challenger_kappa:.3f}"
                         f" < champion {c.champion_kappa:.3f} - {params.max_kappa_drop}")
-    return StepVerdict(step, not failures, c.as_dict(), failures)
+    figures = {name: round(value, 4) if isinstance(value, float) else value
+               for name, value in c.as_dict().items()}
+    return StepVerdict(step, not failures, figures, failures)

@@ -1,0 +1,159 @@
+"""The Prefect flows `promote` and `conclude-release`: a candidate that passed its gates becomes
+the challenger, is watched in shadow and then in canary steps on live traffic, and waits for a
+reviewer; an approved one becomes champion in one alias move.
+
+    promote("card-grader", 4)           # shadow -> canary 5/25/50% -> awaiting_approval
+    conclude_release("card-grader", 4)  # approved -> champion (previous = old); rejected -> stop
+
+The serving process does the routing: it reads the `challenger` alias and its `canary_share` tag
+on every refresh, and logs both models' answers to the prediction log. These flows only move the
+registry state and judge what the log shows. Waiting for the reviewer is not a flow run: `promote`
+ends at `awaiting_approval`, and `conclude-release` acts on the decision when it is there (the
+CLI polls for it; a scheduled deployment can run it), so no worker sits idle for hours.
+A failed analysis rolls the challenger back at once and tells on-call.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from prefect import flow, task
+from prefect.logging import get_run_logger
+
+from components.params import load_params
+from components.release.analysis import PromoteParams, StepVerdict, analyse_step
+from components.serving.predlog import PredictionLog, compare_roles
+from components.settings import GradelineSettings, load_settings
+from flows.alerts import tell_on_call
+from flows.registry import releases_of
+from model_registry import PromotionError, Releases
+from model_registry.names import (
+    ALIAS_CHAMPION,
+    APPROVED,
+    STAGE_AWAITING_APPROVAL,
+    STAGE_CANARY,
+    STAGE_REJECTED,
+    STAGE_ROLLED_BACK,
+)
+
+ACTOR = "promote flow"
+
+
+@dataclass(frozen=True)
+class Watch:
+    """One step to watch: which versions, and how many challenger requests judge it."""
+
+    step: str
+    model: str
+    champion: int
+    challenger: int
+    minimum: int
+    max_wait_seconds: float
+    poll_seconds: float
+
+
+@task(name="watch-step")
+def watch_step(settings: GradelineSettings, watch: Watch, params: PromoteParams) -> StepVerdict:
+    """Wait until the challenger has scored `minimum` requests of the step (or its time is up),
+    then judge."""
+    log = PredictionLog(str(settings.prediction_log_uri))
+    since = datetime.now(UTC)
+    deadline = time.monotonic() + watch.max_wait_seconds
+    logger = get_run_logger()
+    while True:
+        comparison = compare_roles(log, watch.model, watch.champion, watch.challenger, since)
+        if comparison.challenger_requests >= watch.minimum or time.monotonic() >= deadline:
+            break
+        logger.info("%s: %d of %d challenger requests", watch.step,
+                    comparison.challenger_requests, watch.minimum)
+        time.sleep(watch.poll_seconds)
+    return analyse_step(watch.step, comparison, params.analysis, watch.minimum)
+
+
+def _judged(releases: Releases, settings: GradelineSettings, watch: Watch,
+            verdict: StepVerdict) -> bool:
+    """Record the step's figures on the version; roll it back and tell on-call if it failed."""
+    figures = {key: value for key, value in verdict.figures.items() if value is not None}
+    releases.record_release_figures(watch.model, watch.challenger, watch.step, figures)
+    if verdict.passed:
+        return True
+    reason = f"{watch.step}: " + "; ".join(verdict.failures)
+    releases.roll_back_challenger(watch.model, watch.challenger, ACTOR, reason, figures)
+    tell_on_call(settings, f"{watch.model} version {watch.challenger} rolled back at "
+                           f"{watch.step}",
+                 f"{reason}\nchampion version {watch.champion} keeps answering.\n"
+                 f"figures: {figures}")
+    return False
+
+
+@flow(name="promote")
+def promote(model: str, version: int, params_file: str | None = None) -> dict[str, object]:
+    """Shadow, then canary steps, then awaiting_approval; stops with `rolled_back` at the first
+    failed analysis. Returns each step's verdict and the stage reached."""
+    settings = load_settings()
+    params = load_params("promote", PromoteParams, Path(params_file) if params_file else None)
+    releases = releases_of(settings)
+    champion = releases.version_for(model, ALIAS_CHAMPION)
+    if champion is None:
+        raise PromotionError(f"{model} has no champion to compare with; make the first one with "
+                             f"`gradeline promote --model {model} --version {version} --first`")
+    releases.enter_shadow(model, version, ACTOR, f"challenges champion {champion.version}")
+    steps: list[StepVerdict] = []
+
+    def run(step: str, minimum: int, max_wait: float) -> bool:
+        watch = Watch(step, model, champion.version, version, minimum, max_wait,
+                      params.poll_seconds)
+        steps.append(watch_step(settings, watch, params))
+        return _judged(releases, settings, watch, steps[-1])
+
+    summary = {"model": model, "version": version, "champion": champion.version, "steps": steps}
+    if not run("shadow", params.shadow.min_pairs, params.shadow.max_wait_seconds):
+        return {**summary, "stage": STAGE_ROLLED_BACK}
+    releases.set_stage(model, version, STAGE_CANARY, ACTOR, "shadow analysis passed")
+    for share in params.canary.steps:
+        releases.set_canary_share(model, version, share, ACTOR, f"canary step {share:.0%}")
+        if not run(f"canary_{round(share * 100)}", params.canary.min_requests,
+                   params.canary.max_wait_seconds):
+            return {**summary, "stage": STAGE_ROLLED_BACK}
+    releases.request_approval(model, version, ACTOR, "every canary step passed")
+    get_run_logger().info("%s version %s awaits a reviewer's approval: set the tag "
+                          "approval=approved (or rejected) on its page in the MLflow UI, or run "
+                          "gradeline approve", model, version)
+    return {**summary, "stage": STAGE_AWAITING_APPROVAL}
+
+
+@flow(name="conclude-release")
+def conclude_release(model: str, version: int) -> dict[str, object]:
+    """Act on the reviewer's decision: crown an approved version, stop a rejected one; a
+    version still waiting is left as it is."""
+    settings = load_settings()
+    releases = releases_of(settings)
+    approval = releases.approval(model, version)
+    if approval is None:
+        return {"model": model, "version": version, "stage": STAGE_AWAITING_APPROVAL}
+    by = approval.by or "a reviewer in the MLflow UI"
+    if approval.decision == APPROVED:
+        aliases = releases.crown(model, version, ACTOR, f"approved by {by}")
+        get_run_logger().info("%s version %s is champion (previous: %s)", model, version,
+                              aliases["previous"])
+        return {"model": model, "version": version, "stage": ALIAS_CHAMPION,
+                "approved_by": by, "aliases": aliases}
+    releases.reject(model, version, ACTOR, f"rejected by {by}")
+    return {"model": model, "version": version, "stage": STAGE_REJECTED, "rejected_by": by}
+
+
+def run_promote(settings: GradelineSettings, model: str, version: int,
+                params_file: str | None = None) -> dict[str, object]:
+    """Run `promote` on these settings' home and return its summary, verdicts as dicts."""
+    settings.activate()
+    summary = promote(model, version, params_file)
+    return {**summary, "steps": [step.as_dict() for step in summary["steps"]]}
+
+
+def run_conclude(settings: GradelineSettings, model: str, version: int) -> dict[str, object]:
+    """Run `conclude-release` on these settings' home."""
+    settings.activate()
+    return conclude_release(model, version)

@@ -1,0 +1,191 @@
+"""The release commands of `gradeline`: serve, promote, approve, reject and rollback.
+
+    gradeline serve [--host 127.0.0.1] [--port 8080]
+    gradeline promote --model card-grader --version 4 [--first] [--no-wait] [--json]
+    gradeline approve --model card-grader --version 4 --by ada
+    gradeline reject --model card-grader --version 4 --by ada --reason "corners drift"
+    gradeline rollback --model card-grader --by bob --reason "p99 doubled"
+
+Mounted by the main CLI with `register(app)`.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from components.settings import load_settings
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+ModelOption = Annotated[str, typer.Option(help="Registered model name.")]
+VersionOption = Annotated[int, typer.Option(help="Model version.")]
+ByOption = Annotated[str, typer.Option(help="Your name, written to the version and the audit "
+                                            "log.")]
+ParamsOption = Annotated[Path | None, typer.Option(
+    help="A params.yaml to read this command's section from; default the project's.")]
+
+
+def _fail(message: str, code: int = 2) -> typer.Exit:
+    typer.secho(f"error: {message}", err=True, fg=typer.colors.RED)
+    return typer.Exit(code=code)
+
+
+def _say(message: str) -> None:
+    """Progress for people, on stderr so that --json output stays clean."""
+    typer.echo(message, err=True)
+
+
+def serve(
+    host: Annotated[str | None, typer.Option(help="Interface; default params.yaml serve.host.")]
+    = None,
+    port: Annotated[int | None, typer.Option(help="Port; default params.yaml serve.port.")]
+    = None,
+    params: ParamsOption = None,
+) -> None:
+    """Run the grading service (FastAPI on uvicorn) with the registry's champion; it follows the
+    aliases, so promotions and rollbacks need no restart. Stop it with Ctrl-C."""
+    import uvicorn
+
+    from components.params import load_params
+    from components.serving.app import app_from_settings
+    from components.serving.params import ServeParams
+
+    serve_params = load_params("serve", ServeParams, params)
+    uvicorn.run(app_from_settings(load_settings(), serve_params),
+                host=host or serve_params.host, port=port or serve_params.port,
+                log_level="info")
+
+
+def _wait_for_decision(model: str, version: int, poll_seconds: float,
+                       timeout_seconds: float) -> dict[str, object]:
+    """Poll the version until a reviewer decided (then conclude it) or the time is up."""
+    from flows.promote import run_conclude
+    from flows.registry import releases_of
+    from model_registry import get_version
+    from model_registry.names import STAGE_AWAITING_APPROVAL
+
+    settings = load_settings()
+    releases = releases_of(settings)
+    deadline = time.monotonic() + timeout_seconds
+    _say(f"waiting for a reviewer: set the tag approval=approved or rejected on {model} "
+         f"version {version} in the MLflow UI (`gradeline ui`), or run `gradeline approve`")
+    while time.monotonic() < deadline:
+        stage = get_version(str(settings.mlflow_tracking_uri), model, version).stage
+        if stage != STAGE_AWAITING_APPROVAL:  # concluded elsewhere (gradeline approve)
+            return {"model": model, "version": version, "stage": stage}
+        if releases.approval(model, version) is not None:
+            return run_conclude(settings, model, version)
+        time.sleep(poll_seconds)
+    return {"model": model, "version": version, "stage": STAGE_AWAITING_APPROVAL}
+
+
+def promote(
+    model: ModelOption = "card-grader",
+    version: VersionOption = ...,
+    first: Annotated[bool, typer.Option(
+        "--first", help="Make this candidate the first champion of a model that has none.")]
+    = False,
+    wait: Annotated[bool, typer.Option(help="After the canary, wait for the reviewer and "
+                                            "conclude.")] = True,
+    approval_timeout: Annotated[float, typer.Option(help="Seconds to wait for the reviewer.")]
+    = 86_400,
+    params: ParamsOption = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Release a candidate through shadow and canary steps to awaiting_approval (the Prefect flow
+    `promote`), then wait for the reviewer and make it champion (`conclude-release`).
+    Exits 1 when the release stopped (rolled back or rejected)."""
+    from components.params import load_params
+    from components.release.analysis import PromoteParams
+    from flows.promote import run_promote
+    from flows.registry import releases_of
+    from model_registry import PromotionError, VersionNotFound
+    from model_registry.names import ALIAS_CHAMPION, STAGE_AWAITING_APPROVAL
+
+    settings = load_settings()
+    try:
+        if first:
+            aliases = releases_of(settings).crown(model, version, "gradeline promote --first",
+                                                  "first champion", first=True)
+            report = {"model": model, "version": version, "stage": ALIAS_CHAMPION,
+                      "aliases": aliases}
+        else:
+            report = run_promote(settings, model, version, str(params) if params else None)
+            for step in report["steps"]:
+                _say(f"{step['step']}: {'passed' if step['passed'] else 'FAILED'} "
+                     + ", ".join(f"{k}={v}" for k, v in step["figures"].items()))
+            if wait and report["stage"] == STAGE_AWAITING_APPROVAL:
+                poll = load_params("promote", PromoteParams, params).poll_seconds
+                report["conclusion"] = _wait_for_decision(model, version, poll,
+                                                          approval_timeout)
+                report["stage"] = report["conclusion"]["stage"]
+    except (PromotionError, VersionNotFound) as error:
+        raise _fail(str(error)) from None
+    typer.echo(json.dumps(report, indent=2, default=str) if as_json
+               else f"{model} version {version}: {report['stage']}")
+    if report["stage"] not in (ALIAS_CHAMPION, STAGE_AWAITING_APPROVAL):
+        raise typer.Exit(code=1)
+
+
+def _decide(model: str, version: int, decision: str, by: str, reason: str,
+            as_json: bool) -> None:
+    """Write the reviewer's decision, then conclude the release with it."""
+    from flows.promote import run_conclude
+    from flows.registry import releases_of
+    from model_registry import PromotionError, VersionNotFound
+
+    settings = load_settings()
+    try:
+        releases_of(settings).decide(model, version, decision, by, reason)
+        report = run_conclude(settings, model, version)
+    except (PromotionError, VersionNotFound) as error:
+        raise _fail(str(error)) from None
+    typer.echo(json.dumps(report, indent=2, default=str) if as_json
+               else f"{model} version {version}: {report['stage']}")
+
+
+def approve(model: ModelOption = "card-grader", version: VersionOption = ...,
+            by: ByOption = ..., reason: Annotated[str, typer.Option()] = "",
+            as_json: JsonFlag = False) -> None:
+    """Approve a version awaiting approval (as the tag approval=approved in the MLflow UI does);
+    it becomes champion."""
+    _decide(model, version, "approved", by, reason, as_json)
+
+
+def reject(model: ModelOption = "card-grader", version: VersionOption = ...,
+           by: ByOption = ..., reason: Annotated[str, typer.Option()] = "",
+           as_json: JsonFlag = False) -> None:
+    """Reject a version awaiting approval; it stops for good (stage rejected)."""
+    _decide(model, version, "rejected", by, reason, as_json)
+
+
+def rollback(model: ModelOption = "card-grader", by: ByOption = ...,
+             reason: Annotated[str, typer.Option(help="Why, for the audit log and on-call.")]
+             = "manual rollback",
+             as_json: JsonFlag = False) -> None:
+    """Put the previous champion back (one alias move; serving follows within its refresh
+    interval) and mark the demoted version rolled_back."""
+    from flows.alerts import tell_on_call
+    from flows.registry import releases_of
+    from model_registry import PromotionError, VersionNotFound
+
+    settings = load_settings()
+    try:
+        moved = releases_of(settings).rollback(model, by, reason)
+    except (PromotionError, VersionNotFound) as error:
+        raise _fail(str(error)) from None
+    tell_on_call(settings, f"{model} rolled back to version {moved['champion']}",
+                 f"{by}: {reason}; version {moved['rolled_back']} is rolled_back")
+    typer.echo(json.dumps({"model": model, **moved}) if as_json else
+               f"{model}: champion is version {moved['champion']} again "
+               f"(version {moved['rolled_back']} rolled back)")
+
+
+def register(app: typer.Typer) -> None:
+    """Add the release commands to the main CLI."""
+    for command in (serve, promote, approve, reject, rollback):
+        app.command(command.__name__)(command)
