@@ -7,10 +7,8 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
-import time
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -29,6 +27,7 @@ from flows.cli import app
 from flows.evaluate import run_evaluate
 from flows.ingest import run_ingest
 from flows.train import run_train
+from tests.servers import free_port, wait_until_up
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -56,9 +55,7 @@ def _evaluation_files(client: MlflowClient, run_id: str) -> set[str]:
 @contextmanager
 def _served(model_uri: str) -> Iterator[str]:
     """`mlflow models serve` of the model on a free loopback port, stopped afterwards; its URL."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     bin_dir = str(Path(sys.executable).parent)  # the scoring server runs `uvicorn` from PATH
     server = subprocess.Popen(
         [sys.executable, "-m", "mlflow", "models", "serve", "-m", model_uri, "--env-manager",
@@ -67,14 +64,7 @@ def _served(model_uri: str) -> Iterator[str]:
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                urllib.request.urlopen(f"{url}/ping", timeout=2)
-                break
-            except OSError:
-                assert server.poll() is None and time.monotonic() < deadline, "no server"
-                time.sleep(1)
+        wait_until_up(f"{url}/ping", lambda: server.poll() is None, timeout=90)
         yield url
     finally:
         server.terminate()
