@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from components.ingest import Reason
 from flows.cli import app
 from flows.ingest import ingest
 from tests.batches import read_rows
+from tests.servers import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 WIDTH, HEIGHT = 320, 448  # factory photos
@@ -106,16 +106,10 @@ def test_an_image_folder_is_ingested_for_classification(
     assert info == {"task": "classify", "classes": ["high", "low"]}
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture()
 def s3_endpoint(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """An S3-compatible server (moto) on loopback, stopped after the test."""
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=_free_port(), verbose=False)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=free_port(), verbose=False)
     server.start()
     host, port = server.get_host_and_port()
     try:

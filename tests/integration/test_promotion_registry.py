@@ -106,6 +106,8 @@ def test_happy_path_from_candidate_to_champion(releases: Releases, client: Mlflo
     releases.set_canary_share(MODEL, second, 0.25, actor="release-flow")
     releases.record_release_figures(MODEL, second, "canary_25", {"p99_ms": 41.23456})
     releases.request_approval(MODEL, second, actor="release-flow")
+    # While the reviewer decides, the challenger answers nobody: back to shadow scoring.
+    assert TAG_CANARY_SHARE not in client.get_model_version(MODEL, str(second)).tags
     releases.decide(MODEL, second, "approved", by="alice", reason="figures fine")
     assert releases.approval(MODEL, second) == Approval(decision="approved", by="alice")
 
