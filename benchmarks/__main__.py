@@ -1,15 +1,16 @@
 """`make bench`: card factory throughput, centering accuracy per camera, ingest speed, and
-training quality and speed (benchmarks/train.py), and evaluation figures with the latency table
-of PyTorch, ONNX and int8 (benchmarks/evaluate.py), as a table or JSON.
+training quality and speed (benchmarks/train.py), evaluation figures with the latency table
+of PyTorch, ONNX and int8 (benchmarks/evaluate.py), and the grading service under load
+(benchmarks/serve.py), as a table or JSON.
 
-    python -m benchmarks [--only factory centering ingest train evaluate] [--cards 1000]
+    python -m benchmarks [--only factory centering ingest train evaluate serve] [--cards 1000]
         [--centering-cards 300] [--ingest 2000 10000] [--train-cards 2000]
-        [--train grade:fast [detect:fast]] [--json]
+        [--train grade:fast [detect:fast]] [--requests 300] [--json]
 
 Targets: at least 100 cards/s on 2 cores and centering within 1 percentage point on clean
 studio images (foundation); at least 500 card images/s validated end to end through the ingest
-flow, Prefect overhead included (ingest); the training and evaluation targets are in
-benchmarks/train.py and benchmarks/evaluate.py.
+flow, Prefect overhead included (ingest); the training, evaluation and serving targets
+are in benchmarks/train.py, benchmarks/evaluate.py and benchmarks/serve.py.
 """
 
 from __future__ import annotations
@@ -22,11 +23,12 @@ import time
 from pathlib import Path
 
 from benchmarks.evaluate import bench_evaluate
+from benchmarks.serve import bench_serve
 from benchmarks.train import bench_train
 from components.cards import CAMERAS, synthesize_batch
 from components.centering import centering_accuracy
 
-SECTIONS = ("factory", "centering", "ingest", "train", "evaluate")
+SECTIONS = ("factory", "centering", "ingest", "train", "evaluate", "serve")
 TITLES = {
     "factory": "card factory (target: >= 100 cards/s on this machine's cores)",
     "centering": "centering vs truth, percentage points (target: studio max_abs <= 1.0)",
@@ -35,6 +37,8 @@ TITLES = {
              "full >= 0.90; detect fast mAP50 >= 0.5)",
     "evaluate": "evaluate flow on the newest fast grader (target: ONNX p50 >= 2x faster than "
                 "PyTorch eager at batch 1)",
+    "serve": "grading service over HTTP, full-size photos (targets: micro-batching raises "
+             "answered/s over max_batch 1; overload answers 503 with Retry-After)",
 }
 
 
@@ -108,6 +112,7 @@ def main() -> None:
     parser.add_argument("--train-cards", type=int, default=2000, help="cards to train on")
     parser.add_argument("--train", nargs="+", default=["grade:fast"],
                         help="task:profile pairs to train; detect:fast takes hours on a CPU")
+    parser.add_argument("--requests", type=int, default=300, help="requests per serve run")
     parser.add_argument("--json", action="store_true", help="print JSON")
     args = parser.parse_args()
     runs = [tuple(pair.split(":", 1)) for pair in args.train]
@@ -116,7 +121,8 @@ def main() -> None:
                    "centering": lambda: bench_centering(Path(tmp), args.centering_cards),
                    "ingest": lambda: bench_ingest(Path(tmp), args.ingest),
                    "train": lambda: bench_train(Path(tmp), args.train_cards, runs),
-                   "evaluate": lambda: bench_evaluate(Path(tmp), args.train_cards)}
+                   "evaluate": lambda: bench_evaluate(Path(tmp), args.train_cards),
+                   "serve": lambda: bench_serve(Path(tmp), args.requests)}
         results = {name: benches[name]() for name in SECTIONS if name in args.only}
     if args.json:
         print(json.dumps(results, indent=2))

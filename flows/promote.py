@@ -35,6 +35,7 @@ from model_registry.names import (
     APPROVED,
     STAGE_AWAITING_APPROVAL,
     STAGE_CANARY,
+    STAGE_CHAMPION,
     STAGE_REJECTED,
     STAGE_ROLLED_BACK,
 )
@@ -139,7 +140,7 @@ def conclude_release(model: str, version: int) -> dict[str, object]:
         aliases = releases.crown(model, version, ACTOR, f"approved by {by}")
         get_run_logger().info("%s version %s is champion (previous: %s)", model, version,
                               aliases["previous"])
-        return {"model": model, "version": version, "stage": ALIAS_CHAMPION,
+        return {"model": model, "version": version, "stage": STAGE_CHAMPION,
                 "approved_by": by, "aliases": aliases}
     releases.reject(model, version, ACTOR, f"rejected by {by}")
     return {"model": model, "version": version, "stage": STAGE_REJECTED, "rejected_by": by}

@@ -104,14 +104,14 @@ def promote(
     from flows.promote import run_promote
     from flows.registry import releases_of
     from model_registry import PromotionError, VersionNotFound
-    from model_registry.names import ALIAS_CHAMPION, STAGE_AWAITING_APPROVAL
+    from model_registry.names import STAGE_AWAITING_APPROVAL, STAGE_CHAMPION
 
     settings = load_settings()
     try:
         if first:
             aliases = releases_of(settings).crown(model, version, "gradeline promote --first",
                                                   "first champion", first=True)
-            report = {"model": model, "version": version, "stage": ALIAS_CHAMPION,
+            report = {"model": model, "version": version, "stage": STAGE_CHAMPION,
                       "aliases": aliases}
         else:
             report = run_promote(settings, model, version, str(params) if params else None)
@@ -127,7 +127,7 @@ def promote(
         raise _fail(str(error)) from None
     typer.echo(json.dumps(report, indent=2, default=str) if as_json
                else f"{model} version {version}: {report['stage']}")
-    if report["stage"] not in (ALIAS_CHAMPION, STAGE_AWAITING_APPROVAL):
+    if report["stage"] not in (STAGE_CHAMPION, STAGE_AWAITING_APPROVAL):
         raise typer.Exit(code=1)
 
 

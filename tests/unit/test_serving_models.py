@@ -23,7 +23,7 @@ from components.serving.models import (
 IMGSZ = 64
 
 
-def _detector_graph(path: Path, raw: np.ndarray) -> Path:
+def detector_graph(path: Path, raw: np.ndarray) -> Path:
     """A detector graph that answers `raw` ((4 + classes) x anchors) for every image, with the
     metadata Ultralytics' exporter writes."""
     constant = helper.make_tensor("raw", TensorProto.FLOAT, [1, *raw.shape], raw.flatten())
@@ -63,7 +63,7 @@ def test_raw_outputs_become_defects_in_photo_pixels_after_nms(tmp_path: Path) ->
     # NMS removes, and a dent below the confidence threshold.
     raw = np.array([[32, 33, 10], [32, 32, 10], [20, 20, 4], [10, 10, 4],
                     [0.9, 0.6, 0.0], [0.0, 0.0, 0.1]], np.float32)
-    graph = _detector_graph(tmp_path / "detector.onnx", raw)
+    graph = detector_graph(tmp_path / "detector.onnx", raw)
     detector = OnnxDetector.load(graph, _sha256(graph), "defect-detector", 3)
 
     defects = detector.detect([np.zeros((64, 128, 3), np.uint8)])  # 128 wide: scale 0.5
@@ -77,7 +77,7 @@ def test_raw_outputs_become_defects_in_photo_pixels_after_nms(tmp_path: Path) ->
 
 
 def test_a_graph_whose_checksum_differs_is_refused(tmp_path: Path) -> None:
-    graph = _detector_graph(tmp_path / "detector.onnx", np.zeros((6, 1), np.float32))
+    graph = detector_graph(tmp_path / "detector.onnx", np.zeros((6, 1), np.float32))
     with pytest.raises(ChecksumMismatch, match="differs from the registered"):
         OnnxDetector.load(graph, "0" * 64, "defect-detector", 3)
     with pytest.raises(ChecksumMismatch, match="no checksum"):

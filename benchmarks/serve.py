@@ -1,0 +1,134 @@
+"""The grading service under load, over real HTTP on loopback: requests per second and latency
+with and without micro-batching, and what a client sees beyond capacity.
+
+The grader is the fast profile's network (params.yaml `train.grade.fast`: its input size, Lite0
+with ImageNet weights and fresh heads) exported as evaluation exports it: latency depends on the
+architecture and input size, not on what the heads learned, so no 10-minute training is needed.
+It is served by the same app `gradeline serve` runs, in its own process; this process sends
+factory card photos at full camera resolution from `concurrency` clients at once.
+
+Targets (serve issue): micro-batching raises throughput over one photo per ONNX run; beyond
+capacity, clients get 503 with Retry-After quickly instead of waiting in an unbounded queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+
+from components.cards import synthesize_batch
+from components.serving.models import OnnxGrader
+from components.serving.source import ServedModels
+from tests.servers import free_port, wait_until_up
+
+
+class FixedModels:
+    """A model source that always serves one loaded grader (the bench needs no registry)."""
+
+    grader_name, detector_name = "card-grader", "defect-detector"
+
+    def __init__(self, graph: Path) -> None:
+        self.current = ServedModels(OnnxGrader(graph, "card-grader", 0))
+        self.problems: dict[str, str] = {}
+
+    def refresh(self) -> ServedModels:
+        return self.current
+
+
+def _serve(graph: Path, port: int, max_batch: int, max_queue: int, log_uri: str) -> None:
+    """The service's app on uvicorn, in this (child) process."""
+    import uvicorn
+
+    from components.serving.app import create_app
+    from components.serving.metrics import ServiceMetrics
+    from components.serving.predlog import PredictionLog
+    from components.serving.service import GradingService, ServiceConfig
+
+    service = GradingService(FixedModels(graph), PredictionLog(log_uri), ServiceMetrics(),
+                             ServiceConfig(max_batch=max_batch, max_queue=max_queue,
+                                           refresh_seconds=3600))
+    uvicorn.run(create_app(service), host="127.0.0.1", port=port, log_level="warning")
+
+
+async def _load(url: str, photos: list[bytes], requests: int,
+                concurrency: int) -> tuple[list[float], list[int], float, bool]:
+    """Send `requests` photos from `concurrency` clients; latencies (ms) of answered ones,
+    every status, the wall time, and whether every 503 carried Retry-After."""
+    latencies, statuses, retry_after = [], [], True
+    sent = iter(range(requests))
+
+    async def client(http: httpx.AsyncClient) -> None:
+        nonlocal retry_after
+        for i in sent:
+            started = time.perf_counter()
+            response = await http.post(f"{url}/v1/grade",
+                                       files={"file": ("card.jpg", photos[i % len(photos)])})
+            statuses.append(response.status_code)
+            if response.status_code == 200:
+                latencies.append((time.perf_counter() - started) * 1000)
+            elif response.status_code == 503:
+                retry_after &= "Retry-After" in response.headers
+
+    started = time.perf_counter()
+    limits = httpx.Limits(max_connections=concurrency)
+    async with httpx.AsyncClient(timeout=120, limits=limits) as http:
+        await asyncio.gather(*(client(http) for _ in range(concurrency)))
+    return latencies, statuses, time.perf_counter() - started, retry_after
+
+
+def _measure(graph: Path, workdir: Path, photos: list[bytes], max_batch: int, max_queue: int,
+             requests: int, concurrency: int) -> dict[str, object]:
+    port = free_port()
+    server = multiprocessing.get_context("spawn").Process(
+        target=_serve, args=(graph, port, max_batch, max_queue,
+                             f"sqlite:///{workdir}/predictions-{max_batch}-{max_queue}.db"))
+    server.start()
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_up(f"{url}/readyz", server.is_alive, timeout=120)
+        asyncio.run(_load(url, photos, concurrency * 2, concurrency))  # warm-up
+        latencies, statuses, seconds, retry_after = asyncio.run(
+            _load(url, photos, requests, concurrency))
+    finally:
+        server.terminate()
+        server.join(timeout=30)
+    answered = len(latencies)
+    return {"max_batch": max_batch, "max_queue": max_queue, "concurrency": concurrency,
+            "requests": requests, "answered_per_s": round(answered / seconds, 1),
+            "p50_ms": round(float(np.percentile(latencies, 50)), 1) if latencies else None,
+            "p99_ms": round(float(np.percentile(latencies, 99)), 1) if latencies else None,
+            "status_503": statuses.count(503), "other_errors": sum(
+                s not in (200, 503) for s in statuses), "retry_after_on_503": retry_after}
+
+
+def _fast_profile_graph(path: Path) -> Path:
+    """The fast profile's grader as a calibrated ONNX graph with serving's metadata."""
+    from components.evaluate.export import export_grader
+    from components.params import load_params
+    from components.train.model import ORDINAL_TARGETS, OrdinalHeads, build_model
+    from components.train.params import TrainParams
+
+    profile = load_params("train", TrainParams).grade.fast
+    model = build_model(OrdinalHeads(profile.dropout), profile.frozen_blocks).eval()
+    return export_grader(model, profile.size, np.ones(len(ORDINAL_TARGETS)), path, {
+        "spec": {"task": "grade", "size": list(profile.size), "rectify": True,
+                 "targets": list(ORDINAL_TARGETS)},
+        "conformal": {"threshold": 0.2, "coverage": 0.9, "calibration_items": 0},
+        "model": "card-grader", "version": 0, "data_version": None})
+
+
+def bench_serve(workdir: Path, requests: int = 300) -> list[dict[str, object]]:
+    """Throughput and latency without and with micro-batching, then an overload."""
+    graph = _fast_profile_graph(workdir / "serve" / "model.onnx")
+    batch = workdir / "serve-photos"
+    if not batch.is_dir():
+        synthesize_batch(batch, n=48, seed=5, camera="studio")
+    photos = [path.read_bytes() for path in sorted((batch / "images").glob("*.jpg"))]
+    return [_measure(graph, workdir, photos, 1, 256, requests, 16),
+            _measure(graph, workdir, photos, 16, 256, requests, 16),
+            _measure(graph, workdir, photos, 16, 8, requests, 64)]

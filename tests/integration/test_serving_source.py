@@ -1,0 +1,57 @@
+"""The service's model source against a real MLflow store: it loads what the `champion` alias
+names, follows the alias when it moves, and refuses a version whose graph does not match its
+registered checksum while the version before it keeps serving."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from mlflow import MlflowClient
+
+from components.evaluate.mlflow_onnx import log_onnx_model, sha256
+from components.serving.source import ModelSource
+from model_registry.names import DETECTOR, TAG_ONNX_SHA256, TAG_ONNX_URI
+from tests.unit.test_serving_models import IMGSZ, detector_graph
+
+pytestmark = pytest.mark.integration
+
+
+def _register_detector(client: MlflowClient, uri: str, graph: Path, checksum: str) -> str:
+    """A defect-detector version whose exported graph is `graph`, tagged as evaluation tags."""
+    run = client.create_run("0")
+    example = {"images": np.zeros((1, 3, IMGSZ, IMGSZ), np.float32)}
+    graph_uri = log_onnx_model(uri, run.info.run_id, graph, "onnx", example)
+    version = client.create_model_version(DETECTOR, graph_uri, run_id=run.info.run_id).version
+    client.set_model_version_tag(DETECTOR, version, TAG_ONNX_URI, graph_uri)
+    client.set_model_version_tag(DETECTOR, version, TAG_ONNX_SHA256, checksum)
+    return version
+
+
+def test_the_source_follows_the_alias_and_refuses_a_graph_that_does_not_match(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)  # log_model resolves the run by it
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    client.create_registered_model(DETECTOR)
+    graph = detector_graph(tmp_path / "detector.onnx",
+                            np.array([[32], [32], [8], [8], [0.9], [0.0]], np.float32))
+    good = _register_detector(client, uri, graph, sha256(graph))
+    tampered = _register_detector(client, uri, graph, "f" * 64)
+    source = ModelSource(uri, tmp_path / "cache", grader="card-grader")
+
+    assert source.refresh().detector is None  # nothing is champion yet
+
+    client.set_registered_model_alias(DETECTOR, "champion", good)
+    served = source.refresh()
+    assert served.detector.version == int(good) and served.champion is None
+    assert served.detector.detect([np.zeros((64, 64, 3), np.uint8)])[0][0].label == "scratch"
+
+    client.set_registered_model_alias(DETECTOR, "champion", tampered)
+    served = source.refresh()
+    assert served.detector.version == int(good)  # the verified version keeps serving
+    assert "differs from the registered" in source.problems["detector"]
+
+    client.set_registered_model_alias(DETECTOR, "champion", good)
+    assert source.refresh().detector.version == int(good) and source.problems == {}
