@@ -44,6 +44,7 @@ from components.serving.uploads import UploadLimits, UploadRejected, decode_uplo
 
 logger = logging.getLogger(__name__)
 CHAMPION, CHALLENGER, DETECTOR = "champion", "challenger", "detector"
+DRAIN_SECONDS = 30.0  # how long a replaced model's batcher keeps serving requests in flight
 
 
 class NotReady(RuntimeError):
@@ -86,6 +87,7 @@ class GradingService:
         self.models = ServedModels()
         self._graders: dict[tuple[str, int], MicroBatcher[GraderInput, GradeAnswer]] = {}
         self._detectors: dict[tuple[str, int], MicroBatcher[np.ndarray, list[Defect]]] = {}
+        self._unwanted_since: dict[tuple[str, int], float] = {}
         self._background: set[asyncio.Task] = set()
         self._refresher: asyncio.Task | None = None
 
@@ -131,14 +133,21 @@ class GradingService:
                 logger.exception("could not refresh the served models")
 
     async def _sync_batchers(self, models: ServedModels) -> None:
-        """One micro-batcher per loaded model; those of unloaded models are stopped."""
+        """One micro-batcher per loaded model. The batcher of a model no longer served is
+        stopped DRAIN_SECONDS later: requests that started with it still finish on it."""
         wanted_graders = {(m.model, m.version): m for m in (models.champion, models.challenger)
                           if m is not None}
         wanted_detectors = {(m.model, m.version): m for m in (models.detector,) if m is not None}
+        now = time.monotonic()
         for batchers, wanted, run in ((self._graders, wanted_graders, "grade"),
                                       (self._detectors, wanted_detectors, "detect")):
             for key in set(batchers) - set(wanted):
-                await batchers.pop(key).stop()
+                unwanted_since = self._unwanted_since.setdefault(key, now)
+                if now - unwanted_since >= DRAIN_SECONDS:
+                    del self._unwanted_since[key]
+                    await batchers.pop(key).stop()
+            for key in wanted:
+                self._unwanted_since.pop(key, None)
             for key, model in wanted.items():
                 if key not in batchers:
                     batcher = MicroBatcher(getattr(model, run), self.config.max_batch,

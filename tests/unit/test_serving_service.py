@@ -26,17 +26,21 @@ from components.serving.source import ServedModels
 
 @dataclass
 class StandInGrader:
-    """Grades every photo `grade`; fails on every photo when `fails`; may block until released."""
+    """Grades every photo `grade`; fails on every photo when `fails`; its batches (`gate`) or
+    its preprocessing (`prepare_gate`) may block until released."""
 
     version: int
     grade_given: int = 7
     fails: bool = False
     gate: threading.Event | None = None
+    prepare_gate: threading.Event | None = None
     model: str = "card-grader"
     data_version: str = "d1"
     batches: list[int] = field(default_factory=list)
 
     def prepare(self, bgr: np.ndarray) -> GraderInput:
+        if self.prepare_gate is not None:
+            self.prepare_gate.wait(timeout=10)
         return GraderInput(np.zeros((8, 8, 3), np.uint8), np.zeros(4, np.float32), None)
 
     def grade(self, inputs: list[GraderInput]) -> list[GradeAnswer]:
@@ -204,3 +208,25 @@ def test_without_a_champion_the_api_is_not_ready(tmp_path: Path) -> None:
         grade = client.post("/v1/grade", files={"file": ("card.jpg", _photo())})
     assert ready.status_code == 503 and ready.json()["ready"] is False
     assert grade.status_code == 503 and grade.headers["Retry-After"] == "60"
+
+
+def test_a_request_in_flight_when_the_champion_moves_still_gets_its_answer(
+        tmp_path: Path) -> None:
+    gate = threading.Event()
+    service = _service(tmp_path, ServedModels(StandInGrader(1, 7, prepare_gate=gate)))
+
+    async def promote_midway() -> tuple[dict, dict]:
+        await service.start()
+        try:
+            in_flight = asyncio.create_task(service.grade(_photo(), "before"))
+            await asyncio.sleep(0.2)  # the request is preparing its photo for version 1
+            service.source.current = ServedModels(StandInGrader(2, 8))
+            await service.refresh()
+            gate.set()
+            return await in_flight, await service.grade(_photo(), "after")
+        finally:
+            await service.stop()
+
+    before, after = asyncio.run(promote_midway())
+    assert (before["version"], before["grade"]) == (1, 7)
+    assert (after["version"], after["grade"]) == (2, 8)
