@@ -24,6 +24,7 @@ import numpy as np
 from components.cards import synthesize_batch
 from components.serving.models import OnnxGrader
 from components.serving.source import ServedModels
+from tests.graphs import grader_graph
 from tests.servers import free_port, wait_until_up
 
 
@@ -107,19 +108,12 @@ def _measure(graph: Path, workdir: Path, photos: list[bytes], max_batch: int, ma
 
 
 def _fast_profile_graph(path: Path) -> Path:
-    """The fast profile's grader as a calibrated ONNX graph with serving's metadata."""
-    from components.evaluate.export import export_grader
+    """The fast profile's grader network as a calibrated ONNX graph with serving's metadata."""
     from components.params import load_params
-    from components.train.model import ORDINAL_TARGETS, OrdinalHeads, build_model
     from components.train.params import TrainParams
 
     profile = load_params("train", TrainParams).grade.fast
-    model = build_model(OrdinalHeads(profile.dropout), profile.frozen_blocks).eval()
-    return export_grader(model, profile.size, np.ones(len(ORDINAL_TARGETS)), path, {
-        "spec": {"task": "grade", "size": list(profile.size), "rectify": True,
-                 "targets": list(ORDINAL_TARGETS)},
-        "conformal": {"threshold": 0.2, "coverage": 0.9, "calibration_items": 0},
-        "model": "card-grader", "version": 0, "data_version": None})
+    return grader_graph(path, profile.size, profile.frozen_blocks)
 
 
 def bench_serve(workdir: Path, requests: int = 300) -> list[dict[str, object]]:

@@ -7,9 +7,7 @@ import hashlib
 from pathlib import Path
 
 import numpy as np
-import onnx
 import pytest
-from onnx import TensorProto, helper
 
 from components.centering.measure import CenteringMeasurement
 from components.evaluate.detector import letterbox
@@ -19,32 +17,8 @@ from components.serving.models import (
     centering_answer,
     letterbox_one,
 )
-
-IMGSZ = 64
-
-
-def detector_graph(path: Path, raw: np.ndarray) -> Path:
-    """A detector graph that answers `raw` ((4 + classes) x anchors) for every image, with the
-    metadata Ultralytics' exporter writes."""
-    constant = helper.make_tensor("raw", TensorProto.FLOAT, [1, *raw.shape], raw.flatten())
-    nodes = [helper.make_node("ReduceMean", ["images"], ["mean"], axes=[1, 2, 3], keepdims=1),
-             helper.make_node("Reshape", ["mean", "shape"], ["per_image"]),
-             helper.make_node("Mul", ["per_image", "zero"], ["zeros"]),
-             helper.make_node("Add", ["zeros", "raw"], ["output0"])]
-    graph = helper.make_graph(
-        nodes, "detector",
-        [helper.make_tensor_value_info("images", TensorProto.FLOAT, ["N", 3, IMGSZ, IMGSZ])],
-        [helper.make_tensor_value_info("output0", TensorProto.FLOAT, ["N", *raw.shape])],
-        [constant, helper.make_tensor("shape", TensorProto.INT64, [3], [-1, 1, 1]),
-         helper.make_tensor("zero", TensorProto.FLOAT, [], [0.0])])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 9
-    for key, value in {"names": "{0: 'scratch', 1: 'dent'}",
-                       "imgsz": f"[{IMGSZ}, {IMGSZ}]"}.items():
-        entry = model.metadata_props.add()
-        entry.key, entry.value = key, value
-    onnx.save(model, str(path))
-    return path
+from tests.graphs import DETECTOR_IMGSZ as IMGSZ
+from tests.graphs import detector_graph
 
 
 def _sha256(path: Path) -> str:

@@ -1,0 +1,294 @@
+"""A release end to end on loopback: `gradeline serve` answers with the champion under generated
+traffic; `gradeline promote` takes a challenger through shadow and canary; a reviewer approves it
+with clicks in the real MLflow UI (headless Chromium); the service answers with the new champion
+without a restart. A challenger that errs on a share of requests is rolled back automatically,
+clients never see its errors, and on-call hears of it on a real HTTP receiver.
+
+The graders are the real network with fresh heads, exported and registered with the tags a
+passing evaluation writes (tests/graphs.py): training and evaluation have their own tests, and
+these check the release machinery, not model quality.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
+
+import cv2
+import httpx
+import numpy as np
+import pytest
+import yaml
+from mlflow import MlflowClient
+from playwright.sync_api import sync_playwright
+from typer.testing import CliRunner
+
+from components.evaluate.export import read_metadata
+from components.evaluate.mlflow_onnx import log_onnx_model, sha256
+from components.settings import load_settings
+from components.train.prepare import prepare_photo
+from flows.cli import app
+from model_registry import AuditLog, get_version, register_candidate
+from tests.e2e.mlflow_ui import launch_browser, mlflow_server, set_version_tags_in_ui
+from tests.graphs import erring_grader_graph, grader_graph
+from tests.servers import free_port, wait_until_up
+
+pytestmark = [pytest.mark.e2e, pytest.mark.integration, pytest.mark.slow]
+
+GRADER = "card-grader"
+SIZE = (96, 128)  # width, height: the tiny budgets' input size
+
+
+def _release_params(path: Path) -> Path:
+    """A service that re-reads aliases twice a second, and release steps judged on a few
+    requests (latency ratio loose: 2 shared cores are noisy)."""
+    params = {"serve": {"refresh_seconds": 0.5, "max_wait_ms": 2},
+              "promote": {"shadow": {"min_pairs": 12, "max_wait_seconds": 120},
+                          "canary": {"steps": [0.25, 0.5], "min_requests": 8,
+                                     "max_wait_seconds": 120},
+                          "analysis": {"max_p99_ratio": 10.0}, "poll_seconds": 0.5}}
+    path.write_text(yaml.safe_dump(params))
+    return path
+
+
+def _register(graph: Path) -> int:
+    """A candidate card-grader version whose exported graph is `graph`, with the tags a passing
+    evaluation writes (gates, the graph's URI and checksum)."""
+    uri = str(load_settings().mlflow_tracking_uri)
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    run = client.create_run(client.get_experiment_by_name("Default").experiment_id)
+    width, height = read_metadata(graph)["spec"]["size"]
+    example = {"pixels": np.zeros((1, height, width, 3), np.float32),
+               "geometry": np.zeros((1, 4), np.float32)}
+    graph_uri = log_onnx_model(uri, run.info.run_id, graph, "onnx", example)
+    tags = {"onnx.model_uri": graph_uri, "onnx.sha256": sha256(graph), "gate.kappa": "pass",
+            "gate.ece": "pass", "gate.coverage": "pass", "gate.parity_onnx_fp32": "pass"}
+    return register_candidate(uri, GRADER, graph_uri, run.info.run_id, data_version="d-test",
+                              git_sha="test", extra_tags=tags).version
+
+
+@pytest.fixture(scope="module")
+def release_home(tmp_path_factory: pytest.TempPathFactory, prefect_server: None) -> Iterator[Path]:
+    """A home whose card-grader version 1 is champion; its graph is kept for more versions."""
+    root = tmp_path_factory.mktemp("release")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("os.environ", dict(os.environ))
+        load_settings(home=root / "home").activate()
+        _release_params(root / "params.yaml")
+        grader_graph(root / "grader.onnx", SIZE)
+        assert _register(root / "grader.onnx") == 1
+        result = CliRunner().invoke(app, ["promote", "--model", GRADER, "--version", "1",
+                                          "--first", "--json"])
+        assert result.exit_code == 0, result.output
+        yield root / "home"
+
+
+@pytest.fixture(autouse=True)
+def _in_release_home(_no_gradeline_env: None, release_home: Path) -> None:
+    """Every test of the module reads and writes the release home (after the suite-wide
+    fixture cleared GRADELINE_* variables)."""
+    load_settings(home=release_home).activate()
+
+
+class Traffic:
+    """Clients posting card photos to the service from two threads until stopped."""
+
+    def __init__(self, url: str, photos: list[Path]) -> None:
+        self.url, self.photos = url, photos
+        self.answers: list[dict] = []
+        self.failures: list[str] = []
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._client, args=(i,), daemon=True)
+                         for i in range(2)]
+
+    def _client(self, offset: int) -> None:
+        with httpx.Client(timeout=30) as client:
+            i = offset
+            while not self._stop.is_set():
+                photo = self.photos[i % len(self.photos)]
+                i += 2
+                try:
+                    response = client.post(f"{self.url}/v1/grade",
+                                           files={"file": (photo.name, photo.read_bytes())},
+                                           headers={"X-Request-ID": uuid.uuid4().hex})
+                except httpx.HTTPError as error:
+                    self.failures.append(f"{type(error).__name__}: {error}")
+                    continue
+                if response.status_code == 200:
+                    self.answers.append(response.json())
+                else:
+                    self.failures.append(f"{response.status_code}: {response.text}")
+
+    def __enter__(self) -> Traffic:
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def service(release_home: Path) -> Iterator[str]:
+    """`gradeline serve` as its own process on a free loopback port; its URL."""
+    port = free_port()
+    params = release_home.parent / "params.yaml"
+    gradeline = shutil.which("gradeline", path=str(Path(sys.executable).parent))
+    process = subprocess.Popen([gradeline, "--home", str(release_home), "serve", "--port",
+                                str(port), "--params", str(params)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_up(f"{url}/readyz", lambda: process.poll() is None, timeout=120)
+        yield url
+        assert process.poll() is None, "the service exited during the tests"
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def _in_background(target: Callable[[], object]) -> tuple[threading.Thread, list[object]]:
+    """Run `target` in a thread that sees this thread's context (Prefect's test server)."""
+    result: list[object] = []
+    context = contextvars.copy_context()
+    thread = threading.Thread(target=lambda: result.append(context.run(target)), daemon=True)
+    thread.start()
+    return thread, result
+
+
+def _promote(version: int, params: Path) -> Callable[[], object]:
+    return lambda: CliRunner().invoke(app, ["promote", "--model", GRADER, "--version",
+                                            str(version), "--params", str(params), "--json",
+                                            "--approval-timeout", "300"])
+
+
+def _stage(version: int) -> str | None:
+    return get_version(str(load_settings().mlflow_tracking_uri), GRADER, version).stage
+
+
+def _wait_for(condition: Callable[[], bool], timeout: float, what: Callable[[], str]) -> None:
+    """Poll `condition` for up to `timeout` seconds; the failure says `what()` was awaited."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what()}"
+        time.sleep(0.5)
+
+
+@pytest.fixture()
+def mlflow_ui(release_home: Path, tmp_path: Path) -> Iterator[str]:
+    """The MLflow UI (a real `mlflow server`) on the home's store, on a free loopback port."""
+    settings = load_settings(home=release_home)
+    with mlflow_server(str(settings.mlflow_tracking_uri), Path(str(settings.mlflow_artifact_root)),
+                       tmp_path / "mlflow-server.log") as url:
+        yield url
+
+
+def test_a_challenger_approved_in_the_mlflow_ui_becomes_champion_without_a_restart(
+        release_home: Path, service: str, mlflow_ui: str, factory_batches: dict[str, Path],
+        tmp_path: Path) -> None:
+    params = release_home.parent / "params.yaml"
+    challenger = _register(release_home.parent / "grader.onnx")
+    photos = sorted((factory_batches["first"] / "images").glob("*.jpg"))
+
+    with Traffic(service, photos) as traffic:
+        thread, outcome = _in_background(_promote(challenger, params))
+        _wait_for(lambda: _stage(challenger) == "awaiting_approval" or not thread.is_alive(),
+                  300, lambda: "the canary to finish")
+        assert _stage(challenger) == "awaiting_approval", outcome and outcome[0].output
+        with sync_playwright() as playwright:
+            browser = launch_browser(playwright)
+            try:
+                page = browser.new_page(viewport={"width": 1400, "height": 900})
+                set_version_tags_in_ui(page, mlflow_ui, GRADER, challenger,
+                                       {"approved_by": "ada", "approval": "approved"})
+            finally:
+                browser.close()
+        thread.join(timeout=120)
+        result = outcome[0]
+        assert result.exit_code == 0, result.output
+        crowned = len(traffic.answers)
+        _wait_for(lambda: any(a["version"] == challenger and a["role"] == "champion"
+                              for a in traffic.answers[crowned:]), 30,
+                  lambda: f"the new champion's answers ({len(traffic.answers) - crowned} "
+                          f"answers since, failures: {traffic.failures[-3:]})")
+
+    report = json.loads(result.stdout)
+    assert report["stage"] == "champion" and report["conclusion"]["approved_by"] == "ada"
+    assert [s["step"] for s in report["steps"]] == ["shadow", "canary_25", "canary_50"]
+    assert all(s["passed"] and s["figures"]["challenger_requests"] >= 8 for s in report["steps"])
+    assert not traffic.failures
+    roles = {(a["version"], a["role"]) for a in traffic.answers}
+    assert {(1, "champion"), (challenger, "challenger"), (challenger, "champion")} <= roles
+    assert httpx.get(f"{service}/readyz").json()["loaded"]["champion"]["version"] == challenger
+
+    version = get_version(str(load_settings().mlflow_tracking_uri), GRADER, challenger)
+    assert version.tags["release.canary_50.agreement_within_one"] == "1"
+    assert get_version(str(load_settings().mlflow_tracking_uri), GRADER, 1).stage == "retired"
+    audit = [(e.version, e.to_stage) for e in AuditLog(
+        load_settings(home=release_home).audit_log).read(GRADER) if e.to_stage]
+    assert [stage for v, stage in audit if v == challenger] == [
+        "shadow", "canary", "awaiting_approval", "champion"]
+    metrics = httpx.get(f"{service}/metrics").text
+    assert "gradeline_shadow_agreement" in metrics and "gradeline_request_seconds" in metrics
+
+
+class _Receiver(BaseHTTPRequestHandler):
+    received: list[dict] = []
+
+    def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        _Receiver.received.append(json.loads(body))
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, *_: object) -> None:
+        pass
+
+
+def test_a_challenger_that_errs_is_rolled_back_and_on_call_is_told(
+        release_home: Path, service: str, factory_batches: dict[str, Path],
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    params = release_home.parent / "params.yaml"
+    photos = sorted((factory_batches["first"] / "images").glob("*.jpg"))
+    # The graph sees the rectified card: split the photos at the median of what it sees.
+    brightness = sorted(float(prepare_photo(cv2.imread(str(p)), True, SIZE).pixels.mean())
+                        for p in photos)
+    erring = _register(erring_grader_graph(release_home.parent / "grader.onnx",
+                                           tmp_path / "model.onnx",
+                                           brightness[len(brightness) // 2]))
+    receiver = HTTPServer(("127.0.0.1", 0), _Receiver)
+    threading.Thread(target=receiver.serve_forever, daemon=True).start()
+    monkeypatch.setenv("GRADELINE_ALERT_URL", f"json://127.0.0.1:{receiver.server_port}/")
+    champion = httpx.get(f"{service}/readyz").json()["loaded"]["champion"]["version"]
+
+    try:
+        with Traffic(service, photos) as traffic:
+            thread, outcome = _in_background(_promote(erring, params))
+            thread.join(timeout=240)
+    finally:
+        receiver.shutdown()
+
+    result = outcome[0]
+    assert result.exit_code == 1, result.output
+    report = json.loads(result.stdout)
+    assert report["stage"] == "rolled_back" == _stage(erring)
+    failed = report["steps"][-1]
+    assert not failed["passed"] and failed["figures"]["challenger_error_rate"] > 0.2
+    assert any("error rate" in failure for failure in failed["failures"])
+    assert not traffic.failures  # the challenger's errors never reached a client
+    assert {a["version"] for a in traffic.answers[-5:]} == {champion}
+    assert "challenger" not in httpx.get(f"{service}/readyz").json()["loaded"]
+    alert = _Receiver.received[-1]
+    assert f"version {erring} rolled back" in alert["title"] and "error rate" in alert["message"]
