@@ -22,7 +22,14 @@ lock: $(STAMP)
 	$(BIN)/uv pip compile pyproject.toml --extra dev --python-version 3.11 \
 		--python-platform x86_64-manylinux_2_28 -o requirements.lock
 
-test: $(STAMP)
+# Debian's Chromium, which the release test drives through the MLflow UI (Playwright's own
+# browser download is not reachable here).
+CHROMIUM := /usr/bin/chromium
+$(CHROMIUM):
+	apt-get install -y --no-install-recommends chromium \
+		|| (apt-get update && apt-get install -y --no-install-recommends chromium)
+
+test: $(STAMP) $(CHROMIUM)
 	$(BIN)/pytest
 
 test-unit: $(STAMP)

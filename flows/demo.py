@@ -33,8 +33,11 @@ from flows.evaluate import evaluate
 from flows.ingest import ingest
 from flows.train import train
 
-NOT_YET_BUILT = ("detector training (`gradeline train --task detect`)",
-                 "shadow / canary / promote", "monitor drift + retrain")
+# What the demo does not show yet: the detector and the release are built (their commands run),
+# monitoring is still to come; the monitor issue brings all three into the story.
+NOT_IN_DEMO_YET = ("detector training (`gradeline train --task detect`)",
+                   "serving and release (`gradeline serve`, `gradeline promote`)",
+                   "monitor drift + retrain")
 DEMO_DATASET = "demo-cards"
 Figures = tuple[dict[str, object], list[str]]
 
@@ -67,7 +70,7 @@ class DemoReport:
         return self.error is None
 
     def as_dict(self) -> dict[str, object]:
-        return {**asdict(self), "ok": self.ok, "not_yet_built": list(NOT_YET_BUILT)}
+        return {**asdict(self), "ok": self.ok, "not_in_demo_yet": list(NOT_IN_DEMO_YET)}
 
 
 @task
@@ -187,6 +190,6 @@ def run_demo(settings: GradelineSettings, studio_cards: int = 400, phone_cards: 
     except Exception as error:  # noqa: BLE001 - the demo reports any failure as its outcome
         report.error = f"{type(error).__name__}: {error}"
     if echo:
-        echo("not built yet: " + "; ".join(NOT_YET_BUILT))
+        echo("not in the demo yet: " + "; ".join(NOT_IN_DEMO_YET))
         echo("demo " + ("finished" if report.ok else f"FAILED: {report.error}"))
     return report
