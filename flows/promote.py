@@ -120,7 +120,7 @@ def promote(model: str, version: int, params_file: str | None = None) -> dict[st
                    params.canary.max_wait_seconds):
             return {**summary, "stage": STAGE_ROLLED_BACK}
     releases.request_approval(model, version, ACTOR, "every canary step passed")
-    get_run_logger().info("%s version %s awaits a reviewer's approval: set the tag "
+    get_run_logger().info("%s version %s awaits a reviewer: set the tags approved_by=<name> and "
                           "approval=approved (or rejected) on its page in the MLflow UI, or run "
                           "gradeline approve", model, version)
     return {**summary, "stage": STAGE_AWAITING_APPROVAL}
@@ -128,14 +128,15 @@ def promote(model: str, version: int, params_file: str | None = None) -> dict[st
 
 @flow(name="conclude-release")
 def conclude_release(model: str, version: int) -> dict[str, object]:
-    """Act on the reviewer's decision: crown an approved version, stop a rejected one; a
-    version still waiting is left as it is."""
+    """Act on the reviewer's decision: crown an approved version, stop a rejected one. A
+    version without a decision, or whose decision lacks `approved_by`, is left waiting: the
+    audit log names who decided."""
     settings = load_settings()
     releases = releases_of(settings)
     approval = releases.approval(model, version)
-    if approval is None:
+    if approval is None or not approval.by:  # a decision counts once it names its reviewer
         return {"model": model, "version": version, "stage": STAGE_AWAITING_APPROVAL}
-    by = approval.by or "a reviewer in the MLflow UI"
+    by = approval.by
     if approval.decision == APPROVED:
         aliases = releases.crown(model, version, ACTOR, f"approved by {by}")
         get_run_logger().info("%s version %s is champion (previous: %s)", model, version,

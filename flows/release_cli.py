@@ -71,13 +71,15 @@ def _wait_for_decision(model: str, version: int, poll_seconds: float,
     settings = load_settings()
     releases = releases_of(settings)
     deadline = time.monotonic() + timeout_seconds
-    _say(f"waiting for a reviewer: set the tag approval=approved or rejected on {model} "
-         f"version {version} in the MLflow UI (`gradeline ui`), or run `gradeline approve`")
+    _say(f"waiting for a reviewer: set the tags approved_by=<name> and approval=approved (or "
+         f"rejected) on {model} version {version} in the MLflow UI (`gradeline ui`), or run "
+         f"`gradeline approve`")
     while time.monotonic() < deadline:
         stage = get_version(str(settings.mlflow_tracking_uri), model, version).stage
         if stage != STAGE_AWAITING_APPROVAL:  # concluded elsewhere (gradeline approve)
             return {"model": model, "version": version, "stage": stage}
-        if releases.approval(model, version) is not None:
+        approval = releases.approval(model, version)
+        if approval is not None and approval.by:
             return run_conclude(settings, model, version)
         time.sleep(poll_seconds)
     return {"model": model, "version": version, "stage": STAGE_AWAITING_APPROVAL}
