@@ -29,7 +29,6 @@ import httpx
 import numpy as np
 import pytest
 import yaml
-from mlflow import MlflowClient
 from playwright.sync_api import sync_playwright
 from typer.testing import CliRunner
 
@@ -37,6 +36,7 @@ from components.evaluate.export import read_metadata
 from components.evaluate.mlflow_onnx import log_onnx_model, sha256
 from components.settings import load_settings
 from components.train.prepare import prepare_photo
+from components.train.tracking import TrainingRun
 from flows.cli import app
 from model_registry import AuditLog, get_version, register_candidate
 from tests.e2e.mlflow_ui import launch_browser, mlflow_server, set_version_tags_in_ui
@@ -64,16 +64,16 @@ def _release_params(path: Path) -> Path:
 def _register(graph: Path) -> int:
     """A candidate card-grader version whose exported graph is `graph`, with the tags a passing
     evaluation writes (gates, the graph's URI and checksum)."""
-    uri = str(load_settings().mlflow_tracking_uri)
-    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
-    run = client.create_run(client.get_experiment_by_name("Default").experiment_id)
+    settings = load_settings()
+    uri = str(settings.mlflow_tracking_uri)
+    run = TrainingRun.open(uri, str(settings.mlflow_artifact_root), GRADER, "exported graph")
     width, height = read_metadata(graph)["spec"]["size"]
     example = {"pixels": np.zeros((1, height, width, 3), np.float32),
                "geometry": np.zeros((1, 4), np.float32)}
-    graph_uri = log_onnx_model(uri, run.info.run_id, graph, "onnx", example)
+    graph_uri = log_onnx_model(uri, run.run_id, graph, "onnx", example)
     tags = {"onnx.model_uri": graph_uri, "onnx.sha256": sha256(graph), "gate.kappa": "pass",
             "gate.ece": "pass", "gate.coverage": "pass", "gate.parity_onnx_fp32": "pass"}
-    return register_candidate(uri, GRADER, graph_uri, run.info.run_id, data_version="d-test",
+    return register_candidate(uri, GRADER, graph_uri, run.run_id, data_version="d-test",
                               git_sha="test", extra_tags=tags).version
 
 

@@ -12,6 +12,7 @@ from mlflow import MlflowClient
 
 from components.evaluate.mlflow_onnx import log_onnx_model, sha256
 from components.serving.source import ModelSource
+from components.train.tracking import TrainingRun
 from model_registry.names import DETECTOR, TAG_ONNX_SHA256, TAG_ONNX_URI
 from tests.graphs import DETECTOR_IMGSZ, detector_graph
 
@@ -20,10 +21,10 @@ pytestmark = pytest.mark.integration
 
 def _register_detector(client: MlflowClient, uri: str, graph: Path, checksum: str) -> str:
     """A defect-detector version whose exported graph is `graph`, tagged as evaluation tags."""
-    run = client.create_run("0")
+    run = TrainingRun.open(uri, str(graph.parent / "artifacts"), DETECTOR, "exported graph")
     example = {"images": np.zeros((1, 3, DETECTOR_IMGSZ, DETECTOR_IMGSZ), np.float32)}
-    graph_uri = log_onnx_model(uri, run.info.run_id, graph, "onnx", example)
-    version = client.create_model_version(DETECTOR, graph_uri, run_id=run.info.run_id).version
+    graph_uri = log_onnx_model(uri, run.run_id, graph, "onnx", example)
+    version = client.create_model_version(DETECTOR, graph_uri, run_id=run.run_id).version
     client.set_model_version_tag(DETECTOR, version, TAG_ONNX_URI, graph_uri)
     client.set_model_version_tag(DETECTOR, version, TAG_ONNX_SHA256, checksum)
     return version
