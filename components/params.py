@@ -12,11 +12,17 @@ from pathlib import Path
 from typing import TypeVar
 
 import yaml
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from components.settings import find_project_root
 
 Params = TypeVar("Params", bound=BaseModel)
+
+
+class StrictParams(BaseModel):
+    """Base of every params.yaml section: an unknown key is an error, values are frozen."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class ParamsError(ValueError):

@@ -3,14 +3,12 @@ a gate that silently never closes."""
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
+
+from components.params import StrictParams
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class GateParams(_Strict):
+class GateParams(StrictParams):
     """Thresholds a candidate must meet before promotion may start."""
 
     kappa_margin: float = Field(0.02, ge=0, description="QWK may fall this far below the "
@@ -23,14 +21,14 @@ class GateParams(_Strict):
                                        "class on the test split")
 
 
-class ParityParams(_Strict):
+class ParityParams(StrictParams):
     """How closely an exported graph must answer like PyTorch on the validation images."""
 
     max_abs_diff: float = Field(1e-3, gt=0)
     same_prediction: float = Field(0.999, gt=0, le=1)
 
 
-class Int8Params(_Strict):
+class Int8Params(StrictParams):
     """Static int8 quantization: calibration images and the kappa it may cost."""
 
     calibration_images: int = Field(64, ge=1, description="training images that set the "
@@ -39,12 +37,12 @@ class Int8Params(_Strict):
                                   "test QWK is at most this far below fp32's")
 
 
-class LatencyParams(_Strict):
+class LatencyParams(StrictParams):
     runs: int = Field(50, ge=1, description="timed single-image calls per backend")
     batch_runs: int = Field(5, ge=1, description="timed calls at batch 32 per backend")
 
 
-class EvaluateParams(_Strict):
+class EvaluateParams(StrictParams):
     """The `evaluate:` section of params.yaml."""
 
     coverage: float = Field(0.9, gt=0, lt=1, description="conformal target: the share of "

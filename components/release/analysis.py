@@ -15,16 +15,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
+from components.params import StrictParams
 from components.serving.predlog import RoleComparison
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class AnalysisParams(_Strict):
+class AnalysisParams(StrictParams):
     """What a challenger must show at every step against the champion."""
 
     max_error_rate_increase: float = Field(0.01, ge=0, description="challenger error rate may "
@@ -38,19 +35,19 @@ class AnalysisParams(_Strict):
                                   "kappa is judged")
 
 
-class ShadowParams(_Strict):
+class ShadowParams(StrictParams):
     min_pairs: int = Field(50, ge=1, description="requests scored by both before judging")
     max_wait_seconds: float = Field(900, gt=0, description="fail if traffic is this thin")
 
 
-class CanaryParams(_Strict):
+class CanaryParams(StrictParams):
     steps: tuple[float, ...] = Field((0.05, 0.25, 0.5), description="shares of requests the "
                                      "challenger answers, in order")
     min_requests: int = Field(50, ge=1, description="challenger answers per step before judging")
     max_wait_seconds: float = Field(900, gt=0)
 
 
-class PromoteParams(_Strict):
+class PromoteParams(StrictParams):
     """The `promote:` section of params.yaml."""
 
     shadow: ShadowParams = ShadowParams()

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
+from components.params import StrictParams
 from components.serving.service import ServiceConfig
 from components.serving.uploads import UploadLimits
 
 
-class ServeParams(BaseModel):
+class ServeParams(StrictParams):
     """The `serve:` section of params.yaml: where the service listens and how it batches."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     host: str = Field("127.0.0.1", description="interface to listen on; loopback by default")
     port: int = Field(8080, ge=1, le=65535)

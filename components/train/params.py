@@ -5,16 +5,14 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
+
+from components.params import StrictParams
 
 Profile = Literal["fast", "full"]
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class BackboneProfile(_Strict):
+class BackboneProfile(StrictParams):
     """One budget for a backbone task (grade or classify)."""
 
     size: tuple[int, int] = Field(description="model input (width, height) in pixels")
@@ -32,7 +30,7 @@ class BackboneProfile(_Strict):
     seed: int
 
 
-class DetectProfile(_Strict):
+class DetectProfile(StrictParams):
     """One budget for the YOLO detector."""
 
     model: str = Field(description="model YAML (trained from scratch) or a .pt to start from")
@@ -43,7 +41,7 @@ class DetectProfile(_Strict):
     seed: int
 
 
-class TaskParams(_Strict):
+class TaskParams(StrictParams):
     """Registered model name and the two profiles of one task."""
 
     model_name: str
@@ -51,13 +49,13 @@ class TaskParams(_Strict):
     full: BackboneProfile
 
 
-class DetectParams(_Strict):
+class DetectParams(StrictParams):
     model_name: str
     fast: DetectProfile
     full: DetectProfile
 
 
-class TrainParams(_Strict):
+class TrainParams(StrictParams):
     """The `train:` section of params.yaml."""
 
     grade: TaskParams
