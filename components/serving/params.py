@@ -16,7 +16,8 @@ class ServeParams(StrictParams):
     port: int = Field(8080, ge=1, le=65535)
     max_batch: int = Field(16, ge=1, description="photos per ONNX run")
     max_wait_ms: float = Field(5.0, ge=0, description="how long a lone request waits for company")
-    max_queue: int = Field(64, ge=1, description="requests waiting per model; more get 503")
+    max_queue: int = Field(64, ge=1, description="photos inside the service at once (arrived, "
+                           "not yet answered); one more gets 503 before any work")
     max_files_per_request: int = Field(32, ge=1)
     refresh_seconds: float = Field(5.0, gt=0, description="how often the aliases are re-read")
     max_upload_bytes: int = Field(20_000_000, ge=1)

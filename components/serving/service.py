@@ -62,7 +62,7 @@ class ServiceConfig:
     upload_limits: UploadLimits = UploadLimits()
     max_batch: int = 16
     max_wait_ms: float = 5.0
-    max_queue: int = 64
+    max_queue: int = 64  # photos admitted at once; also the bound of each model's batch queue
     max_files_per_request: int = 32
     refresh_seconds: float = 5.0
 
@@ -88,6 +88,8 @@ class GradingService:
         self._graders: dict[tuple[str, int], MicroBatcher[GraderInput, GradeAnswer]] = {}
         self._detectors: dict[tuple[str, int], MicroBatcher[np.ndarray, list[Defect]]] = {}
         self._unwanted_since: dict[tuple[str, int], float] = {}
+        self._in_flight = 0
+        self._request_seconds = 0.0
         self._background: set[asyncio.Task] = set()
         self._refresher: asyncio.Task | None = None
 
@@ -163,9 +165,25 @@ class GradingService:
 
     async def grade(self, data: bytes, request_id: str | None = None) -> dict[str, object]:
         """The answer for one uploaded photo; UploadRejected, Overloaded or NotReady when it
-        cannot be given."""
+        cannot be given.
+
+        At most `max_queue` photos are inside the service at once, counted from their arrival:
+        one more is refused before any work is spent on it, since decoding and rectifying cost
+        more than the model's run, and work done for a photo that is then refused at the batcher
+        only slows the ones being answered."""
+        if self._in_flight >= self.config.max_queue:
+            raise Overloaded(self._in_flight, max(1.0, self._request_seconds))
+        self._in_flight += 1
         started = time.perf_counter()
-        request_id = request_id or uuid.uuid4().hex
+        try:
+            answer = await self._grade(data, request_id or uuid.uuid4().hex, started)
+        finally:
+            self._in_flight -= 1
+        # A moving average of answered requests' time: the Retry-After a refused client gets.
+        self._request_seconds += 0.1 * (time.perf_counter() - started - self._request_seconds)
+        return answer
+
+    async def _grade(self, data: bytes, request_id: str, started: float) -> dict[str, object]:
         models = self.models
         if models.champion is None:
             raise NotReady("no champion model is loaded yet", self.config.refresh_seconds)
