@@ -31,7 +31,6 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemaining
 from components.cards import CAMERAS, FactoryError, contact_sheet, synthesize_batch
 from components.cards.sheet import legend
 from components.centering import CenteringError, draw_centering, measure_centering
-from components.ingest.model import IngestError
 from components.settings import load_settings
 from flows.config_cli import config_app
 from flows.release_cli import register as register_release_commands
@@ -155,6 +154,7 @@ def ingest(
 
     Exits 0 when the batch was accepted or was already ingested, 1 when it was rejected.
     """
+    from components.ingest.model import IngestError  # the ingest stack: only when ingesting
     from flows.ingest import run_ingest  # imports Prefect: only after main() exported the settings
 
     try:
