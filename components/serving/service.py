@@ -148,9 +148,8 @@ class GradingService:
                 if now - unwanted_since >= DRAIN_SECONDS:
                     del self._unwanted_since[key]
                     await batchers.pop(key).stop()
-            for key in wanted:
-                self._unwanted_since.pop(key, None)
             for key, model in wanted.items():
+                self._unwanted_since.pop(key, None)
                 if key not in batchers:
                     batcher = MicroBatcher(getattr(model, run), self.config.max_batch,
                                            self.config.max_wait_ms, self.config.max_queue)
