@@ -34,13 +34,6 @@ def ordinal_probabilities(logits: np.ndarray, temperature: float = 1.0) -> np.nd
     return grade_probabilities(scaled).numpy()
 
 
-def median_grade(probabilities: np.ndarray) -> np.ndarray:
-    """The grade (1..K) at which the cumulative probability first reaches one half: CORN's own
-    rule, so calibrated probabilities keep the grade the raw model gives at temperature 1."""
-    above = 1.0 - np.cumsum(probabilities, axis=-1)[..., :-1]  # P(grade > k), k = 1..K-1
-    return 1 + (above > 0.5).sum(axis=-1)
-
-
 def _nll(logits: np.ndarray, grades: np.ndarray, temperature: float) -> float:
     probabilities = ordinal_probabilities(logits, temperature)
     picked = probabilities[np.arange(len(grades)), grades - 1]

@@ -2,8 +2,7 @@
 grade probabilities out, with everything serving needs written into the graph's metadata.
 
     graph = export_grader(model, spec, temperatures, out / "card-grader.onnx", metadata)
-    session = GraderSession(graph)                    # ONNX Runtime, CPU
-    probabilities = session(pixels, geometry)         # N x 5 x 10: grade, then the subgrades
+    probabilities = GraderSession(graph)(pixels, geometry)  # graph.py: N x 5 x 10
     int8 = quantize_int8(graph, out / "card-grader.int8.onnx", training_pixels, geometry)
 
 Inputs: `pixels`, the rectified card as RGB values 0..255, N x H x W x 3 (what `prepare_photo`
@@ -21,7 +20,6 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-import onnxruntime
 import torch
 from onnxruntime.quantization import (
     CalibrationDataReader,
@@ -32,13 +30,11 @@ from onnxruntime.quantization import (
 )
 from torch import nn
 
+from components.evaluate.graph import INPUTS, METADATA_PREFIX, OUTPUT
 from components.train.model import TaskModel
 from components.train.ordinal import grade_probabilities
 
 OPSET = 17
-INPUTS = ("pixels", "geometry")
-OUTPUT = "probabilities"
-METADATA_PREFIX = "gradeline."
 _CALIBRATION_BATCH = 8
 
 
@@ -85,28 +81,6 @@ def export_grader(model: TaskModel, size: tuple[int, int], temperatures: np.ndar
         entry.key, entry.value = METADATA_PREFIX + key, json.dumps(value)
     onnx.save(graph, str(path))
     return path
-
-
-def read_metadata(path: Path) -> dict[str, object]:
-    """The `gradeline.*` metadata of an exported graph, decoded."""
-    graph = onnx.load(str(path), load_external_data=False)
-    return {p.key.removeprefix(METADATA_PREFIX): json.loads(p.value)
-            for p in graph.metadata_props if p.key.startswith(METADATA_PREFIX)}
-
-
-class GraderSession:
-    """An ONNX Runtime session of an exported grader."""
-
-    def __init__(self, path: Path, providers: tuple[str, ...] = ("CPUExecutionProvider",),
-                 threads: int | None = None) -> None:
-        options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = threads or torch.get_num_threads()
-        self.session = onnxruntime.InferenceSession(str(path), options, providers=list(providers))
-
-    def __call__(self, pixels: np.ndarray, geometry: np.ndarray) -> np.ndarray:
-        """Probabilities for uint8 (or float) RGB pixels N x H x W x 3 and geometry N x 4."""
-        return self.session.run([OUTPUT], {"pixels": pixels.astype(np.float32),
-                                           "geometry": geometry.astype(np.float32)})[0]
 
 
 class _Batches(CalibrationDataReader):

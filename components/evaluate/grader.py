@@ -30,18 +30,13 @@ from components.evaluate.agreement import (
 from components.evaluate.calibration import (
     expected_calibration_error,
     fit_temperature,
-    median_grade,
     ordinal_probabilities,
     reliability_diagram_png,
 )
 from components.evaluate.conformal import ConformalGrades, conformal_report, fit_conformal
-from components.evaluate.export import (
-    GraderSession,
-    calibrated_torch_model,
-    export_grader,
-    quantize_int8,
-)
+from components.evaluate.export import calibrated_torch_model, export_grader, quantize_int8
 from components.evaluate.gates import Gate, grader_gates
+from components.evaluate.graph import GraderSession, median_grade
 from components.evaluate.latency import Latency, latency_metrics, measure_latency
 from components.evaluate.mlflow_onnx import Graph
 from components.evaluate.params import EvaluateParams

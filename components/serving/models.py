@@ -25,9 +25,8 @@ import onnx
 import onnxruntime
 
 from components.centering.measure import CenteringMeasurement
-from components.evaluate.calibration import median_grade
 from components.evaluate.conformal import ConformalGrades
-from components.evaluate.export import GraderSession, read_metadata
+from components.evaluate.graph import GraderSession, median_grade, read_metadata
 from components.train.prepare import prepare_photo
 
 # Ultralytics' predictor defaults: boxes below this confidence are no defect, and overlapping

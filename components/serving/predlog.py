@@ -24,7 +24,6 @@ import pandas as pd
 import sqlalchemy as sa
 
 from components.serving.properties import PROPERTY_NAMES
-from components.train.metrics import grading_metrics
 
 ROLES = ("champion", "challenger", "shadow")
 _JSON_FIELDS = ("probabilities", "subgrades", "embedding")
@@ -260,6 +259,10 @@ def compare_roles(log: PredictionLog, model: str, champion_version: int,
     pairs = graded[0].merge(graded[1], on="request_id", suffixes=("_champion", "_challenger"))
     difference = (pairs["grade_champion"] - pairs["grade_challenger"]).abs().to_numpy(float)
     have_pairs = len(pairs) > 0
+    # Imported here, not at the top: it brings sklearn and matplotlib, which the service that
+    # writes this log never needs; the promote flow, which compares, does.
+    from components.train.metrics import grading_metrics
+
     judged = pairs.merge(log.expert_grades(), on="request_id")
     kappas = {side: grading_metrics(judged["grade"].to_numpy(int),
                                     judged[f"grade_{side}"].to_numpy(int))["qwk"]

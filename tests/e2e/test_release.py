@@ -32,7 +32,7 @@ import yaml
 from playwright.sync_api import sync_playwright
 from typer.testing import CliRunner
 
-from components.evaluate.export import read_metadata
+from components.evaluate.graph import read_metadata
 from components.evaluate.mlflow_onnx import log_onnx_model, sha256
 from components.settings import load_settings
 from components.train.prepare import prepare_photo

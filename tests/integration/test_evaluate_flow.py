@@ -21,7 +21,7 @@ import yaml
 from mlflow import MlflowClient
 from typer.testing import CliRunner
 
-from components.evaluate.export import read_metadata
+from components.evaluate.graph import read_metadata
 from components.settings import load_settings
 from flows.cli import app
 from flows.evaluate import run_evaluate

@@ -16,11 +16,11 @@ from components.evaluate.calibration import (
     _nll,
     expected_calibration_error,
     fit_temperature,
-    median_grade,
     ordinal_probabilities,
     reliability_diagram_png,
 )
 from components.evaluate.conformal import ConformalGrades, conformal_report, fit_conformal
+from components.evaluate.graph import median_grade
 from components.train.ordinal import predicted_grade
 
 K = 10

@@ -15,14 +15,9 @@ import onnx
 import pytest
 import torch
 
-from components.evaluate.calibration import median_grade, ordinal_probabilities
-from components.evaluate.export import (
-    GraderSession,
-    calibrated_torch_model,
-    export_grader,
-    quantize_int8,
-    read_metadata,
-)
+from components.evaluate.calibration import ordinal_probabilities
+from components.evaluate.export import calibrated_torch_model, export_grader, quantize_int8
+from components.evaluate.graph import GraderSession, median_grade, read_metadata
 from components.evaluate.latency import THROUGHPUT_BATCH, latency_metrics, measure_latency
 from components.evaluate.parity import ParityLimits, compare_outputs, parity_metrics
 from components.train.model import GRADES, ORDINAL_TARGETS, OrdinalHeads, TaskModel, build_model
