@@ -86,6 +86,10 @@ class GradelineSettings(BaseSettings):
         None, description="Append-only log of every release stage change; "
         "default <home>/audit/releases.jsonl"
     )
+    thumbnails_dir: Path | None = Field(
+        None, description="Small copies of served photos, for drift contact sheets; "
+        "default <home>/served"
+    )
     reports_dir: Path | None = Field(
         None, description="Evaluation and drift reports; default <home>/reports"
     )
@@ -125,6 +129,7 @@ class GradelineSettings(BaseSettings):
             "quarantine_dir": home / "quarantine",
             "audit_log": home / "audit" / "releases.jsonl",
             "reports_dir": home / "reports",
+            "thumbnails_dir": home / "served",
             "cache_dir": home / "cache",
         }
         for name, default in derived.items():

@@ -4,6 +4,11 @@ grade its probabilities give. Serving needs only this, so it starts without impo
     metadata = read_metadata(Path("model.onnx"))       # spec, temperatures, conformal, lineage
     probabilities = GraderSession(Path("model.onnx"))(pixels, geometry)   # N x 5 x 10
     grades = median_grade(probabilities)               # N x 5, grades 1..10
+    probabilities, pooled = GraderSession(path, embeddings=True).with_embeddings(pixels, geometry)
+
+The embeddings are the backbone's pooled features (N x 1280), which monitoring compares with the
+reference's. The exported graph does not name them as an output: the session exposes the output
+of the graph's one global-average ReduceMean, so every graph registered so far has them too.
 """
 
 from __future__ import annotations
@@ -38,13 +43,46 @@ class GraderSession:
     """An ONNX Runtime session of an exported grader."""
 
     def __init__(self, path: Path, providers: tuple[str, ...] = ("CPUExecutionProvider",),
-                 threads: int | None = None) -> None:
+                 threads: int | None = None, embeddings: bool = False) -> None:
         options = onnxruntime.SessionOptions()
         if threads:  # else ONNX Runtime's default: one thread per physical core
             options.intra_op_num_threads = threads
-        self.session = onnxruntime.InferenceSession(str(path), options, providers=list(providers))
+        graph: str | bytes = str(path)
+        self.embedding_output: str | None = None
+        if embeddings:
+            model = onnx.load(str(path))
+            self.embedding_output = expose_pooled_features(model)
+            graph = model.SerializeToString()
+        self.session = onnxruntime.InferenceSession(graph, options, providers=list(providers))
+
+    def _run(self, outputs: list[str], pixels: np.ndarray, geometry: np.ndarray) -> list:
+        return self.session.run(outputs, {"pixels": pixels.astype(np.float32),
+                                          "geometry": geometry.astype(np.float32)})
 
     def __call__(self, pixels: np.ndarray, geometry: np.ndarray) -> np.ndarray:
         """Probabilities for uint8 (or float) RGB pixels N x H x W x 3 and geometry N x 4."""
-        return self.session.run([OUTPUT], {"pixels": pixels.astype(np.float32),
-                                           "geometry": geometry.astype(np.float32)})[0]
+        return self._run([OUTPUT], pixels, geometry)[0]
+
+    def with_embeddings(self, pixels: np.ndarray,
+                        geometry: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """Probabilities and the pooled features (N x C) in one run; None when the session was
+        opened without embeddings or the graph has no pooling to expose."""
+        if self.embedding_output is None:
+            return self(pixels, geometry), None
+        probabilities, pooled = self._run([OUTPUT, self.embedding_output], pixels, geometry)
+        return probabilities, pooled.reshape(len(pooled), -1)
+
+
+def expose_pooled_features(model: onnx.ModelProto) -> str | None:
+    """Add the output of the graph's last global pooling of features (a ReduceMean or
+    GlobalAveragePool not applied to an input) to its outputs; its name, or None if it has none."""
+    inputs = {graph_input.name for graph_input in model.graph.input}
+    pools = [node for node in model.graph.node
+             if node.op_type in ("ReduceMean", "GlobalAveragePool") and node.input[0] not in inputs]
+    if not pools:
+        return None
+    name = pools[-1].output[0]
+    if name not in {output.name for output in model.graph.output}:
+        model.graph.output.append(onnx.helper.make_tensor_value_info(
+            name, onnx.TensorProto.FLOAT, None))
+    return name

@@ -124,7 +124,8 @@ def create_app(service: GradingService) -> FastAPI:
 
 def app_from_settings(settings: GradelineSettings, params: ServeParams) -> FastAPI:
     """The service of this home: its registry, its prediction log, graphs cached under
-    <cache>/serving."""
+    <cache>/serving, thumbnails of served photos in the home's thumbnails folder."""
     source = ModelSource(str(settings.mlflow_tracking_uri), settings.cache_dir / "serving")
     return create_app(GradingService(source, PredictionLog(str(settings.prediction_log_uri)),
-                                     ServiceMetrics(), params.service_config()))
+                                     ServiceMetrics(),
+                                     params.service_config(settings.thumbnails_dir)))

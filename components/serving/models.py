@@ -67,6 +67,7 @@ class GradeAnswer:
     probabilities: list[float]  # P(grade = 1..10)
     grade_set: list[int]  # the conformal set, a contiguous range of grades
     subgrades: dict[str, int]
+    embedding: list[float] | None = None  # the backbone's pooled features, for monitoring
 
     @property
     def needs_review(self) -> bool:
@@ -97,7 +98,7 @@ class OnnxGrader:
         self.rectify = bool(spec["rectify"])
         self.targets = [str(target) for target in spec["targets"]]
         self.conformal = ConformalGrades(**metadata["conformal"])
-        self.session = GraderSession(path, threads=threads)
+        self.session = GraderSession(path, threads=threads, embeddings=True)
 
     @classmethod
     def load(cls, path: Path, expected_sha256: str | None, model: str, version: int,
@@ -113,8 +114,8 @@ class OnnxGrader:
 
     def grade(self, inputs: list[GraderInput]) -> list[GradeAnswer]:
         """Answers for a batch of prepared photos, in one run of the graph."""
-        probabilities = self.session(np.stack([item.pixels for item in inputs]),
-                                     np.stack([item.geometry for item in inputs]))
+        probabilities, pooled = self.session.with_embeddings(
+            np.stack([item.pixels for item in inputs]), np.stack([item.geometry for item in inputs]))
         if not np.isfinite(probabilities).all():
             raise FloatingPointError(f"{self.model} version {self.version} answered non-finite "
                                      "probabilities")
@@ -124,7 +125,9 @@ class OnnxGrader:
                             probabilities=[round(float(p), 5) for p in probabilities[i, 0]],
                             grade_set=[int(g) + 1 for g in np.flatnonzero(sets[i])],
                             subgrades={target: int(grades[i, t])
-                                       for t, target in enumerate(self.targets) if t > 0})
+                                       for t, target in enumerate(self.targets) if t > 0},
+                            embedding=None if pooled is None
+                            else [round(float(v), 4) for v in pooled[i]])
                 for i in range(len(inputs))]
 
 

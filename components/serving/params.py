@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pydantic import Field
 
 from components.params import StrictParams
@@ -24,11 +26,12 @@ class ServeParams(StrictParams):
     max_pixels: int = Field(40_000_000, ge=1, description="larger images are refused as "
                             "decompression bombs, read from the header before decoding")
 
-    def service_config(self) -> ServiceConfig:
-        """The service's own settings from these parameters."""
+    def service_config(self, thumbnails: Path | None = None) -> ServiceConfig:
+        """The service's own settings from these parameters; `thumbnails` is where small
+        copies of served photos go (none kept when None)."""
         return ServiceConfig(
             upload_limits=UploadLimits(max_bytes=self.max_upload_bytes,
                                        max_pixels=self.max_pixels),
             max_batch=self.max_batch, max_wait_ms=self.max_wait_ms, max_queue=self.max_queue,
             max_files_per_request=self.max_files_per_request,
-            refresh_seconds=self.refresh_seconds)
+            refresh_seconds=self.refresh_seconds, thumbnails=thumbnails)

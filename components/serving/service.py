@@ -23,6 +23,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 
 import numpy as np
 
@@ -40,6 +41,7 @@ from components.serving.predlog import PredictionLog, PredictionRecord
 from components.serving.properties import image_properties
 from components.serving.routing import answers_with_challenger
 from components.serving.source import ModelSource, ServedModels
+from components.serving.thumbnails import save_thumbnail
 from components.serving.uploads import UploadLimits, UploadRejected, decode_upload
 
 logger = logging.getLogger(__name__)
@@ -65,6 +67,7 @@ class ServiceConfig:
     max_queue: int = 64  # photos admitted at once; also the bound of each model's batch queue
     max_files_per_request: int = 32
     refresh_seconds: float = 5.0
+    thumbnails: Path | None = None  # where a small copy of each served photo goes (monitoring)
 
 
 @dataclass(frozen=True)
@@ -191,7 +194,8 @@ class GradingService:
                               and answers_with_challenger(request_id, models.canary_share))
         roles = {CHAMPION: models.champion, CHALLENGER: models.challenger}
         first, other = (CHALLENGER, CHAMPION) if challenger_answers else (CHAMPION, CHALLENGER)
-        prepared, properties = await asyncio.to_thread(self._prepare, photo, roles[first])
+        prepared, properties = await asyncio.to_thread(self._prepare, photo, roles[first],
+                                                       request_id)
         scored = await self._score(roles[first], first, prepared)
         failed_challenger = None
         if scored.error is not None and first == CHALLENGER:
@@ -237,8 +241,10 @@ class GradingService:
         await asyncio.to_thread(self.log.record_expert_grade, request_id, grade, grader,
                                 datetime.now(UTC))
 
-    def _prepare(self, photo: np.ndarray,
-                 model: OnnxGrader) -> tuple[GraderInput, dict[str, float]]:
+    def _prepare(self, photo: np.ndarray, model: OnnxGrader,
+                 request_id: str) -> tuple[GraderInput, dict[str, float]]:
+        if self.config.thumbnails is not None:
+            save_thumbnail(self.config.thumbnails, request_id, photo)
         return model.prepare(photo), image_properties(photo)
 
     async def _score(self, model: OnnxGrader, role: str, prepared: GraderInput) -> _Scored:
@@ -303,7 +309,8 @@ class GradingService:
                 probabilities=answer.probabilities if answer else None,
                 subgrades=answer.subgrades if answer else None,
                 latency_ms=round(item.seconds * 1000, 2), error=item.error,
-                properties=properties, embedding=None))
+                properties=properties,
+                embedding=answer.embedding if answer else None))
         task = asyncio.create_task(asyncio.to_thread(self.log.write, records))
         self._background.add(task)
         task.add_done_callback(self._background.discard)

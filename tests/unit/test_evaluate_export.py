@@ -276,3 +276,18 @@ def test_latency_needs_an_image() -> None:
     with pytest.raises(ValueError, match="at least one image"):
         measure_latency("x", SleepyPredictor(0), np.empty((0, 2, 2, 3), np.uint8),
                         np.empty((0, 4), np.float32))
+
+
+def test_a_session_with_embeddings_gives_the_backbones_pooled_features(
+        model: TaskModel, graphs: dict[str, Path]) -> None:
+    pixels, geometry = inputs(3, seed=9)
+    probabilities, pooled = GraderSession(graphs["scaled"], embeddings=True).with_embeddings(
+        pixels, geometry)
+    with torch.no_grad():
+        images = torch.from_numpy(pixels).permute(0, 3, 1, 2).float() / 255
+        features = model.backbone.features_from(model.activations(images), model.frozen_blocks)
+    plain = GraderSession(graphs["scaled"])
+    np.testing.assert_allclose(probabilities, plain(pixels, geometry), atol=1e-6)
+    assert pooled.shape == (3, 1280)
+    assert np.abs(pooled - features.numpy()).max() < 1e-3
+    assert plain.with_embeddings(pixels, geometry)[1] is None

@@ -10,6 +10,7 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
@@ -22,6 +23,7 @@ from components.serving.predlog import PredictionLog
 from components.serving.routing import answers_with_challenger
 from components.serving.service import GradingService, NotReady, ServiceConfig
 from components.serving.source import ServedModels
+from components.serving.thumbnails import thumbnail_path
 
 
 @dataclass
@@ -52,7 +54,8 @@ class StandInGrader:
         probabilities = [0.0] * 10
         probabilities[self.grade_given - 1] = 1.0
         return [GradeAnswer(self.grade_given, probabilities, [self.grade_given],
-                            {"corners": 6}) for _ in inputs]
+                            {"corners": 6}, embedding=[0.5, float(self.version)])
+                for _ in inputs]
 
 
 @dataclass
@@ -105,6 +108,19 @@ def test_a_canary_answers_its_share_by_request_id_and_the_other_model_scores_off
     answered = rows[rows["answered"]]
     assert sorted(answered["request_id"]) == sorted(ids)
     assert set(rows["data_version"]) == {"d1"} and rows["brightness"].notna().all()
+
+
+def test_each_served_photo_leaves_a_thumbnail_and_its_embedding_for_monitoring(
+        tmp_path: Path) -> None:
+    service = _service(tmp_path, ServedModels(StandInGrader(3)), thumbnails=tmp_path / "served")
+
+    asyncio.run(_grade_all(service, ["r/1", "r 2"]))
+
+    thumbnails = sorted((tmp_path / "served").iterdir())
+    assert thumbnails == sorted([thumbnail_path(tmp_path / "served", "r/1"),
+                                 thumbnail_path(tmp_path / "served", "r 2")])
+    assert cv2.imread(str(thumbnails[0])).shape == (48, 64, 3)  # smaller than 160: kept as is
+    assert list(service.log.window()["embedding"]) == [[0.5, 3.0]] * 2
 
 
 def test_a_challenger_in_shadow_never_answers_a_client(tmp_path: Path) -> None:
