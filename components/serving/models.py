@@ -114,8 +114,9 @@ class OnnxGrader:
 
     def grade(self, inputs: list[GraderInput]) -> list[GradeAnswer]:
         """Answers for a batch of prepared photos, in one run of the graph."""
+        pixels = np.stack([item.pixels for item in inputs])
         probabilities, pooled = self.session.with_embeddings(
-            np.stack([item.pixels for item in inputs]), np.stack([item.geometry for item in inputs]))
+            pixels, np.stack([item.geometry for item in inputs]))
         if not np.isfinite(probabilities).all():
             raise FloatingPointError(f"{self.model} version {self.version} answered non-finite "
                                      "probabilities")
