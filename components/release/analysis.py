@@ -6,9 +6,10 @@
     verdict.passed, verdict.failures        # False, ["error rate 0.200 > champion 0.000 + 0.01"]
 
 A step passes when the challenger errs no more than the champion (plus a margin), is no slower at
-p99 than a ratio of the champion's, agrees with it often enough, grades no worse against the
-experts where enough of their grades have arrived (POST /v1/feedback), and was seen on enough
-requests to judge. Too few requests is a failure too: a release that nobody watched is not promoted.
+p99 than a ratio of the champion's, grades no worse against the experts where enough of their
+grades have arrived (POST /v1/feedback) or, until then, agrees with the champion often enough,
+and was seen on enough requests to judge. Too few requests is a failure too: a release that
+nobody watched is not promoted.
 """
 
 from __future__ import annotations
@@ -86,14 +87,18 @@ def analyse_step(step: str, comparison: RoleComparison, params: AnalysisParams,
             c.challenger_p99_ms > params.max_p99_ratio * c.champion_p99_ms:
         failures.append(f"p99 {c.challenger_p99_ms:.1f} ms > {params.max_p99_ratio} x champion "
                         f"{c.champion_p99_ms:.1f} ms")
-    if c.agreement_within_one is not None and \
+    # Experts' grades are the truth; agreement with the champion is the proxy while too few have
+    # arrived. A retrain after drift is meant to disagree with a champion that drifted.
+    if c.expert_items >= params.min_expert_items:
+        if c.challenger_kappa < c.champion_kappa - params.max_kappa_drop:
+            failures.append(f"kappa against {c.expert_items} expert grades "
+                            f"{c.challenger_kappa:.3f} < champion {c.champion_kappa:.3f} - "
+                            f"{params.max_kappa_drop}")
+    elif c.agreement_within_one is not None and \
             c.agreement_within_one < params.min_agreement_within_one:
         failures.append(f"agreement within one grade {c.agreement_within_one:.3f} < "
-                        f"{params.min_agreement_within_one}")
-    if c.expert_items >= params.min_expert_items and \
-            c.challenger_kappa < c.champion_kappa - params.max_kappa_drop:
-        failures.append(f"kappa against {c.expert_items} expert grades {c.challenger_kappa:.3f}"
-                        f" < champion {c.champion_kappa:.3f} - {params.max_kappa_drop}")
+                        f"{params.min_agreement_within_one} (and {c.expert_items} expert grades, "
+                        f"{params.min_expert_items} needed to judge on them instead)")
     figures = {name: round(value, 4) if isinstance(value, float) else value
                for name, value in c.as_dict().items()}
     return StepVerdict(step, not failures, figures, failures)
