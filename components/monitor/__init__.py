@@ -1,0 +1,1 @@
+"""Monitoring: drift of served traffic against the champion's reference, reports, incidents."""

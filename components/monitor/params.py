@@ -1,0 +1,47 @@
+"""`monitor` parameters (params.yaml): the window, the reference, and when a difference is drift.
+
+Every threshold is a distance Evidently computes between the reference and the window, per
+signal; a signal drifts when its distance is above its threshold.
+"""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from components.params import StrictParams
+
+
+class DriftThresholds(StrictParams):
+    """When a signal counts as drifted."""
+
+    property_method: str = Field("wasserstein", description="Evidently stattest per image "
+                                 "property (normed Wasserstein distance by default)")
+    property_threshold: float = Field(0.1, gt=0, description="a property drifts above this")
+    max_drifted_property_share: float = Field(0.3, gt=0, le=1, description="image drift when "
+                                              "more than this share of properties drift")
+    embedding_method: str = Field("model", description="Evidently embeddings drift method: "
+                                  "model (domain classifier ROC AUC), mmd, ratio, distance")
+    embedding_threshold: float = Field(0.55, gt=0, description="drift above this score")
+    grade_method: str = Field("jensenshannon", description="stattest of the grade distribution")
+    grade_threshold: float = Field(0.1, gt=0)
+    set_size_threshold: float = Field(0.1, gt=0, description="normed Wasserstein of set sizes")
+    max_needs_review_increase: float = Field(0.15, ge=0, description="needs_review share may "
+                                             "rise this much over the reference's")
+
+
+class MonitorParams(StrictParams):
+    """The `monitor` section of params.yaml."""
+
+    window_hours: float = Field(24, gt=0, description="default window: the last N hours")
+    min_window: int = Field(50, ge=1, description="served photos needed to judge a window")
+    reference_items: int = Field(300, ge=10, description="newest items of the champion's "
+                                 "training data that form the reference")
+    embedding_components: int = Field(5, ge=1, description="principal components of the "
+                                      "backbone's embeddings that are compared")
+    drift: DriftThresholds = DriftThresholds()
+    max_kappa_drop: float = Field(0.05, ge=0, description="performance drift: QWK on served "
+                                  "photos with expert grades below the champion's test QWK")
+    min_expert_items: int = Field(30, ge=1, description="expert grades needed to judge kappa")
+    cooldown_hours: float = Field(6, ge=0, description="an ongoing incident alerts again only "
+                                  "after this long")
+    sheet_images: int = Field(8, ge=1, description="most drifted served photos on the sheet")
