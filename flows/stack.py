@@ -1,0 +1,504 @@
+"""The local stack of `gradeline`: a Prefect server, the MLflow UI and a process worker on
+loopback, started in the background and stopped again, and the deployments of prefect.yaml.
+
+    gradeline up [--prefect-port 4200] [--mlflow-port 5000] [--wait 240]
+    gradeline deploy [--project DIR] [--json]
+    gradeline down
+
+Every process runs in a session of its own (so stopping its process group stops its children);
+its pid file and log live under <home>/stack/, next to stack.json with the ports, which is how
+`down`, `deploy` and a second `up` find what `up` started. Mounted by the main CLI with
+`register(app)`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+import yaml
+
+from components.settings import GradelineSettings, find_project_root, load_settings
+
+POOL = "gradeline"
+HOST = "127.0.0.1"
+# Start order; `down` stops them in reverse, the worker first while its server still answers.
+SERVICES = ("prefect-server", "mlflow", "worker")
+# Text of each service's command line: a pid file whose pid now belongs to some other program
+# is never taken for the service (nor signalled).
+_MARKERS = {"prefect-server": "prefect server start", "mlflow": "mlflow server",
+            "worker": "prefect worker start"}
+STOP_GRACE_S = 10.0
+
+# Prefect 3.8.8's client lists a pool's workers with "offset": null and "limit": null, which its
+# own server refuses (422) on the FastAPI pinned here (0.154); `prefect deploy` does so after
+# creating each deployment, so it stops after the first. This runs Prefect's CLI with that one
+# call fixed.
+_PREFECT_CLI_FIXED = """
+import sys
+from prefect.cli import app
+from prefect.client.orchestration import PrefectClient
+from prefect.settings import PREFECT_SERVER_API_DEFAULT_LIMIT
+
+read_workers = PrefectClient.read_workers_for_work_pool
+
+async def read_workers_fixed(self, work_pool_name, worker_filter=None, offset=None, limit=None):
+    limit = PREFECT_SERVER_API_DEFAULT_LIMIT.value() if limit is None else limit
+    return await read_workers(self, work_pool_name, worker_filter, offset or 0, limit)
+
+PrefectClient.read_workers_for_work_pool = read_workers_fixed
+sys.exit(app())
+"""
+
+
+class StackError(RuntimeError):
+    """A service of the local stack did not start, or its port is taken."""
+
+
+@dataclass(frozen=True)
+class Stack:
+    """Where one home's stack keeps its pids and logs, and the ports it listens on."""
+
+    folder: Path
+    prefect_port: int
+    mlflow_port: int
+    worker_name: str
+
+    @property
+    def prefect_url(self) -> str:
+        return f"http://{HOST}:{self.prefect_port}"
+
+    @property
+    def api_url(self) -> str:
+        return f"{self.prefect_url}/api"
+
+    @property
+    def mlflow_url(self) -> str:
+        return f"http://{HOST}:{self.mlflow_port}"
+
+    @property
+    def pool_url(self) -> str:
+        return f"{self.prefect_url}/work-pools/work-pool/{POOL}"
+
+    def pid_file(self, service: str) -> Path:
+        return self.folder / f"{service}.pid"
+
+    def log_file(self, service: str) -> Path:
+        return self.folder / f"{service}.log"
+
+    def save(self) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        fields = {k: v for k, v in asdict(self).items() if k != "folder"}
+        (self.folder / "stack.json").write_text(json.dumps(fields, indent=2))
+
+
+def stack_folder(settings: GradelineSettings) -> Path:
+    return settings.home / "stack"
+
+
+def load_stack(folder: Path) -> Stack | None:
+    """The stack last started from `folder`, or None when `up` never wrote one there."""
+    try:
+        fields = json.loads((folder / "stack.json").read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+    return Stack(folder=folder, **fields)
+
+
+# --- processes ---------------------------------------------------------------------------
+
+def port_is_free(port: int) -> bool:
+    """Whether nothing listens on `port` of 127.0.0.1 (a closing connection does not count)."""
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((HOST, port))
+        except OSError:
+            return False
+    return True
+
+
+def is_alive(pid: int) -> bool:
+    """Whether process `pid` runs (a zombie does not: it is reaped when it is our child)."""
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True
+    return state != "Z"
+
+
+def _command_line(pid: int) -> str | None:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return None
+
+
+def running_pid(stack: Stack, service: str) -> int | None:
+    """The pid of `service` when its pid file names a live process that is that service."""
+    try:
+        pid = int(stack.pid_file(service).read_text())
+    except (FileNotFoundError, ValueError):
+        return None
+    command = _command_line(pid)
+    if not is_alive(pid) or (command is not None and _MARKERS[service] not in command):
+        return None
+    return pid
+
+
+def start_process(command: list[str], env: dict[str, str], log: Path, cwd: Path) -> int:
+    """Start `command` in the background in a new session, output to `log`; its pid."""
+    with log.open("wb") as out:
+        process = subprocess.Popen(command, env=env, cwd=cwd, stdin=subprocess.DEVNULL,
+                                   stdout=out, stderr=subprocess.STDOUT,
+                                   start_new_session=True)
+    return process.pid
+
+
+def _descendants(pid: int) -> list[int]:
+    """Every process below `pid`, found through /proc (empty where there is none): children
+    that started sessions of their own, as the worker's flow runs do, leave its group."""
+    parents: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            parents[int(stat.parent.name)] = int(fields[1])
+        except (OSError, IndexError, ValueError):
+            continue
+    found, frontier = [], [pid]
+    while frontier:
+        children = [child for child, parent in parents.items() if parent in frontier]
+        found += children
+        frontier = children
+    return found
+
+
+def _signal(pids: list[int], group: int, sig: signal.Signals) -> None:
+    for target, send in [(group, os.killpg), *[(pid, os.kill) for pid in pids]]:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            send(target, sig)
+
+
+def stop_process(pid: int, grace_s: float = STOP_GRACE_S) -> bool:
+    """SIGTERM to the process group of `pid` and its descendants, SIGKILL to what is left after
+    `grace_s` seconds. True when all ended on SIGTERM."""
+    family = _descendants(pid)
+    _signal(family, pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace_s
+    while time.monotonic() < deadline:
+        if not any(is_alive(p) for p in [pid, *family]):
+            return True
+        time.sleep(0.2)
+    _signal(family, pid, signal.SIGKILL)
+    deadline = time.monotonic() + 5
+    while any(is_alive(p) for p in [pid, *family]) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return False
+
+
+# --- readiness ---------------------------------------------------------------------------
+
+def _http(url: str, body: dict[str, Any] | None = None, timeout: float = 5) -> Any:
+    """GET `url` (POST `body` as JSON when given); the decoded JSON answer, or None if empty."""
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data,
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+        payload = response.read()
+    return json.loads(payload) if payload.strip() else None
+
+
+def answers(url: str) -> bool:
+    """Whether `url` answers 200 right now."""
+    try:
+        with urllib.request.urlopen(url, timeout=3) as response:
+            return response.status == 200
+    except (OSError, ValueError):
+        return False
+
+
+def worker_online(api_url: str, worker_name: str) -> bool:
+    """Whether the worker named `worker_name` reports ONLINE in pool `gradeline`."""
+    try:
+        workers = _http(f"{api_url}/work_pools/{POOL}/workers/filter", {})
+    except (OSError, ValueError):
+        return False
+    return any(w["name"] == worker_name and w["status"] == "ONLINE" for w in workers or [])
+
+
+def readiness_checks(stack: Stack) -> dict[str, Callable[[], bool]]:
+    return {"prefect-server": lambda: answers(f"{stack.api_url}/health"),
+            "mlflow": lambda: answers(f"{stack.mlflow_url}/health"),
+            "worker": lambda: worker_online(stack.api_url, stack.worker_name)}
+
+
+def wait_ready(stack: Stack, service: str, pid: int, deadline: float) -> None:
+    """Return once `service` answers; StackError naming it and its log when its process exits
+    or the deadline (time.monotonic()) passes first."""
+    ready = readiness_checks(stack)[service]
+    log = stack.log_file(service)
+    while not ready():
+        if not is_alive(pid):
+            raise StackError(f"{service} exited before it answered; see {log}")
+        if time.monotonic() > deadline:
+            raise StackError(f"{service} did not answer in time; see {log}")
+        time.sleep(0.5)
+
+
+# --- the stack ---------------------------------------------------------------------------
+
+def service_commands(stack: Stack, settings: GradelineSettings) -> dict[str, list[str]]:
+    """The command line of each service, with the interpreter running this one."""
+    prefect = [sys.executable, "-m", "prefect"]
+    return {
+        "prefect-server": [*prefect, "server", "start", "--host", HOST,
+                           "--port", str(stack.prefect_port)],
+        # One web worker: a local UI for a few reviewers, on a machine shared with training.
+        "mlflow": [sys.executable, "-m", "mlflow", "server", "--host", HOST,
+                   "--port", str(stack.mlflow_port),
+                   "--backend-store-uri", str(settings.mlflow_tracking_uri),
+                   "--default-artifact-root", str(settings.mlflow_artifact_root),
+                   "--workers", "1"],
+        # --type process creates the pool when it is missing.
+        "worker": [*prefect, "worker", "start", "--pool", POOL, "--type", "process",
+                   "--name", stack.worker_name],
+    }
+
+
+def stack_env(stack: Stack, settings: GradelineSettings) -> dict[str, str]:
+    """This process's environment with the home's settings, every Prefect client (the worker,
+    its flow runs, the UI) pointed at the stack's server."""
+    return {**os.environ, **settings.service_env(), "PREFECT_API_URL": stack.api_url,
+            # No background job runners: nothing here uses them, and they slow the start.
+            "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+
+
+def running_services(stack: Stack) -> dict[str, int]:
+    """The services of `stack` that run now, with their pids."""
+    pids = {service: running_pid(stack, service) for service in SERVICES}
+    return {service: pid for service, pid in pids.items() if pid is not None}
+
+
+def start_stack(stack: Stack, settings: GradelineSettings, wait_s: float,
+                say: Callable[[str], None]) -> None:
+    """Start the three services and wait until each answers; on failure stop what started and
+    raise StackError naming the service that did not come up."""
+    for port, option in ((stack.prefect_port, "--prefect-port"),
+                         (stack.mlflow_port, "--mlflow-port")):
+        if not port_is_free(port):
+            raise StackError(f"port {port} on {HOST} is taken by another program; "
+                             f"choose another with {option}")
+    settings.ensure_dirs()
+    stack.save()
+    commands, env = service_commands(stack, settings), stack_env(stack, settings)
+    deadline = time.monotonic() + wait_s
+    started: dict[str, int] = {}
+
+    def launch(service: str) -> None:
+        started[service] = start_process(commands[service], env, stack.log_file(service),
+                                         cwd=stack.folder)
+        stack.pid_file(service).write_text(str(started[service]))
+        say(f"starting {service} (log: {stack.log_file(service)})")
+
+    try:
+        launch("prefect-server")
+        launch("mlflow")
+        wait_ready(stack, "prefect-server", started["prefect-server"], deadline)
+        launch("worker")  # it registers with the server, so only once the server answers
+        wait_ready(stack, "mlflow", started["mlflow"], deadline)
+        wait_ready(stack, "worker", started["worker"], deadline)
+    except BaseException:
+        stop_stack(stack, started)
+        raise
+
+
+def stop_stack(stack: Stack, pids: dict[str, int]) -> dict[str, bool]:
+    """Stop the given services, worker first, and remove their pid files; for each, whether it
+    ended on SIGTERM (False: it had to be killed)."""
+    stopped = {}
+    for service in reversed(SERVICES):
+        if service in pids:
+            stopped[service] = stop_process(pids[service])
+        stack.pid_file(service).unlink(missing_ok=True)
+    return stopped
+
+
+# --- deployments -------------------------------------------------------------------------
+
+def deploy_all(project: Path, api_url: str, settings: GradelineSettings, log: Path) -> None:
+    """`prefect --no-prompt deploy --all` in `project` against `api_url`, output to `log`;
+    StackError with the end of the output when it fails."""
+    env = {**os.environ, **settings.service_env(), "PREFECT_API_URL": api_url}
+    with log.open("wb") as out:
+        result = subprocess.run([sys.executable, "-c", _PREFECT_CLI_FIXED, "--no-prompt",
+                                 "deploy", "--all"], cwd=project, env=env,
+                                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
+    if result.returncode != 0:
+        tail = log.read_text(errors="replace")[-2000:]
+        raise StackError(f"prefect deploy failed (exit {result.returncode}), full log in "
+                         f"{log}:\n{tail}")
+
+
+def describe_deployments(api_url: str, names: list[str]) -> list[dict[str, Any]]:
+    """Each named deployment as registered on the server: flow, schedules and event triggers
+    (the automations it owns)."""
+    deployments = _http(f"{api_url}/deployments/filter",
+                        {"deployments": {"name": {"any_": names}}, "limit": 200})
+    flows = {f["id"]: f["name"] for f in _http(f"{api_url}/flows/filter", {"limit": 200})}
+    automations = _http(f"{api_url}/automations/filter", {"limit": 200})
+    described = []
+    for deployment in sorted(deployments, key=lambda d: names.index(d["name"])):
+        schedules = [_schedule_text(s["schedule"]) for s in deployment["schedules"]]
+        triggers = [{"automation": a["name"], "expect": sorted(a["trigger"]["expect"]),
+                     "within_s": a["trigger"]["within"], "parameters": action["parameters"]}
+                    for a in automations for action in a["actions"]
+                    if action.get("deployment_id") == deployment["id"]]
+        described.append({"name": deployment["name"], "id": deployment["id"],
+                          "flow": flows.get(deployment["flow_id"]),
+                          "entrypoint": deployment["entrypoint"],
+                          "work_pool": deployment["work_pool_name"],
+                          "schedules": schedules, "triggers": triggers})
+    return described
+
+
+def _schedule_text(schedule: dict[str, Any]) -> str:
+    if "cron" in schedule:
+        return f"cron {schedule['cron']} ({schedule.get('timezone') or 'UTC'})"
+    if "interval" in schedule:
+        return f"every {schedule['interval']:g} s"
+    return f"rrule {schedule.get('rrule')}"
+
+
+def _trigger_text(trigger: dict[str, Any]) -> str:
+    text = f"on {', '.join(trigger['expect'])}"
+    return text + (f" (once per {trigger['within_s']:g} s)" if trigger["within_s"] else "")
+
+
+def deployment_names(project: Path) -> list[str]:
+    """Names of the deployments declared in the project's prefect.yaml, in order."""
+    config = yaml.safe_load((project / "prefect.yaml").read_text()) or {}
+    return [d["name"] for d in config.get("deployments") or [] if d.get("name")]
+
+
+# --- commands ----------------------------------------------------------------------------
+
+def _fail(message: str) -> typer.Exit:
+    typer.secho(f"error: {message}", err=True, fg=typer.colors.RED)
+    return typer.Exit(code=2)
+
+
+def _say(message: str) -> None:
+    """Progress for people, on stderr so that stdout keeps the results."""
+    typer.echo(message, err=True)
+
+
+def _print_urls(stack: Stack) -> None:
+    typer.echo(f"Prefect UI:  {stack.prefect_url}")
+    typer.echo(f"MLflow UI:   {stack.mlflow_url}")
+    typer.echo(f"worker pool: {stack.pool_url} (pool {POOL!r}, worker {stack.worker_name!r})")
+    typer.echo("stop with `gradeline down`; register the deployments with `gradeline deploy`")
+
+
+def up(
+    prefect_port: Annotated[int, typer.Option(help="Port of the Prefect server and UI.")] = 4200,
+    mlflow_port: Annotated[int, typer.Option(help="Port of the MLflow UI.")] = 5000,
+    wait: Annotated[float, typer.Option(help="Seconds to wait for all three to answer.")]
+    = 240,
+) -> None:
+    """Start a Prefect server, the MLflow UI and a process worker (pool `gradeline`) in the
+    background on 127.0.0.1, on this home's state; print their URLs."""
+    settings = load_settings()
+    folder = stack_folder(settings)
+    current = load_stack(folder)
+    running = running_services(current) if current else {}
+    if current and len(running) == len(SERVICES):
+        typer.echo("the stack is already up")
+        _print_urls(current)
+        return
+    if running:
+        missing = ", ".join(f"{s} (log: {current.log_file(s)})"
+                            for s in SERVICES if s not in running)
+        raise _fail(f"the stack is partly up: {missing} not running; "
+                    f"run `gradeline down`, then `gradeline up`")
+    stack = Stack(folder, prefect_port, mlflow_port, worker_name=f"gradeline-{os.getpid()}")
+    try:
+        start_stack(stack, settings, wait, _say)
+    except StackError as error:
+        raise _fail(str(error)) from None
+    _print_urls(stack)
+
+
+def down() -> None:
+    """Stop what `gradeline up` started (worker, MLflow UI, Prefect server)."""
+    stack = load_stack(stack_folder(load_settings()))
+    if stack is None:
+        typer.echo("nothing to stop: `gradeline up` never ran with this home")
+        return
+    running = running_services(stack)
+    stopped = stop_stack(stack, running)  # also clears the pid files of services that died
+    if not running:
+        typer.echo("nothing to stop: the stack is not running")
+        return
+    for service, on_term in stopped.items():
+        typer.echo(f"stopped {service} (pid {running[service]})"
+                   + ("" if on_term else ", killed after it ignored SIGTERM"))
+
+
+def deploy(
+    project: Annotated[Path | None, typer.Option(
+        help="Folder with prefect.yaml and the flows; default the project root.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+    = False,
+) -> None:
+    """Register every deployment of prefect.yaml (schedules and event triggers) on the running
+    Prefect server: PREFECT_API_URL when set, else the one `gradeline up` started."""
+    settings = load_settings()
+    project = (project or find_project_root()).resolve()
+    if not (project / "prefect.yaml").is_file():
+        raise _fail(f"{project} has no prefect.yaml")
+    stack = load_stack(stack_folder(settings))
+    api_url = os.environ.get("PREFECT_API_URL") or (stack.api_url if stack else None)
+    if api_url is None or not answers(f"{api_url.rstrip('/')}/health"):
+        where = f"at {api_url}" if api_url else "(none was started here)"
+        raise _fail(f"no Prefect server answers {where}; start one with `gradeline up`")
+    api_url = api_url.rstrip("/")
+    log = stack_folder(settings) / "deploy.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    _say(f"deploying {project / 'prefect.yaml'} to {api_url} (log: {log})")
+    try:
+        deploy_all(project, api_url, settings, log)
+    except StackError as error:
+        raise _fail(str(error)) from None
+    described = describe_deployments(api_url, deployment_names(project))
+    if as_json:
+        typer.echo(json.dumps(described, indent=2))
+        return
+    for d in described:
+        when = d["schedules"] + [_trigger_text(t) for t in d["triggers"]]
+        typer.echo(f"{d['name']:<20} {d['entrypoint']:<40} {'; '.join(when) or 'manual'}")
+
+
+def register(app: typer.Typer) -> None:
+    """Add the stack commands to the main CLI."""
+    for command in (up, down, deploy):
+        app.command(command.__name__)(command)
