@@ -21,13 +21,21 @@ _SUBJECT_SIGNALS = 4  # more drifted signals than this are counted, not named, i
 
 
 def _ratio(signal: dict[str, Any]) -> float:
-    return signal["score"] / signal["threshold"] if signal["threshold"] else float("inf")
+    """How far past its threshold a drifted signal is: p-values and kappa drift downwards."""
+    score, threshold = signal["score"], signal["threshold"]
+    if signal.get("direction") == "below":
+        score, threshold = threshold, score
+    return score / threshold if threshold else float("inf")
 
 
 def _line(signal: dict[str, Any]) -> str:
-    relation = ">" if signal["drifted"] else "<="
-    line = (f"  {signal['name']} ({signal['kind']}): {signal['score']:.3g} {relation} "
-            f"{signal['threshold']:.3g} ({signal['method']})")
+    if signal["score"] is None:  # not judged (too few expert grades, no embeddings)
+        line = f"  {signal['name']} ({signal['kind']}): not judged ({signal['method']})"
+    else:
+        below = signal.get("direction") == "below"  # p-values and kappa drift downwards
+        relation = ("<" if below else ">") if signal["drifted"] else (">=" if below else "<=")
+        line = (f"  {signal['name']} ({signal['kind']}): {signal['score']:.3g} {relation} "
+                f"{signal['threshold']:.3g} ({signal['method']})")
     return f"{line}, {signal['note']}" if signal.get("note") else line
 
 

@@ -1,7 +1,10 @@
 """`monitor` parameters (params.yaml): the window, the reference, and when a difference is drift.
 
-Every threshold is a distance Evidently computes between the reference and the window, per
-signal; a signal drifts when its distance is above its threshold.
+Each signal is an Evidently statistical test between the reference and the window: for a p-value
+test (ks, chisquare) a signal drifts when its p-value is below the threshold, for a distance
+(wasserstein, jensenshannon, psi) when the distance is above it. The defaults are p-value tests:
+windows of tens of photos are small, and a distance between two small samples of the same
+distribution is often above any useful threshold, where a p-value accounts for the sample size.
 """
 
 from __future__ import annotations
@@ -14,17 +17,19 @@ from components.params import StrictParams
 class DriftThresholds(StrictParams):
     """When a signal counts as drifted."""
 
-    property_method: str = Field("wasserstein", description="Evidently stattest per image "
-                                 "property (normed Wasserstein distance by default)")
-    property_threshold: float = Field(0.1, gt=0, description="a property drifts above this")
+    property_method: str = Field("ks", description="Evidently stattest per image property "
+                                 "(Kolmogorov-Smirnov by default)")
+    property_threshold: float = Field(0.01, gt=0, description="p-value below (or distance "
+                                      "above) which a property drifts")
     max_drifted_property_share: float = Field(0.3, gt=0, le=1, description="image drift when "
                                               "more than this share of properties drift")
     embedding_method: str = Field("model", description="Evidently embeddings drift method: "
                                   "model (domain classifier ROC AUC), mmd, ratio, distance")
     embedding_threshold: float = Field(0.55, gt=0, description="drift above this score")
-    grade_method: str = Field("jensenshannon", description="stattest of the grade distribution")
-    grade_threshold: float = Field(0.1, gt=0)
-    set_size_threshold: float = Field(0.1, gt=0, description="normed Wasserstein of set sizes")
+    grade_method: str = Field("chisquare", description="stattest of the grade distribution")
+    grade_threshold: float = Field(0.01, gt=0)
+    set_size_method: str = Field("ks", description="stattest of the conformal set sizes")
+    set_size_threshold: float = Field(0.01, gt=0)
     max_needs_review_increase: float = Field(0.15, ge=0, description="needs_review share may "
                                              "rise this much over the reference's")
 

@@ -28,6 +28,11 @@ JUDGEMENT = {"status": "drift", "window_size": 120, "reference_size": 300, "sign
      "method": "wasserstein", "drifted": True, "note": ""},
     {"name": "embeddings", "kind": "embedding", "score": 0.91, "threshold": 0.55,
      "method": "model", "drifted": True, "note": "5 principal components"},
+    {"name": "contrast", "kind": "image", "score": 0.002, "threshold": 0.01, "method": "ks",
+     "direction": "below", "drifted": True, "note": ""},
+    {"name": "kappa", "kind": "performance", "score": None, "threshold": None,
+     "method": "quadratic kappa", "direction": "below", "drifted": False,
+     "note": "12 expert grades, 30 needed"},
 ]}
 
 
@@ -243,14 +248,17 @@ def test_drift_alert_gives_the_figures_and_what_to_do(book: IncidentBook) -> Non
     subject, body = drift_alert(MODEL, 3, "last 24h", JUDGEMENT, "/gl/reports/drift.html",
                                 "/gl/reports/sheet.png", verdict)
 
-    assert subject == "[gradeline] drift: card-grader v3 (brightness, embeddings)"
-    assert "card-grader version 3: 2 of 3 signals drifted" in body
+    assert subject == "[gradeline] drift: card-grader v3 (brightness, contrast, embeddings)"
+    assert "card-grader version 3: 3 of 5 signals drifted" in body
+    assert "contrast (image): 0.002 < 0.01 (ks)" in body  # a p-value drifts downwards
+    assert "kappa (performance): not judged (quadratic kappa), 12 expert grades" in body
     assert "last 24h, 120 served photos vs 300 reference" in body
     assert "brightness (image): 0.84 > 0.1 (wasserstein)" in body
     assert "embeddings (embedding): 0.91 > 0.55 (model), 5 principal components" in body
     assert "grades (prediction): 0.02 <= 0.1 (jensenshannon)" in body
     drifted, within = body.index("brightness (image)"), body.index("grades (prediction)")
-    assert body.index("embeddings (embedding)") > drifted  # most drifted first: 8.4x vs 1.65x
+    # most drifted first: 8.4x, then 5x (a p-value 5x below), then 1.65x
+    assert drifted < body.index("contrast (image)") < body.index("embeddings (embedding)")
     assert within > drifted
     assert "/gl/reports/drift.html" in body and "/gl/reports/sheet.png" in body
     assert "card-grader-20261123T0405" in body
