@@ -90,6 +90,14 @@ class GradelineSettings(BaseSettings):
         None, description="Small copies of served photos, for drift contact sheets; "
         "default <home>/served"
     )
+    inbox_dir: Path | None = Field(
+        None, description="Where labeled batches land for `retrain` (one folder per batch); "
+        "default <home>/inbox"
+    )
+    evidently_workspace: Path | None = Field(
+        None, description="Evidently workspace of drift runs (`evidently ui --workspace`); "
+        "default <home>/evidently"
+    )
     reports_dir: Path | None = Field(
         None, description="Evaluation and drift reports; default <home>/reports"
     )
@@ -130,6 +138,8 @@ class GradelineSettings(BaseSettings):
             "audit_log": home / "audit" / "releases.jsonl",
             "reports_dir": home / "reports",
             "thumbnails_dir": home / "served",
+            "evidently_workspace": home / "evidently",
+            "inbox_dir": home / "inbox",
             "cache_dir": home / "cache",
         }
         for name, default in derived.items():

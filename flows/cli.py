@@ -10,6 +10,10 @@
     gradeline promote --model card-grader --version N [--first] [--no-wait] [--json]
     gradeline approve | reject --model card-grader --version N --by NAME
     gradeline rollback --model card-grader --by NAME [--reason TEXT]
+    gradeline monitor [--model card-grader] [--window 24h] [--json]
+    gradeline silence --model card-grader --hours 12 --by NAME --reason TEXT
+    gradeline retrain [--model card-grader] [--no-promote] [--json]
+    gradeline up | down | deploy
     gradeline ui [--port 5000]
     gradeline config show [--json]
     gradeline demo
@@ -33,7 +37,9 @@ from components.cards.sheet import legend
 from components.centering import CenteringError, draw_centering, measure_centering
 from components.settings import load_settings
 from flows.config_cli import config_app
+from flows.monitor_cli import register as register_monitor_commands
 from flows.release_cli import register as register_release_commands
+from flows.stack import register as register_stack_commands
 
 app = typer.Typer(help="Gradeline: keep vision grading models correct in production.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
@@ -41,6 +47,8 @@ data_app = typer.Typer(help="Make and inspect labeled image batches.", no_args_i
 app.add_typer(data_app, name="data")
 app.add_typer(config_app, name="config")
 register_release_commands(app)
+register_monitor_commands(app)
+register_stack_commands(app)
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 

@@ -1,15 +1,17 @@
-"""The Prefect flows `promote` and `conclude-release`: a candidate that passed its gates becomes
-the challenger, is watched in shadow and then in canary steps on live traffic, and waits for a
-reviewer; an approved one becomes champion in one alias move.
+"""The Prefect flows `promote`, `conclude-release` and `conclude-releases`: a candidate that
+passed its gates becomes the challenger, is watched in shadow and then in canary steps on live
+traffic, and waits for a reviewer; an approved one becomes champion in one alias move.
 
     promote("card-grader", 4)           # shadow -> canary 5/25/50% -> awaiting_approval
     conclude_release("card-grader", 4)  # approved -> champion (previous = old); rejected -> stop
+    conclude_releases()                 # every challenger with a decision (scheduled)
 
 The serving process does the routing: it reads the `challenger` alias and its `canary_share` tag
 on every refresh, and logs both models' answers to the prediction log. These flows only move the
-registry state and judge what the log shows. Waiting for the reviewer is not a flow run: `promote`
-ends at `awaiting_approval`, and `conclude-release` acts on the decision when it is there (the
-CLI polls for it; a scheduled deployment can run it), so no worker sits idle for hours.
+registry state and judge what the log shows. Waiting for the reviewer is not a flow run:
+`promote` ends at `awaiting_approval`, and `conclude-release` acts on the decision when it is
+there (the CLI polls for it; the `conclude-releases` deployment runs every 5 minutes), so no
+worker sits idle for hours.
 A failed analysis rolls the challenger back at once and tells on-call.
 """
 
@@ -29,10 +31,13 @@ from components.serving.predlog import PredictionLog, compare_roles
 from components.settings import GradelineSettings, load_settings
 from flows.alerts import tell_on_call
 from flows.registry import releases_of
-from model_registry import PromotionError, Releases
+from model_registry import PromotionError, Releases, VersionNotFound
 from model_registry.names import (
+    ALIAS_CHALLENGER,
     ALIAS_CHAMPION,
     APPROVED,
+    DETECTOR,
+    GRADER,
     STAGE_AWAITING_APPROVAL,
     STAGE_CANARY,
     STAGE_CHAMPION,
@@ -145,6 +150,22 @@ def conclude_release(model: str, version: int) -> dict[str, object]:
                 "approved_by": by, "aliases": aliases}
     releases.reject(model, version, ACTOR, f"rejected by {by}")
     return {"model": model, "version": version, "stage": STAGE_REJECTED, "rejected_by": by}
+
+
+@flow(name="conclude-releases")
+def conclude_releases(models: tuple[str, ...] = (GRADER, DETECTOR)) -> dict[str, object]:
+    """Conclude every challenger awaiting approval whose reviewer has decided: the scheduled
+    deployment that lands approvals given in the MLflow UI without a waiting CLI."""
+    releases = releases_of(load_settings())
+    concluded: dict[str, object] = {}
+    for model in models:
+        try:
+            challenger = releases.version_for(model, ALIAS_CHALLENGER)
+        except VersionNotFound:
+            continue  # not registered here
+        if challenger is not None and challenger.stage == STAGE_AWAITING_APPROVAL:
+            concluded[model] = conclude_release(model, challenger.version)
+    return concluded
 
 
 def run_promote(settings: GradelineSettings, model: str, version: int,

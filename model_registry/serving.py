@@ -63,3 +63,11 @@ def download_graph(tracking_uri: str, version: RegisteredVersion, destination: P
     folder = Path(mlflow.artifacts.download_artifacts(uri, dst_path=str(destination),
                                                       tracking_uri=tracking_uri))
     return folder / GRAPH_FILE if folder.is_dir() else folder
+
+
+def version_metric(tracking_uri: str, version: RegisteredVersion, key: str) -> float | None:
+    """The latest value of metric `key` on the version's run (evaluation logs the gates' values
+    there, e.g. `gate.kappa`, the QWK on its test split), or None when it was never logged."""
+    metrics = registry_client(tracking_uri).get_run(version.run_id).data.metrics
+    value = metrics.get(key)
+    return None if value is None else float(value)

@@ -64,7 +64,7 @@ def drift_alert(model: str, version: int, window: str, judgement: dict[str, Any]
         f"{window}, {judgement['window_size']} served photos vs "
         f"{judgement['reference_size']} reference.",
         "",
-        "Drifted (score > threshold, method):",
+        "Drifted (score against threshold: p-values below it, distances above; method):",
         *(_line(s) for s in drifted),
     ]
     if within:

@@ -25,7 +25,7 @@ class DriftThresholds(StrictParams):
                                               "more than this share of properties drift")
     embedding_method: str = Field("model", description="Evidently embeddings drift method: "
                                   "model (domain classifier ROC AUC), mmd, ratio, distance")
-    embedding_threshold: float = Field(0.55, gt=0, description="drift above this score")
+    embedding_threshold: float = Field(0.65, gt=0, description="drift above this score")
     grade_method: str = Field("chisquare", description="stattest of the grade distribution")
     grade_threshold: float = Field(0.01, gt=0)
     set_size_method: str = Field("ks", description="stattest of the conformal set sizes")

@@ -1,70 +1,76 @@
-"""`gradeline demo` end to end at a small scale: a real Prefect flow run on the embedded
-defaults, every step's figures in the report, and the pictures it promises on disk."""
+"""`gradeline demo` end to end at test scale: the whole lifecycle as a real Prefect flow run on
+the embedded defaults (the service as its own process on loopback), every step's figures in the
+report, drift found on the new camera's day and gone after the retrained champion took over."""
 
-import asyncio
+import json
 from pathlib import Path
 
-import cv2
 import pytest
-from prefect.client.orchestration import get_client
-from prefect.client.schemas.sorting import FlowRunSort
-from prefect.testing.utilities import prefect_test_harness
 
 from components.settings import load_settings
 from flows.demo import run_demo
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
-TINY_BUDGETS = Path(__file__).parents[1] / "integration" / "tiny_params.yaml"
+PARAMS = Path(__file__).with_name("demo_params.yaml")
 
 
-async def _demo_run_states() -> list[str]:
-    async with get_client() as client:
-        # Explicit limit and sort: this server rejects the client's defaults (null) with a 422.
-        runs = await client.read_flow_runs(limit=10, sort=FlowRunSort.START_TIME_DESC)
-        return [run.state.type.value for run in runs if run.name and run.state]
+def _step(report, name: str):
+    return next(step for step in report.steps if step.name == name)
 
 
-def test_demo_runs_the_day_zero_story(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_demo_tells_the_whole_story(tmp_path: Path, prefect_server: None,
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("os.environ", dict(__import__("os").environ))  # activate() must not leak
     lines: list[str] = []
-    with prefect_test_harness(server_startup_timeout=120):
-        report = run_demo(load_settings(home=tmp_path), studio_cards=24, phone_cards=16,
-                          echo=lines.append, params_file=TINY_BUDGETS)
-        states = asyncio.run(_demo_run_states())
+    report = run_demo(load_settings(home=tmp_path), echo=lines.append, params_file=PARAMS)
 
     assert report.ok, report.error
-    assert set(states) == {"COMPLETED"}  # the demo and its ingest, train, evaluate subflows
+    assert lines[-1].startswith("demo finished")
+    home = tmp_path / "demo"
+    assert report.home == str(home)
     names = [step.name for step in report.steps]
-    assert names[0] == "synthesize studio batch"
-    assert names[-3:] == ["ingest studio batch again", "train card grader (fast profile)",
-                          "evaluate card grader"]
-    studio = next(s for s in report.steps if s.name == "centering vs truth (studio)")
-    assert studio.figures["failures"] == 0 and studio.figures["max_abs"] <= 1.0
-    sheets = next(s for s in report.steps if s.name == "contact sheets").files
-    assert all(cv2.imread(path) is not None for path in sheets)
-    assert all(Path(path).is_relative_to(tmp_path) for path in sheets)
-    assert lines[-1] == "demo finished"
-    ingests = [s.figures for s in report.steps if s.name.startswith("ingest")]
-    assert [f["status"] for f in ingests] == ["accepted", "accepted", "already_ingested"]
-    assert ingests[0]["accepted"] == 24 and ingests[1]["accepted"] == 16
-    assert ingests[2]["data_version"] == ingests[1]["data_version"]
-    trained = report.steps[-2].figures
-    assert trained["model_name"] == "card-grader" and trained["version"] == 1
-    assert -1 <= trained["qwk"] <= 1 and trained["epochs_run"] >= 1
-    evaluated = report.steps[-1]
-    # A grader trained on 32 cards is far from the experts: its gates reject it.
-    assert evaluated.figures["version"] == 1 and evaluated.figures["stage"] == "rejected"
-    assert "kappa" in evaluated.figures["gates_failed"]
-    assert "<h2>Gates</h2>" in Path(evaluated.files[0]).read_text()
+    assert names[:3] == ["day 0: synthesize studio batch", "day 0: expert panel agreement",
+                         "day 0: contact sheet"]
+    assert names[-2:] == ["day 5: phone traffic", "day 5: monitor"]
+    ingests = [s.figures for s in report.steps if s.name.startswith("day 0: ingest")]
+    assert [f["status"] for f in ingests] == ["accepted", "already_ingested"]
+    assert _step(report, "day 0: first champion").figures == {"champion": 1}
+
+    monitors = {s.name: s for s in report.steps if s.name.endswith("monitor")}
+    assert [monitors[f"day {d}: monitor"].figures["status"] for d in (1, 2, 3, 4, 5)] == \
+        ["ok", "ok", "ok", "drift", "ok"]
+    drift = monitors["day 4: monitor"]
+    assert drift.figures["incident"] == "alert" and drift.figures["version"] == 1
+    assert drift.figures["alert"].startswith("[gradeline] drift: card-grader v1")
+    assert "<html" in Path(drift.files[0]).read_text().lower()
+    assert Path(drift.files[1]).name == "most_drifted.png"  # thumbnails of served photos
+    clean = monitors["day 5: monitor"]
+    assert clean.figures["version"] == 2 and clean.figures["incident"] == "recovered"
+
+    retrained = _step(report, "day 4: retrain, as the drift event triggers it (ingest, train, "
+                              "evaluate, release)").figures
+    assert retrained["version"] == 2 and retrained["stage"] == "awaiting_approval"
+    assert retrained["shadow"] == "pass" and retrained["canary_50"] == "pass"
+    approval = _step(report, "day 4: approval").figures
+    assert approval["champion"] == 2 and approval["previous"] == 1
+    assert "demo mode" in approval["approved_by"]
+
+    alerts = [json.loads(line) for line in (home / "alerts.jsonl").read_text().splitlines()]
+    assert [a["subject"].split(":")[0] for a in alerts] == ["[gradeline] drift",
+                                                           "[gradeline] recovered"]
+    audit = (home / "audit" / "releases.jsonl").read_text()
+    assert "demo mode" in audit
+    assert any((home / "evidently").rglob("*.json"))  # the runs behind `evidently ui`
 
 
-def test_demo_reports_a_failed_step_instead_of_crashing(tmp_path: Path,
-                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_demo_reports_a_failed_step_instead_of_crashing(tmp_path: Path, prefect_server: None,
+                                                            monkeypatch: pytest.MonkeyPatch
+                                                            ) -> None:
     monkeypatch.setattr("os.environ", dict(__import__("os").environ))
-    with prefect_test_harness(server_startup_timeout=120):
-        report = run_demo(load_settings(home=tmp_path), studio_cards=0, phone_cards=4,
-                          echo=None)
+    broken = tmp_path / "params.yaml"
+    broken.write_text(PARAMS.read_text().replace("studio_cards: 40", "studio_cards: 0"))
+    report = run_demo(load_settings(home=tmp_path), echo=None, params_file=broken)
 
     assert not report.ok
-    assert "--n must be at least 1" in report.error
+    assert "studio_cards" in report.error

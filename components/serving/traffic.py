@@ -1,0 +1,156 @@
+"""A load generator for the grading service: clients posting card photos over HTTP, and the
+experts' grades sent back for a share of them, as client services do.
+
+    photos = photos_of_batch(Path("batch"))            # a factory batch: photo + experts' grade
+    figures = Traffic(url, photos, "day1").run(60)      # 60 requests, then stop
+    with Traffic(url, photos, "release") as traffic:    # until the block ends
+        promote(...)
+
+Every request id is `<prefix>-<n>`, so the prediction log and thumbnails of one burst of traffic
+are easy to find; a photo's expert grade goes to /v1/feedback once it has been answered.
+"""
+
+from __future__ import annotations
+
+import csv
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+FEEDBACK_ATTEMPTS = 5
+
+
+@dataclass(frozen=True)
+class Photo:
+    """One photo to send and, when known, the experts' grade of its card."""
+
+    path: Path
+    expert_grade: int | None = None
+
+
+def photos_of_batch(batch: Path) -> list[Photo]:
+    """The photos of a factory or manifest batch with their experts' (consensus) grade."""
+    with (batch / "manifest.csv").open() as handle:
+        return [Photo(batch / row["image_path"], int(row["grade"]))
+                for row in csv.DictReader(handle)]
+
+
+@dataclass
+class TrafficFigures:
+    """What a burst of traffic saw."""
+
+    sent: int = 0
+    answered: int = 0
+    feedback: int = 0
+    failures: list[str] = field(default_factory=list)
+    versions: Counter = field(default_factory=Counter)
+    grades: list[int] = field(default_factory=list)
+    needs_review: int = 0
+    seconds: float = 0.0
+
+    def as_dict(self) -> dict[str, object]:
+        """The figures a timeline shows."""
+        return {"requests": self.sent, "answered": self.answered,
+                "answered_per_s": round(self.answered / self.seconds, 1) if self.seconds else 0,
+                "failures": len(self.failures), "expert_grades": self.feedback,
+                "versions": dict(self.versions),
+                "mean_grade": round(sum(self.grades) / len(self.grades), 2) if self.grades
+                else None,
+                "needs_review": round(self.needs_review / self.answered, 3) if self.answered
+                else None}
+
+
+class Traffic:
+    """`clients` threads posting `photos` in turn to the service at `url`; each answered photo
+    with an expert grade gets it sent back when `with_feedback` is set."""
+
+    def __init__(self, url: str, photos: list[Photo], prefix: str, clients: int = 2,
+                 with_feedback: bool = True, pause_seconds: float = 0.0) -> None:
+        if not photos:
+            raise ValueError("traffic needs at least one photo")
+        self.url, self.photos, self.prefix = url.rstrip("/"), photos, prefix
+        self.clients, self.with_feedback, self.pause = clients, with_feedback, pause_seconds
+        self.figures = TrafficFigures()
+        self._lock = threading.Lock()
+        self._next = 0
+        self._limit: int | None = None
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._started = 0.0
+
+    def run(self, count: int) -> TrafficFigures:
+        """Send `count` requests, wait for their answers, and return the figures."""
+        self._limit = count
+        with self:
+            for thread in self._threads:
+                thread.join()
+        return self.figures
+
+    def __enter__(self) -> Traffic:
+        self._started = time.perf_counter()
+        self._threads = [threading.Thread(target=self._client, daemon=True)
+                         for _ in range(self.clients)]
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=60)
+        self.figures.seconds = round(time.perf_counter() - self._started, 2)
+
+    def _take(self) -> int | None:
+        with self._lock:
+            if self._stop.is_set() or (self._limit is not None and self._next >= self._limit):
+                return None
+            self._next += 1
+            return self._next - 1
+
+    def _client(self) -> None:
+        with httpx.Client(base_url=self.url, timeout=60) as client:
+            while (number := self._take()) is not None:
+                self._send(client, number)
+                if self.pause:
+                    self._stop.wait(self.pause)
+
+    def _send_feedback(self, client: httpx.Client, request_id: str, grade: int) -> None:
+        """The experts' grade of an answered photo. The service logs an answer just after
+        sending it, so a grade sent at once may find no request yet (404): it is retried."""
+        for attempt in range(FEEDBACK_ATTEMPTS):
+            response = client.post("/v1/feedback", json={"request_id": request_id,
+                                                         "grade": grade, "grader": "panel"})
+            if response.status_code != 404:
+                break
+            time.sleep(0.1 * (attempt + 1))
+        response.raise_for_status()
+
+    def _send(self, client: httpx.Client, number: int) -> None:
+        photo, request_id = self.photos[number % len(self.photos)], f"{self.prefix}-{number}"
+        feedback = self.with_feedback and photo.expert_grade is not None
+        try:
+            response = client.post("/v1/grade", headers={"X-Request-ID": request_id},
+                                   files={"file": (photo.path.name, photo.path.read_bytes())})
+            if response.status_code != 200:
+                raise httpx.HTTPStatusError(f"{response.status_code} {response.text}",
+                                            request=response.request, response=response)
+            answer = response.json()
+            if feedback:
+                self._send_feedback(client, request_id, photo.expert_grade)
+        except httpx.HTTPError as error:
+            with self._lock:
+                self.figures.sent += 1
+                self.figures.failures.append(f"{request_id}: {error}")
+            return
+        with self._lock:
+            figures = self.figures
+            figures.sent += 1
+            figures.answered += 1
+            figures.feedback += int(feedback)
+            figures.versions[f"v{answer['version']}"] += 1
+            figures.grades.append(int(answer["grade"]))
+            figures.needs_review += int(bool(answer.get("needs_review")))

@@ -1,0 +1,111 @@
+"""The monitoring commands of `gradeline`: monitor, silence and retrain.
+
+    gradeline monitor [--model card-grader] [--window 24h] [--json]
+    gradeline silence --model card-grader --hours 12 --by ada --reason "new camera, retraining"
+    gradeline retrain [--model card-grader] [--reason TEXT] [--no-promote] [--json]
+
+Mounted by the main CLI with `register(app)`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from components.settings import load_settings
+from flows.release_cli import ByOption, JsonFlag, ModelOption, ParamsOption, _fail
+
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)([mhd])$")
+_HOURS_PER_UNIT = {"m": 1 / 60, "h": 1.0, "d": 24.0}
+
+
+def parse_hours(window: str) -> float:
+    """'90m', '24h' or '7d' in hours; BadParameter for anything else."""
+    matched = _DURATION.match(window.strip())
+    if not matched:
+        raise typer.BadParameter(f"{window!r} is not a duration such as 90m, 24h or 7d")
+    return float(matched.group(1)) * _HOURS_PER_UNIT[matched.group(2)]
+
+
+def monitor(
+    model: ModelOption = "card-grader",
+    window: Annotated[str | None, typer.Option(help="How far back: 90m, 24h, 7d; default "
+                                               "params.yaml monitor.window_hours.")] = None,
+    params: ParamsOption = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Compare the last window of served photos with the champion's reference: Evidently
+    reports, an alert once per incident, and the event that triggers retraining."""
+    from flows.monitor import MonitorError, run_monitor
+
+    hours = parse_hours(window) if window else None
+    try:
+        summary = run_monitor(load_settings(), model, hours,
+                              params_file=str(params) if params else None)
+    except MonitorError as error:
+        raise _fail(str(error)) from None
+    if as_json:
+        typer.echo(json.dumps(summary, indent=2, default=str))
+        return
+    typer.echo(f"{model} version {summary['version']}, {summary['since']} .. "
+               f"{summary['until']}: {summary['headline']}")
+    typer.echo(f"incident: {summary['incident']['action']} ({summary['incident']['reason']})")
+    typer.echo(f"report: {summary['report']}")
+    if summary["contact_sheet"]:
+        typer.echo(f"most drifted photos: {summary['contact_sheet']}")
+
+
+def silence(
+    model: ModelOption = "card-grader",
+    hours: Annotated[float, typer.Option(help="How long drift alerts stay quiet.")] = 12.0,
+    by: ByOption = ...,
+    reason: Annotated[str, typer.Option(help="The known cause, for whoever looks next.")] = ...,
+    as_json: JsonFlag = False,
+) -> None:
+    """Silence the model's drift incident (or one about to open: a known change) for a while;
+    reports are still written and a recovery is still announced."""
+    from components.monitor.incidents import IncidentBook
+    from components.monitor.params import MonitorParams
+    from components.params import load_params
+
+    settings = load_settings()
+    cooldown = timedelta(hours=load_params("monitor", MonitorParams).cooldown_hours)
+    until = datetime.now(UTC) + timedelta(hours=hours)
+    incident = IncidentBook(settings.home / "monitor" / "incidents.json", cooldown).silence(
+        model, until, reason, by)
+    typer.echo(json.dumps(incident.as_dict(), default=str) if as_json else
+               f"{model}: drift alerts silenced until {until:%Y-%m-%d %H:%M} UTC ({reason})")
+
+
+def retrain(
+    model: ModelOption = "card-grader",
+    reason: Annotated[str, typer.Option(help="Why, for the run's record.")] = "manual",
+    source: Annotated[Path | None, typer.Option(help="The batch to ingest; default the newest "
+                                                "folder in <home>/inbox.")] = None,
+    promote: Annotated[bool, typer.Option(help="Hand a candidate that passed its gates to "
+                                          "promote (shadow, canary).")] = True,
+    params: ParamsOption = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Ingest the newest labeled batch, train, evaluate, and promote the candidate if it passes
+    its gates (what the drift trigger and the nightly schedule run)."""
+    from flows.retrain import run_retrain
+
+    summary = run_retrain(load_settings(), model, reason=reason,
+                          source=str(source) if source else None, promote_candidate=promote,
+                          params_file=str(params) if params else None)
+    typer.echo(json.dumps(summary, indent=2, default=str) if as_json else
+               f"{model}: {summary['status']} " + json.dumps(
+                   {k: summary.get(k) for k in ("version", "kappa", "stage", "data_version")},
+                   default=str))
+
+
+def register(app: typer.Typer) -> None:
+    """Add the monitoring commands to the main CLI."""
+    for command in (monitor, silence, retrain):
+        app.command(command.__name__)(command)
