@@ -77,7 +77,7 @@ def drift_alert(model: str, version: int, window: str, judgement: dict[str, Any]
         f"Incident {incident.id}, open since {incident.opened:%Y-%m-%d %H:%M} UTC: "
         f"{verdict.reason}.",
         "A known change (new camera, lighting)? Silence it:",
-        f'  gradeline silence --model {model} --hours 12 --reason "..."',
+        f'  gradeline silence --model {model} --hours 12 --by <you> --reason "..."',
         "Served grades wrong? Roll back to the previous champion:",
         f'  gradeline rollback --model {model} --by <you> --reason "..."',
     ]

@@ -92,3 +92,19 @@ def test_every_command_has_help(tmp_path: Path, command: list[str]) -> None:
     result = _run(tmp_path, *command, "--help")
     assert result.exit_code == 0, result.output
     assert "Usage" in result.output
+
+
+def test_silence_holds_back_the_next_drift_alert_and_says_until_when(tmp_path: Path) -> None:
+    result = _run(tmp_path, "silence", "--model", "card-grader", "--hours", "2", "--by", "ada",
+                  "--reason", "new camera, retraining", "--json")
+    assert result.exit_code == 0, result.output
+    incident = json.loads(result.stdout)
+    assert incident["silenced_by"] == "ada" and incident["silence_reason"].startswith("new camera")
+    state = json.loads((tmp_path / "monitor" / "incidents.json").read_text())
+    assert "card-grader" in json.dumps(state)
+
+
+def test_monitor_refuses_a_window_that_is_not_a_duration(tmp_path: Path) -> None:
+    result = _run(tmp_path, "monitor", "--window", "yesterday")
+    assert result.exit_code == 2
+    assert "'yesterday' is not a duration such as 90m, 24h or 7d" in result.output

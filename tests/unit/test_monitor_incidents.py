@@ -262,7 +262,7 @@ def test_drift_alert_gives_the_figures_and_what_to_do(book: IncidentBook) -> Non
     assert within > drifted
     assert "/gl/reports/drift.html" in body and "/gl/reports/sheet.png" in body
     assert "card-grader-20261123T0405" in body
-    assert 'gradeline silence --model card-grader --hours 12 --reason "..."' in body
+    assert 'gradeline silence --model card-grader --hours 12 --by <you> --reason "..."' in body
     assert 'gradeline rollback --model card-grader --by <you> --reason "..."' in body
 
 
