@@ -28,7 +28,12 @@ from prefect.cache_policies import NO_CACHE
 from prefect.events import emit_event
 
 from components.monitor.alerts import drift_alert, recovery_alert
-from components.monitor.drift import DriftJudgement, judge_window, most_drifted
+from components.monitor.drift import (
+    DriftJudgement,
+    judge_window,
+    most_drifted,
+    property_z_scores,
+)
 from components.monitor.incidents import IncidentBook, Verdict
 from components.monitor.params import MonitorParams
 from components.monitor.reference import grade_reference, newest_items, served_window
@@ -98,12 +103,16 @@ def publish(settings: GradelineSettings, judgement: DriftJudgement, model: str,
 def draw_most_drifted(settings: GradelineSettings, reference: pd.DataFrame,
                       window: pd.DataFrame, params: MonitorParams, folder: Path) -> str | None:
     """A contact sheet of the served photos farthest from the reference (those with a
-    thumbnail); its path, or None when no thumbnail was kept."""
+    thumbnail), each captioned with its farthest property; its path, or None when no
+    thumbnail was kept."""
+    z_scores = property_z_scores(reference, window).set_axis(window["request_id"])
     photos = []
     for request_id in most_drifted(reference, window, params.sheet_images):
         image = cv2.imread(str(thumbnail_path(settings.thumbnails_dir, request_id)))
         if image is not None:
-            photos.append((request_id[:18], image))
+            farthest = z_scores.loc[request_id].abs().idxmax()
+            z = z_scores.loc[request_id, farthest]
+            photos.append((f"{request_id[:14]} {farthest} z={z:+.1f}", image))
     return str(contact_sheet(photos, folder / "most_drifted.png")) if photos else None
 
 

@@ -3,6 +3,7 @@
     gradeline monitor [--model card-grader] [--window 24h] [--json]
     gradeline silence --model card-grader --hours 12 --by ada --reason "new camera, retraining"
     gradeline retrain [--model card-grader] [--reason TEXT] [--no-promote] [--json]
+    gradeline land incoming/batch-7 [--task grade] [--dataset cards]
 
 Mounted by the main CLI with `register(app)`.
 """
@@ -10,7 +11,11 @@ Mounted by the main CLI with `register(app)`.
 from __future__ import annotations
 
 import json
+import os
 import re
+import shutil
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated
@@ -105,7 +110,44 @@ def retrain(
                    default=str))
 
 
+# Run with PREFECT_API_URL set: Prefect reads its API once per process, and this one may have
+# read none (the embedded default). The process sends its queued events before it exits.
+_ANNOUNCE = ("import json, sys; from prefect.events import emit_event; "
+             "emit_event('gradeline.batch.landed', json.loads(sys.argv[1]))")
+
+
+def land(
+    batch: Annotated[Path, typer.Argument(help="A labeled batch folder.")],
+    task: Annotated[str, typer.Option(help="grade, detect or classify.")] = "grade",
+    dataset: Annotated[str | None, typer.Option(help="Dataset to ingest into.")] = None,
+) -> None:
+    """Put a labeled batch in <home>/inbox and announce it: the event gradeline.batch.landed,
+    on which the ingest-new-batch deployment triggers (on `gradeline up`'s server, or
+    PREFECT_API_URL's)."""
+    from flows.stack import load_stack, stack_folder
+
+    settings = load_settings()
+    target = settings.inbox_dir / batch.name
+    if not batch.is_dir():
+        raise _fail(f"{batch} is not a folder")
+    if target.exists():
+        raise _fail(f"{target} exists: a batch lands once; give this one another name")
+    shutil.copytree(batch, target)
+    stack = load_stack(stack_folder(settings))
+    api_url = os.environ.get("PREFECT_API_URL") or (stack.api_url if stack else None)
+    if api_url is None:
+        typer.echo(f"{target}: landed; no Prefect server to announce it to (`gradeline up`), "
+                   "so `gradeline retrain` or `gradeline ingest` will pick it up")
+        return
+    resource = {"prefect.resource.id": f"gradeline.batch.{target.name}",
+                "gradeline.batch.path": str(target), "gradeline.batch.task": task,
+                **({"gradeline.batch.dataset": dataset} if dataset else {})}
+    subprocess.run([sys.executable, "-c", _ANNOUNCE, json.dumps(resource)], check=True,
+                   env={**os.environ, "PREFECT_API_URL": api_url})
+    typer.echo(f"{target}: landed and announced to {api_url} (gradeline.batch.landed)")
+
+
 def register(app: typer.Typer) -> None:
     """Add the monitoring commands to the main CLI."""
-    for command in (monitor, silence, retrain):
+    for command in (monitor, silence, retrain, land):
         app.command(command.__name__)(command)

@@ -16,6 +16,7 @@ import csv
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -41,39 +42,41 @@ def photos_of_batch(batch: Path) -> list[Photo]:
 
 @dataclass
 class TrafficFigures:
-    """What a burst of traffic saw."""
+    """What a burst of traffic saw: every answer, and every failure."""
 
     sent: int = 0
-    answered: int = 0
     feedback: int = 0
+    answers: list[dict[str, object]] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
-    versions: Counter = field(default_factory=Counter)
-    grades: list[int] = field(default_factory=list)
-    needs_review: int = 0
     seconds: float = 0.0
 
     def as_dict(self) -> dict[str, object]:
         """The figures a timeline shows."""
-        return {"requests": self.sent, "answered": self.answered,
-                "answered_per_s": round(self.answered / self.seconds, 1) if self.seconds else 0,
+        answered = len(self.answers)
+        grades = [int(answer["grade"]) for answer in self.answers]
+        return {"requests": self.sent, "answered": answered,
+                "answered_per_s": round(answered / self.seconds, 1) if self.seconds else 0,
                 "failures": len(self.failures), "expert_grades": self.feedback,
-                "versions": dict(self.versions),
-                "mean_grade": round(sum(self.grades) / len(self.grades), 2) if self.grades
-                else None,
-                "needs_review": round(self.needs_review / self.answered, 3) if self.answered
-                else None}
+                "versions": dict(Counter(f"v{answer['version']}" for answer in self.answers)),
+                "mean_grade": round(sum(grades) / answered, 2) if answered else None,
+                "needs_review": round(sum(bool(answer.get("needs_review"))
+                                          for answer in self.answers) / answered, 3)
+                if answered else None}
 
 
 class Traffic:
     """`clients` threads posting `photos` in turn to the service at `url`; each answered photo
-    with an expert grade gets it sent back when `with_feedback` is set."""
+    with an expert grade gets it sent back when `with_feedback` is set. With `start_when`, the
+    clients wait until it returns True (asked every second), then send."""
 
     def __init__(self, url: str, photos: list[Photo], prefix: str, clients: int = 2,
-                 with_feedback: bool = True, pause_seconds: float = 0.0) -> None:
+                 with_feedback: bool = True, pause_seconds: float = 0.0,
+                 start_when: Callable[[], bool] | None = None) -> None:
         if not photos:
             raise ValueError("traffic needs at least one photo")
         self.url, self.photos, self.prefix = url.rstrip("/"), photos, prefix
         self.clients, self.with_feedback, self.pause = clients, with_feedback, pause_seconds
+        self.start_when = start_when
         self.figures = TrafficFigures()
         self._lock = threading.Lock()
         self._next = 0
@@ -113,6 +116,9 @@ class Traffic:
 
     def _client(self) -> None:
         with httpx.Client(base_url=self.url, timeout=60) as client:
+            while self.start_when is not None and not self._stop.is_set() \
+                    and not self.start_when():
+                self._stop.wait(1.0)
             while (number := self._take()) is not None:
                 self._send(client, number)
                 if self.pause:
@@ -147,10 +153,6 @@ class Traffic:
                 self.figures.failures.append(f"{request_id}: {error}")
             return
         with self._lock:
-            figures = self.figures
-            figures.sent += 1
-            figures.answered += 1
-            figures.feedback += int(feedback)
-            figures.versions[f"v{answer['version']}"] += 1
-            figures.grades.append(int(answer["grade"]))
-            figures.needs_review += int(bool(answer.get("needs_review")))
+            self.figures.sent += 1
+            self.figures.feedback += int(feedback)
+            self.figures.answers.append(answer)

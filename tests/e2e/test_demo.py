@@ -51,7 +51,7 @@ def test_the_demo_tells_the_whole_story(tmp_path: Path, prefect_server: None,
     retrained = _step(report, "day 4: retrain, as the drift event triggers it (ingest, train, "
                               "evaluate, release)").figures
     assert retrained["version"] == 2 and retrained["stage"] == "awaiting_approval"
-    assert retrained["shadow"] == "pass" and retrained["canary_50"] == "pass"
+    assert retrained["shadow"].startswith("pass") and retrained["canary_50"].startswith("pass")
     approval = _step(report, "day 4: approval").figures
     assert approval["champion"] == 2 and approval["previous"] == 1
     assert "demo mode" in approval["approved_by"]

@@ -19,7 +19,6 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
@@ -34,6 +33,7 @@ from typer.testing import CliRunner
 
 from components.evaluate.graph import read_metadata
 from components.evaluate.mlflow_onnx import log_onnx_model, sha256
+from components.serving.traffic import Photo, Traffic
 from components.settings import load_settings
 from components.train.prepare import prepare_photo
 from components.train.tracking import TrainingRun
@@ -100,46 +100,6 @@ def _in_release_home(_no_gradeline_env: None, release_home: Path) -> None:
     load_settings(home=release_home).activate()
 
 
-class Traffic:
-    """Clients posting card photos to the service from two threads until stopped."""
-
-    def __init__(self, url: str, photos: list[Path]) -> None:
-        self.url, self.photos = url, photos
-        self.answers: list[dict] = []
-        self.failures: list[str] = []
-        self._stop = threading.Event()
-        self._threads = [threading.Thread(target=self._client, args=(i,), daemon=True)
-                         for i in range(2)]
-
-    def _client(self, offset: int) -> None:
-        with httpx.Client(timeout=30) as client:
-            i = offset
-            while not self._stop.is_set():
-                photo = self.photos[i % len(self.photos)]
-                i += 2
-                try:
-                    response = client.post(f"{self.url}/v1/grade",
-                                           files={"file": (photo.name, photo.read_bytes())},
-                                           headers={"X-Request-ID": uuid.uuid4().hex})
-                except httpx.HTTPError as error:
-                    self.failures.append(f"{type(error).__name__}: {error}")
-                    continue
-                if response.status_code == 200:
-                    self.answers.append(response.json())
-                else:
-                    self.failures.append(f"{response.status_code}: {response.text}")
-
-    def __enter__(self) -> Traffic:
-        for thread in self._threads:
-            thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._stop.set()
-        for thread in self._threads:
-            thread.join(timeout=30)
-
-
 @pytest.fixture(scope="module")
 def service(release_home: Path) -> Iterator[str]:
     """`gradeline serve` as its own process on a free loopback port; its URL."""
@@ -200,9 +160,9 @@ def test_a_challenger_approved_in_the_mlflow_ui_becomes_champion_without_a_resta
         tmp_path: Path) -> None:
     params = release_home.parent / "params.yaml"
     challenger = _register(release_home.parent / "grader.onnx")
-    photos = sorted((factory_batches["first"] / "images").glob("*.jpg"))
+    photos = [Photo(path) for path in sorted((factory_batches["first"] / "images").glob("*.jpg"))]
 
-    with Traffic(service, photos) as traffic:
+    with Traffic(service, photos, "approval") as traffic:
         thread, outcome = _in_background(_promote(challenger, params))
         _wait_for(lambda: _stage(challenger) == "awaiting_approval" or not thread.is_alive(),
                   300, lambda: "the canary to finish")
@@ -218,18 +178,18 @@ def test_a_challenger_approved_in_the_mlflow_ui_becomes_champion_without_a_resta
         thread.join(timeout=120)
         result = outcome[0]
         assert result.exit_code == 0, result.output
-        crowned = len(traffic.answers)
+        crowned = len(traffic.figures.answers)
         _wait_for(lambda: any(a["version"] == challenger and a["role"] == "champion"
-                              for a in traffic.answers[crowned:]), 30,
-                  lambda: f"the new champion's answers ({len(traffic.answers) - crowned} "
-                          f"answers since, failures: {traffic.failures[-3:]})")
+                              for a in traffic.figures.answers[crowned:]), 30,
+                  lambda: f"the new champion's answers ({len(traffic.figures.answers) - crowned} "
+                          f"answers since, failures: {traffic.figures.failures[-3:]})")
 
     report = json.loads(result.stdout)
     assert report["stage"] == "champion" and report["conclusion"]["approved_by"] == "ada"
     assert [s["step"] for s in report["steps"]] == ["shadow", "canary_25", "canary_50"]
     assert all(s["passed"] and s["figures"]["challenger_requests"] >= 8 for s in report["steps"])
-    assert not traffic.failures
-    roles = {(a["version"], a["role"]) for a in traffic.answers}
+    assert not traffic.figures.failures
+    roles = {(a["version"], a["role"]) for a in traffic.figures.answers}
     assert {(1, "champion"), (challenger, "challenger"), (challenger, "champion")} <= roles
     assert httpx.get(f"{service}/readyz").json()["loaded"]["champion"]["version"] == challenger
 
@@ -261,7 +221,7 @@ def test_a_challenger_that_errs_is_rolled_back_and_on_call_is_told(
         release_home: Path, service: str, factory_batches: dict[str, Path],
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     params = release_home.parent / "params.yaml"
-    photos = sorted((factory_batches["first"] / "images").glob("*.jpg"))
+    photos = [Photo(path) for path in sorted((factory_batches["first"] / "images").glob("*.jpg"))]
     # The graph sees the rectified card: split the photos at the median of what it sees.
     brightness = sorted(float(prepare_photo(cv2.imread(str(p)), True, SIZE).pixels.mean())
                         for p in photos)
@@ -274,7 +234,7 @@ def test_a_challenger_that_errs_is_rolled_back_and_on_call_is_told(
     champion = httpx.get(f"{service}/readyz").json()["loaded"]["champion"]["version"]
 
     try:
-        with Traffic(service, photos) as traffic:
+        with Traffic(service, photos, "erring") as traffic:
             thread, outcome = _in_background(_promote(erring, params))
             thread.join(timeout=240)
     finally:
@@ -287,8 +247,8 @@ def test_a_challenger_that_errs_is_rolled_back_and_on_call_is_told(
     failed = report["steps"][-1]
     assert not failed["passed"] and failed["figures"]["challenger_error_rate"] > 0.2
     assert any("error rate" in failure for failure in failed["failures"])
-    assert not traffic.failures  # the challenger's errors never reached a client
-    assert {a["version"] for a in traffic.answers[-5:]} == {champion}
+    assert not traffic.figures.failures  # the challenger's errors never reached a client
+    assert {a["version"] for a in traffic.figures.answers[-5:]} == {champion}
     assert "challenger" not in httpx.get(f"{service}/readyz").json()["loaded"]
     alert = _Receiver.received[-1]
     assert f"version {erring} rolled back" in alert["title"] and "error rate" in alert["message"]

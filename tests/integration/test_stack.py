@@ -59,8 +59,6 @@ model = {"prefect.resource.id": "gradeline.model.card-grader",
 for incident in ("a", "b"):  # one incident reported twice: one retrain
     emit_event("gradeline.drift.detected", model,
                payload={"incident": incident, "drifted": ["brightness", "embeddings"]})
-emit_event("gradeline.batch.landed", {"prefect.resource.id": "gradeline.batch.b7",
-                                      "gradeline.batch.path": "/data/inbox/b7"})
 """
 
 
@@ -182,13 +180,17 @@ def test_up_deploy_trigger_down(project: Path, tmp_path: Path) -> None:
 
         env = {**os.environ, "PREFECT_API_URL": api_url}
         subprocess.run([sys.executable, "-c", EMIT], env=env, check=True, timeout=60)
+        (home.parent / "b7").mkdir()
+        (home.parent / "b7" / "manifest.csv").write_text("image_path,grade\n")
+        landed = gradeline(home, "land", str(home.parent / "b7"), timeout=120)
+        assert landed.returncode == 0 and "announced to" in landed.stdout, landed.stderr
         retrain_id = registered["retrain-on-drift"]["id"]
         runs = poll("a retrain-on-drift flow run", lambda: flow_runs(api_url, retrain_id), 60)
         assert runs[0]["parameters"] == {"model": "card-grader",
                                          "reason": "drift: brightness, embeddings"}
         ingest_id = registered["ingest-new-batch"]["id"]
         runs = poll("an ingest-new-batch flow run", lambda: flow_runs(api_url, ingest_id), 60)
-        assert runs[0]["parameters"] == {"source": "/data/inbox/b7", "task": "grade",
+        assert runs[0]["parameters"] == {"source": str(home / "inbox" / "b7"), "task": "grade",
                                          "dataset": None}
         time.sleep(3)  # the second report of the incident has been evaluated by now
         assert len(flow_runs(api_url, retrain_id)) == 1

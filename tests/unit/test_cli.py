@@ -108,3 +108,12 @@ def test_monitor_refuses_a_window_that_is_not_a_duration(tmp_path: Path) -> None
     result = _run(tmp_path, "monitor", "--window", "yesterday")
     assert result.exit_code == 2
     assert "'yesterday' is not a duration such as 90m, 24h or 7d" in result.output
+
+
+def test_land_puts_a_batch_in_the_inbox_once(tmp_path: Path, batch: Path) -> None:
+    result = _run(tmp_path, "land", str(batch))
+    assert result.exit_code == 0, result.output
+    assert "no Prefect server to announce it to" in result.stdout
+    assert (tmp_path / "inbox" / batch.name / "manifest.csv").is_file()
+    again = _run(tmp_path, "land", str(batch))
+    assert again.exit_code == 2 and "a batch lands once" in again.output
