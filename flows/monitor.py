@@ -4,8 +4,9 @@ Evidently reports, one alert per incident, and the event that starts retraining.
     monitor("card-grader")                                    # the last 24 hours (params.yaml)
     monitor("card-grader", since="2026-11-23T04:00:00+00:00", until="2026-11-23T05:00:00+00:00")
 
-The reference is the newest `monitor.reference_items` images of the data version the champion
-was trained on, graded by the champion itself (properties, grades, set sizes, embeddings), cached
+The reference is the held-out images (never trained on) among the newest
+`monitor.reference_items` of the data version the champion was trained on, graded by the
+champion itself (properties, grades, set sizes, embeddings), cached
 per champion version. Each run writes `drift.html` and `drift.json` under
 `<reports>/monitor/<model>/<time>/` and adds the run to the Evidently workspace
 `<home>/evidently` (`evidently ui --workspace <home>/evidently` shows the history). On drift it
@@ -36,7 +37,7 @@ from components.monitor.drift import (
 )
 from components.monitor.incidents import IncidentBook, Verdict
 from components.monitor.params import MonitorParams
-from components.monitor.reference import grade_reference, newest_items, served_window
+from components.monitor.reference import grade_reference, held_out_items, served_window
 from components.monitor.report import contact_sheet, record_in_workspace, write_reports
 from components.params import load_params
 from components.serving.models import OnnxGrader
@@ -68,8 +69,8 @@ def reference_frame(settings: GradelineSettings, champion: RegisteredVersion,
     task_name = champion.tags.get("task", "grade")
     data = resolve_data(settings, champion.tags.get("dataset", task_name), task_name,
                         champion.data_version)
-    images = newest_items(pd.read_csv(data.root / "manifest.csv"), params.reference_items,
-                          data.root)
+    images = held_out_items(pd.read_csv(data.root / "manifest.csv"), params.reference_items,
+                            data.root)
     folder = settings.cache_dir / "monitor" / f"{champion.name}-{champion.version}"
     graph = download_graph(str(settings.mlflow_tracking_uri), champion, folder)
     grader = OnnxGrader.load(graph, graph_checksum(champion), champion.name, champion.version)

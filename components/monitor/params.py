@@ -39,8 +39,8 @@ class MonitorParams(StrictParams):
 
     window_hours: float = Field(24, gt=0, description="default window: the last N hours")
     min_window: int = Field(50, ge=1, description="served photos needed to judge a window")
-    reference_items: int = Field(300, ge=10, description="newest items of the champion's "
-                                 "training data that form the reference")
+    reference_items: int = Field(1000, ge=10, description="newest items of the champion's "
+                                 "data whose held-out part (~30%) forms the reference")
     embedding_components: int = Field(5, ge=1, description="principal components of the "
                                       "backbone's embeddings that are compared")
     drift: DriftThresholds = DriftThresholds()

@@ -1,7 +1,7 @@
 """The two sides monitoring compares, as frames of the same columns: the reference (images the
 champion was trained on, graded by the champion) and a window of served photos.
 
-    reference = grade_reference(newest_items(manifest, 300, root), grader)
+    reference = grade_reference(held_out_items(manifest, 1000, root), grader)
     window = served_window(log.window(since, until, model="card-grader", roles=["champion"]),
                            log.expert_grades())
 
@@ -37,13 +37,18 @@ class ReferenceError(ValueError):
     """The reference cannot be built: no images, or images that cannot be read."""
 
 
-def newest_items(manifest: pd.DataFrame, count: int, root: Path) -> list[Path]:
-    """The image files of the `count` newest items of a dataset's manifest (rows are appended in
-    ingest order): what the champion was most recently taught, and what production looked like
-    when it was labelled."""
-    if manifest.empty:
-        raise ReferenceError(f"the dataset at {root} has no items to form a reference")
-    return [root / path for path in manifest["image_path"].tail(count)]
+def held_out_items(manifest: pd.DataFrame, count: int, root: Path) -> list[Path]:
+    """The image files of the held-out items (splits training never read) among the `count`
+    newest items of a dataset's manifest (rows are appended in ingest order): what production
+    looked like when the champion's newest data was labelled. Held out, because a model answers
+    the photos it was trained on more confidently than any new photo: a reference of those made
+    a day of the same camera's traffic drift in its grades and set sizes (p < 0.004)."""
+    newest = manifest.tail(count)
+    held_out = newest[newest["split"] != "train"]
+    if held_out.empty:
+        raise ReferenceError(f"the dataset at {root} has no held-out items among its {count} "
+                             "newest to form a reference")
+    return [root / path for path in held_out["image_path"]]
 
 
 def grade_reference(images: list[Path], grader: Grader,

@@ -69,7 +69,7 @@ def test_the_demo_reports_a_failed_step_instead_of_crashing(tmp_path: Path, pref
                                                             ) -> None:
     monkeypatch.setattr("os.environ", dict(__import__("os").environ))
     broken = tmp_path / "params.yaml"
-    broken.write_text(PARAMS.read_text().replace("studio_cards: 40", "studio_cards: 0"))
+    broken.write_text(PARAMS.read_text().replace("studio_cards: 50", "studio_cards: 0"))
     report = run_demo(load_settings(home=tmp_path), echo=None, params_file=broken)
 
     assert not report.ok

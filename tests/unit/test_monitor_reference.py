@@ -14,7 +14,7 @@ import pytest
 from components.monitor.reference import (
     ReferenceError,
     grade_reference,
-    newest_items,
+    held_out_items,
     served_window,
 )
 from components.serving.models import GradeAnswer, GraderInput
@@ -37,13 +37,14 @@ class BrightnessGrader:
         return answers
 
 
-def test_the_reference_is_the_newest_items_graded_by_the_champion(tmp_path: Path) -> None:
+def test_the_reference_is_the_newest_held_out_items_graded_by_the_champion(
+        tmp_path: Path) -> None:
     rows = []
-    for i, grey in enumerate((30, 90, 200)):
+    for i, (grey, split) in enumerate(((30, "test"), (60, "train"), (90, "val"), (200, "test"))):
         cv2.imwrite(str(tmp_path / f"{i}.png"), np.full((40, 30, 3), grey, np.uint8))
-        rows.append({"image_path": f"{i}.png"})
-    images = newest_items(pd.DataFrame(rows), 2, tmp_path)
-    assert images == [tmp_path / "1.png", tmp_path / "2.png"]
+        rows.append({"image_path": f"{i}.png", "split": split})
+    images = held_out_items(pd.DataFrame(rows), 3, tmp_path)
+    assert images == [tmp_path / "2.png", tmp_path / "3.png"]  # never one training read
 
     reference = grade_reference(images, BrightnessGrader())
 
@@ -56,8 +57,8 @@ def test_the_reference_is_the_newest_items_graded_by_the_champion(tmp_path: Path
 
 
 def test_an_empty_dataset_or_an_unreadable_image_is_a_clear_error(tmp_path: Path) -> None:
-    with pytest.raises(ReferenceError, match="has no items"):
-        newest_items(pd.DataFrame({"image_path": []}), 5, tmp_path)
+    with pytest.raises(ReferenceError, match="no held-out items among its 5 newest"):
+        held_out_items(pd.DataFrame({"image_path": ["a.png"], "split": ["train"]}), 5, tmp_path)
     with pytest.raises(ReferenceError, match="missing.png cannot be read"):
         grade_reference([tmp_path / "missing.png"], BrightnessGrader())
 
