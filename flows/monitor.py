@@ -1,5 +1,6 @@
 """The Prefect flow `monitor`: a window of served traffic against the champion's reference,
-Evidently reports, one alert per incident, and the event that starts retraining.
+Evidently reports, the SLOs (error rate, p99 latency), one alert per incident, and the event
+that starts retraining.
 
     monitor("card-grader")                                    # the last 24 hours (params.yaml)
     monitor("card-grader", since="2026-11-23T04:00:00+00:00", until="2026-11-23T05:00:00+00:00")
@@ -39,6 +40,7 @@ from components.monitor.incidents import IncidentBook, Verdict
 from components.monitor.params import MonitorParams
 from components.monitor.reference import grade_reference, held_out_items, served_window
 from components.monitor.report import contact_sheet, record_in_workspace, write_reports
+from components.monitor.slo import slo_signals
 from components.params import load_params
 from components.serving.models import OnnxGrader
 from components.serving.predlog import PredictionLog
@@ -81,12 +83,13 @@ def reference_frame(settings: GradelineSettings, champion: RegisteredVersion,
 
 
 @task(cache_policy=NO_CACHE)
-def window_frame(settings: GradelineSettings, model: str, since: datetime,
-                 until: datetime) -> pd.DataFrame:
-    """What the champion answered in [since, until), with expert grades where they arrived."""
+def window_frames(settings: GradelineSettings, model: str, since: datetime,
+                  until: datetime) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The champion's prediction-log rows in [since, until) (errors included, for the SLOs),
+    and the photos it answered, with expert grades where they arrived (for drift)."""
     log = PredictionLog(str(settings.prediction_log_uri))
-    return served_window(log.window(since, until, model=model, roles=[ALIAS_CHAMPION]),
-                         log.expert_grades())
+    predictions = log.window(since, until, model=model, roles=[ALIAS_CHAMPION])
+    return predictions, served_window(predictions, log.expert_grades())
 
 
 @task(cache_policy=NO_CACHE)
@@ -168,10 +171,11 @@ def monitor(model: str = "card-grader", window_hours: float | None = None,
     if champion is None:
         raise MonitorError(f"{model} has no champion: there is nothing served to monitor")
     reference, _ = reference_frame(settings, champion, params)
-    window = window_frame(settings, model, start, end)
+    predictions, window = window_frames(settings, model, start, end)
     champion_kappa = version_metric(str(settings.mlflow_tracking_uri), champion,
                                     f"{GATE_PREFIX}kappa")
-    judgement = judge_window(reference, window, params, champion_kappa)
+    judgement = judge_window(reference, window, params, champion_kappa).with_signals(
+        slo_signals(predictions, params.slo))
     span = f"{start:%Y-%m-%d %H:%M:%S}..{end:%H:%M:%S} UTC"
     title = f"{model} version {champion.version}: drift, {span}"
     files = publish(settings, judgement, model, end, title)

@@ -58,14 +58,15 @@ from components.monitor.params import MonitorParams
 from components.serving.properties import PROPERTY_NAMES
 
 Status = Literal["ok", "drift", "too_small"]
-Kind = Literal["image", "embedding", "prediction", "performance"]
+Kind = Literal["image", "embedding", "prediction", "performance", "slo"]
 Direction = Literal["above", "below"]
 
 PREDICTION_COLUMNS = ("grade", "set_size", "needs_review")
 EMBEDDING_COLUMN = "embedding"
 EXPERT_COLUMN = "expert_grade"
 # The signals that decide the status; single properties only inform image_properties.
-DECIDING_SIGNALS = ("image_properties", "embeddings", "grade", "set_size", "needs_review", "kappa")
+DECIDING_SIGNALS = ("image_properties", "embeddings", "grade", "set_size", "needs_review", "kappa",
+                    "error_rate", "p99_latency_ms")
 # Evidently's stattests that return a p-value: a window drifts when it is BELOW the threshold.
 P_VALUE_METHODS = frozenset({"anderson", "chisquare", "cramer_von_mises", "empirical_mmd", "es",
                              "fisher_exact", "g_test", "ks", "mannw", "t_test", "TVD", "z"})
@@ -122,6 +123,14 @@ class DriftJudgement:
     def drifted(self) -> list[Signal]:
         """The drifted signals that decide the status (image_properties, not each property)."""
         return [s for s in self.signals if s.drifted and s.name in DECIDING_SIGNALS]
+
+    def with_signals(self, extra: list[Signal]) -> DriftJudgement:
+        """This judgement with `extra` signals (the SLOs) deciding as well: a breach makes a
+        judged window drift; a window too small to judge stays so."""
+        signals = [*self.signals, *extra]
+        drifted = any(s.drifted for s in signals if s.name in DECIDING_SIGNALS)
+        status: Status = self.status if self.status == "too_small" or not drifted else "drift"
+        return replace(self, status=status, signals=signals)
 
     def signal(self, name: str) -> Signal:
         """The signal called `name`."""

@@ -34,6 +34,14 @@ class DriftThresholds(StrictParams):
                                              "rise this much over the reference's")
 
 
+class SloParams(StrictParams):
+    """The service objectives a window is held to, from the prediction log itself."""
+
+    max_error_rate: float = Field(0.01, ge=0, le=1, description="share of the champion's "
+                                  "requests that may end in an error")
+    max_p99_ms: float = Field(2000, gt=0, description="the champion's 99th percentile latency")
+
+
 class MonitorParams(StrictParams):
     """The `monitor` section of params.yaml."""
 
@@ -44,6 +52,7 @@ class MonitorParams(StrictParams):
     embedding_components: int = Field(5, ge=1, description="principal components of the "
                                       "backbone's embeddings that are compared")
     drift: DriftThresholds = DriftThresholds()
+    slo: SloParams = SloParams()
     max_kappa_drop: float = Field(0.05, ge=0, description="performance drift: QWK on served "
                                   "photos with expert grades below the champion's test QWK")
     min_expert_items: int = Field(30, ge=1, description="expert grades needed to judge kappa")

@@ -1,33 +1,58 @@
 """`gradeline demo` end to end at test scale: the whole lifecycle as a real Prefect flow run on
 the embedded defaults (the service as its own process on loopback), every step's figures in the
-report, drift found on the new camera's day and gone after the retrained champion took over."""
+report, drift found on the new camera's day and gone after the retrained champion took over.
+On the state the story leaves, `retrain` also shows its other endings: nothing new to learn
+from, and a worse model stopped at its gates."""
 
 import json
+import os
 from pathlib import Path
 
 import pytest
 
+from components.cards import synthesize_batch
 from components.settings import load_settings
-from flows.demo import run_demo
+from flows.demo import DemoReport, DemoStep, run_demo
+from flows.registry import releases_of
+from flows.retrain import run_retrain
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 PARAMS = Path(__file__).with_name("demo_params.yaml")
+# The gates as strict as params.yaml's: a model trained for seconds must fail them.
+STRICT = Path(__file__).parents[1] / "integration" / "tiny_params.yaml"
 
 
-def _step(report, name: str):
+@pytest.fixture(scope="module")
+def story(tmp_path_factory: pytest.TempPathFactory, prefect_server: None
+          ) -> tuple[DemoReport, list[str], Path]:
+    """The demo, run once: its report, its printed lines and its home."""
+    home = tmp_path_factory.mktemp("demo")
+    saved = dict(os.environ)
+    lines: list[str] = []
+    try:
+        report = run_demo(load_settings(home=home), echo=lines.append, params_file=PARAMS)
+    finally:  # activate() exported the demo home's settings
+        os.environ.clear()
+        os.environ.update(saved)
+    return report, lines, home / "demo"
+
+
+@pytest.fixture
+def demo_home(story: tuple[DemoReport, list[str], Path], _no_gradeline_env: None) -> Path:
+    """The demo's home, its settings active for the test."""
+    load_settings(home=story[2]).activate()
+    return story[2]
+
+
+def _step(report: DemoReport, name: str) -> DemoStep:
     return next(step for step in report.steps if step.name == name)
 
 
-def test_the_demo_tells_the_whole_story(tmp_path: Path, prefect_server: None,
-                                        monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("os.environ", dict(__import__("os").environ))  # activate() must not leak
-    lines: list[str] = []
-    report = run_demo(load_settings(home=tmp_path), echo=lines.append, params_file=PARAMS)
-
+def test_the_demo_tells_the_whole_story(story: tuple[DemoReport, list[str], Path]) -> None:
+    report, lines, home = story
     assert report.ok, report.error
     assert lines[-1].startswith("demo finished")
-    home = tmp_path / "demo"
     assert report.home == str(home)
     names = [step.name for step in report.steps]
     assert names[:3] == ["day 0: synthesize studio batch", "day 0: expert panel agreement",
@@ -59,15 +84,32 @@ def test_the_demo_tells_the_whole_story(tmp_path: Path, prefect_server: None,
     alerts = [json.loads(line) for line in (home / "alerts.jsonl").read_text().splitlines()]
     assert [a["subject"].split(":")[0] for a in alerts] == ["[gradeline] drift",
                                                            "[gradeline] recovered"]
-    audit = (home / "audit" / "releases.jsonl").read_text()
-    assert "demo mode" in audit
+    assert "demo mode" in (home / "audit" / "releases.jsonl").read_text()
     assert any((home / "evidently").rglob("*.json"))  # the runs behind `evidently ui`
+
+
+def test_a_retrain_with_nothing_new_or_a_worse_model_leaves_the_champion(
+        story: tuple[DemoReport, list[str], Path], demo_home: Path) -> None:
+    assert story[0].ok, story[0].error
+    settings = load_settings(home=demo_home)
+    # The new camera's batch is still the newest in the inbox, and champion 2 learnt from it.
+    repeat = run_retrain(settings, dataset="demo-cards", params_file=str(PARAMS))
+    assert repeat["status"] == "nothing_new" and repeat["ingest"]["status"] == "already_ingested"
+
+    synthesize_batch(settings.inbox_dir / "batch-more", n=20, seed=31, camera="phone")
+    worse = run_retrain(settings, dataset="demo-cards", reason="a test",
+                        params_file=str(STRICT))
+    assert worse["status"] == "stopped_at_gates" and worse["version"] == 3
+    assert worse["gates"]["kappa"] is False and worse["stage"] == "rejected"
+    assert "release" not in worse
+    releases = releases_of(settings)
+    assert releases.aliases("card-grader") == {"champion": 2, "previous": 1}
 
 
 def test_the_demo_reports_a_failed_step_instead_of_crashing(tmp_path: Path, prefect_server: None,
                                                             monkeypatch: pytest.MonkeyPatch
                                                             ) -> None:
-    monkeypatch.setattr("os.environ", dict(__import__("os").environ))
+    monkeypatch.setattr("os.environ", dict(os.environ))
     broken = tmp_path / "params.yaml"
     broken.write_text(PARAMS.read_text().replace("studio_cards: 50", "studio_cards: 0"))
     report = run_demo(load_settings(home=tmp_path), echo=None, params_file=broken)
