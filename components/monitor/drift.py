@@ -18,7 +18,7 @@ its test fails, so the report's test suite and the judgement cannot disagree:
   distance between the mean components; each drifts above its threshold.
 - prediction: the grade distribution, the conformal set sizes, the share sent to review.
 - performance: quadratic kappa against the expert grades that arrived, below the champion's.
-Distance stattests drift above their threshold, p-value stattests (ks, chisquare, ...) below it.
+Distance stattests drift above their threshold, p-value stattests (ks, TVD, ...) below it.
 Two samples of one distribution are not at distance 0: 50 to 300 photos against 300 are ~0.1 to
 0.2 apart in normed Wasserstein distance by chance, so thresholds must sit above that.
 """
@@ -26,6 +26,7 @@ Two samples of one distribution are not at distance 0: 50 to 300 photos against 
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Literal
@@ -186,6 +187,20 @@ def quadratic_kappa(grades: pd.Series, expert_grades: pd.Series) -> float:
                                    weights="quadratic"))
 
 
+def kappa_standard_error(grades: pd.Series, expert_grades: pd.Series, rounds: int = 200,
+                         seed: int = 0) -> float:
+    """The bootstrap standard error of `quadratic_kappa` on these photos (a fixed seed: the
+    same window always gets the same verdict)."""
+    present = expert_grades.notna().to_numpy()
+    model, experts = grades.to_numpy()[present], expert_grades.to_numpy()[present]
+    draws = np.random.default_rng(seed).integers(0, len(model), (rounds, len(model)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a draw of one grade only: kappa NaN
+        kappas = [quadratic_kappa(pd.Series(model[draw]), pd.Series(experts[draw]))
+                  for draw in draws]
+    return float(np.nanstd(kappas))
+
+
 @dataclass(frozen=True)
 class _Check:
     """A signal still to be measured: its Evidently metric and how to read the score back."""
@@ -323,9 +338,12 @@ def _kappa_slot(current: pd.DataFrame, params: MonitorParams, champion_kappa: fl
     if champion_kappa is None:
         return replace(signal, note=f"{experts} expert grades, but no champion kappa to "
                                     "compare with")
-    signal = replace(signal, threshold=champion_kappa - params.max_kappa_drop,
+    # A window's kappa on tens of photos varies by about 0.1 from sample to sample: it drifts
+    # only when it is below the allowed drop by more than twice its standard error.
+    error = kappa_standard_error(current["grade"], current[EXPERT_COLUMN])
+    signal = replace(signal, threshold=champion_kappa - params.max_kappa_drop - 2 * error,
                      note=f"{experts} expert grades; champion {champion_kappa:.3f} "
-                          f"may drop {params.max_kappa_drop}")
+                          f"may drop {params.max_kappa_drop} + 2 x standard error {error:.3f}")
     return _Check(signal, QuadraticKappa(prediction="grade", target=EXPERT_COLUMN,
                                          tests=[signal.passing_test()]), _value)
 

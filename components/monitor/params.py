@@ -1,7 +1,7 @@
 """`monitor` parameters (params.yaml): the window, the reference, and when a difference is drift.
 
 Each signal is an Evidently statistical test between the reference and the window: for a p-value
-test (ks, chisquare) a signal drifts when its p-value is below the threshold, for a distance
+test (ks, TVD) a signal drifts when its p-value is below the threshold, for a distance
 (wasserstein, jensenshannon, psi) when the distance is above it. The defaults are p-value tests:
 windows of tens of photos are small, and a distance between two small samples of the same
 distribution is often above any useful threshold, where a p-value accounts for the sample size.
@@ -26,7 +26,8 @@ class DriftThresholds(StrictParams):
     embedding_method: str = Field("model", description="Evidently embeddings drift method: "
                                   "model (domain classifier ROC AUC), mmd, ratio, distance")
     embedding_threshold: float = Field(0.65, gt=0, description="drift above this score")
-    grade_method: str = Field("chisquare", description="stattest of the grade distribution")
+    grade_method: str = Field("TVD", description="stattest of the grade distribution: total "
+                              "variation distance, p-value by permutation (two-sample)")
     grade_threshold: float = Field(0.01, gt=0)
     set_size_method: str = Field("ks", description="stattest of the conformal set sizes")
     set_size_threshold: float = Field(0.01, gt=0)
