@@ -374,6 +374,16 @@ def demo_flow(settings: GradelineSettings, params_source: Path,
     return steps
 
 
+def story_summary(steps: list[DemoStep]) -> str:
+    """The story's figures in one line: the new camera's kappa against the experts before and
+    after retraining, and the releases' verdicts."""
+    figures = {step.name: step.figures for step in steps}
+    before, after = figures["day 4: monitor"], figures["day 5: monitor"]
+    return (f"on the new camera, kappa against the experts: {before.get('kappa')} "
+            f"(v{before['version']}, day 4) -> {after.get('kappa')} (v{after['version']}, "
+            f"day 5); drift on day 4: {before['status']}, on day 5: {after['status']}")
+
+
 def run_demo(settings: GradelineSettings, echo: Callable[[str], None] | None = print,
              params_file: Path | None = None) -> DemoReport:
     """Run the demo flow in its own home, `<home>/demo`, rebuilt each run (the story starts
@@ -390,6 +400,8 @@ def run_demo(settings: GradelineSettings, echo: Callable[[str], None] | None = p
                                  verbose=echo is not None)
     except Exception as error:  # noqa: BLE001 - the demo reports any failure as its outcome
         report.error = f"{type(error).__name__}: {error}"
+    if echo and report.ok:
+        echo(story_summary(report.steps))
     if echo:
         echo("not in the demo: " + "; ".join(NOT_IN_DEMO))
         echo(f"demo {'finished' if report.ok else 'FAILED: ' + str(report.error)} in "

@@ -224,9 +224,12 @@ def judge_window(reference: pd.DataFrame, current: pd.DataFrame, params: Monitor
     slots = [*_image_checks(params), embeddings, *_prediction_checks(reference, params), kappa]
     ref_components, window_components = components or (None, None)
     judged_kappa = isinstance(kappa, _Check)
-    snapshot = Report([s.metric for s in slots if isinstance(s, _Check)]).run(
-        _dataset(current, window_components, with_expert=judged_kappa),
-        _dataset(reference, ref_components, with_expert=judged_kappa))
+    # Evidently's summaries divide by the reference's empty expert-grade column (0/0), and
+    # nothing reads those shares.
+    with np.errstate(invalid="ignore", divide="ignore"):
+        snapshot = Report([s.metric for s in slots if isinstance(s, _Check)]).run(
+            _dataset(current, window_components, with_expert=judged_kappa),
+            _dataset(reference, ref_components, with_expert=judged_kappa))
     signals = [_measured(s, snapshot) if isinstance(s, _Check) else s for s in slots]
     status: Status = "drift" if any(s.drifted for s in signals
                                     if s.name in DECIDING_SIGNALS) else "ok"
