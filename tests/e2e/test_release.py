@@ -223,7 +223,7 @@ def test_a_challenger_that_errs_is_rolled_back_and_on_call_is_told(
     params = release_home.parent / "params.yaml"
     photos = [Photo(path) for path in sorted((factory_batches["first"] / "images").glob("*.jpg"))]
     # The graph sees the rectified card: split the photos at the median of what it sees.
-    brightness = sorted(float(prepare_photo(cv2.imread(str(p)), True, SIZE).pixels.mean())
+    brightness = sorted(float(prepare_photo(cv2.imread(str(p.path)), True, SIZE).pixels.mean())
                         for p in photos)
     erring = _register(erring_grader_graph(release_home.parent / "grader.onnx",
                                            tmp_path / "model.onnx",
