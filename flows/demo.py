@@ -74,6 +74,7 @@ class DemoParams(StrictParams):
     new_camera: str = Field("phone", description="the camera of day 4 (factory --camera)")
     new_camera_cards: int = Field(200, ge=1, description="the new camera's labeled batch")
     traffic_per_day: int = Field(60, ge=1, description="photos served each simulated day")
+    quiet_days: int = Field(3, ge=1, description="studio days before the new camera arrives")
     clients: int = Field(2, ge=1, description="concurrent clients of the traffic")
     overrides: dict[str, Any] = Field(default_factory=dict, description="laid over the other "
                                       "sections of params.yaml for the flows the demo runs")
@@ -362,26 +363,29 @@ def demo_flow(settings: GradelineSettings, params_source: Path,
             step(f"day {number}: monitor", lambda: monitor_day(since, until, flows_params,
                                                               expect))
 
-        for number in (1, 2, 3):
+        for number in range(1, params.quiet_days + 1):
             day(number, "studio", "ok")
-        day(4, params.new_camera, "drift")
-        step(f"day 4: labeled batch from the {params.new_camera} camera lands in the inbox",
-             lambda: synthesize(new, params.new_camera_cards, 3, params.new_camera))
-        step("day 4: retrain, as the drift event triggers it (ingest, train, evaluate, release)",
-             lambda: retrain_on_drift(settings, url, workdir / "traffic-day4", flows_params))
-        step("day 4: approval", lambda: approve_in_demo_mode(settings, url))
-        day(5, params.new_camera, "ok")
+        change = params.quiet_days + 1
+        day(change, params.new_camera, "drift")
+        step(f"day {change}: labeled batch from the {params.new_camera} camera lands in the "
+             "inbox", lambda: synthesize(new, params.new_camera_cards, 3, params.new_camera))
+        step(f"day {change}: retrain, as the drift event triggers it (ingest, train, evaluate, "
+             "release)", lambda: retrain_on_drift(settings, url, workdir / f"traffic-day{change}",
+                                                  flows_params))
+        step(f"day {change}: approval", lambda: approve_in_demo_mode(settings, url))
+        day(change + 1, params.new_camera, "ok")
     return steps
 
 
 def story_summary(steps: list[DemoStep]) -> str:
     """The story's figures in one line: the new camera's kappa against the experts before and
-    after retraining, and the releases' verdicts."""
-    figures = {step.name: step.figures for step in steps}
-    before, after = figures["day 4: monitor"], figures["day 5: monitor"]
-    return (f"on the new camera, kappa against the experts: {before.get('kappa')} "
-            f"(v{before['version']}, day 4) -> {after.get('kappa')} (v{after['version']}, "
-            f"day 5); drift on day 4: {before['status']}, on day 5: {after['status']}")
+    after retraining, and the two days' drift verdicts."""
+    before, after = [step for step in steps if step.name.endswith(": monitor")][-2:]
+    return (f"on the new camera, kappa against the experts: {before.figures.get('kappa')} "
+            f"(v{before.figures['version']}, {before.name.split(':')[0]}) -> "
+            f"{after.figures.get('kappa')} (v{after.figures['version']}, "
+            f"{after.name.split(':')[0]}); drift: {before.figures['status']}, then "
+            f"{after.figures['status']}")
 
 
 def run_demo(settings: GradelineSettings, echo: Callable[[str], None] | None = print,
