@@ -11,6 +11,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import cv2
+import numpy as np
+import pandas as pd
+
 from benchmarks.train import bench_train
 
 ONNX_SPEEDUP_TARGET = 2.0
@@ -35,6 +39,10 @@ def bench_evaluate(workdir: Path, cards: int) -> list[dict[str, object]]:
                 "ece": f"{summary['ece_before']:.3f}->{summary['ece_after']:.3f}",
                 "coverage": round(summary["coverage"], 3),
                 "set_size": round(summary["mean_set_size"], 2),
+                **{f"qwk_{name}": round(figures["qwk"], 3) for name, figures in
+                   summary["agreement"]["per_subgrade"].items()},
+                "gates_failed": ",".join(g["name"] for g in summary["gates"] if not g["passed"])
+                or "none",
                 "parity": f"{summary['parity'][0]['max_abs_diff']:.1e}",
                 "int8_kappa_drop": round(summary["int8"]["kappa_drop"], 3)}
     return [{**headline, "backend": row["backend"], "p50_ms": row["p50_ms"],
@@ -43,3 +51,36 @@ def bench_evaluate(workdir: Path, cards: int) -> list[dict[str, object]]:
              "met": row["backend"] == "pytorch eager"
              or eager["p50_ms"] / row["p50_ms"] >= ONNX_SPEEDUP_TARGET}
             for row in summary["latency"]]
+
+
+def bench_cameras(workdir: Path, cards: int) -> list[dict[str, object]]:
+    """The evaluated grader (the evaluate bench's) on new cards from every camera, served as
+    the service serves it: QWK against the experts' consensus and per subgrade, per camera."""
+    from components.cards import CAMERAS, synthesize_batch
+    from components.evaluate.graph import read_metadata
+    from components.serving.models import OnnxGrader
+    from components.settings import load_settings
+    from components.train.metrics import grading_metrics
+
+    settings = load_settings(home=workdir / "train-home").activate()
+    graphs = sorted((settings.cache_dir / "evaluate").glob("card-grader-*/out/model.onnx"))
+    if not graphs:
+        raise RuntimeError("no evaluated grader in the bench home: run the evaluate bench first")
+    grader = OnnxGrader(graphs[-1], "card-grader", int(read_metadata(graphs[-1])["version"]))
+    rows = []
+    for camera in CAMERAS:
+        batch = workdir / f"cameras-{camera}"
+        synthesize_batch(batch, n=cards, seed=91, camera=camera)
+        manifest = pd.read_csv(batch / "manifest.csv")
+        answers = []
+        for start in range(0, len(manifest), 32):
+            photos = [cv2.imread(str(batch / p)) for p in manifest["image_path"][start:start + 32]]
+            answers += grader.grade([grader.prepare(photo) for photo in photos])
+        predicted = {"grade": [a.grade for a in answers],
+                     **{name: [a.subgrades[name] for a in answers]
+                        for name in ("centering", "corners", "edges", "surface")}}
+        rows.append({"camera": camera, "cards": len(manifest),
+                     **{("qwk" if name == "grade" else f"qwk_{name}"): round(grading_metrics(
+                         manifest[name].to_numpy(), np.array(values), range(1, 11))["qwk"], 3)
+                        for name, values in predicted.items()}})
+    return rows

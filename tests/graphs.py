@@ -16,19 +16,22 @@ import onnx
 from onnx import TensorProto, helper
 
 from components.evaluate.export import export_grader
-from components.train.model import ORDINAL_TARGETS, OrdinalHeads, build_model
+from components.train.model import ORDINAL_TARGETS
+from components.train.severity import build_severity_grader
 
 DETECTOR_IMGSZ = 64
 
 
-def grader_graph(path: Path, size: tuple[int, int], frozen_blocks: int = 12,
+def grader_graph(path: Path, size: tuple[int, int], frozen_blocks: int = 11,
                  data_version: str = "d-test") -> Path:
-    """Lite0 with ImageNet weights and fresh CORN heads, exported as evaluation exports a grader
-    (temperatures 1, a conformal threshold, lineage): what serving loads, without training."""
-    model = build_model(OrdinalHeads(), frozen_blocks).eval()
+    """The severity grader with ImageNet weights and a fresh decoder, exported as evaluation
+    exports a grader (temperatures 1, a conformal threshold, lineage): what serving loads,
+    without training."""
+    model = build_severity_grader(frozen_blocks).eval()
     return export_grader(model, size, np.ones(len(ORDINAL_TARGETS)), path, {
         "spec": {"task": "grade", "size": list(size), "rectify": True,
-                 "targets": list(ORDINAL_TARGETS)},
+                 "targets": list(ORDINAL_TARGETS), "severity_aspects": ["corners", "edges",
+                                                                        "surface"]},
         "conformal": {"threshold": 0.2, "coverage": 0.9, "calibration_items": 0},
         "model": "card-grader", "version": 0, "data_version": data_version})
 

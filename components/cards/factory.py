@@ -46,6 +46,7 @@ MANIFEST_COLUMNS: tuple[str, ...] = (
     "item_id", "image_path", "sha256", "grade", "true_grade",
     *(grader.name for grader in PANEL),
     "centering", "corners", "edges", "surface", "centering_lr", "centering_tb",
+    "corners_severity", "edges_severity", "surface_severity",
     "defects", "camera", "split",
     "rotation_deg", "colour_temp_k", "exposure", "blur_sigma", "noise_sigma", "jpeg_quality",
     "background",
@@ -144,6 +145,8 @@ def synthesize_card(seed: int, index: int, camera: str) -> SynthesizedCard:
         **truth.subgrades.as_dict(),
         "centering_lr": f"{spec.centering_lr:.2f}",
         "centering_tb": f"{spec.centering_tb:.2f}",
+        **{f"{aspect}_severity": f"{severity:.3f}"
+           for aspect, severity in spec.aspect_severities().items()},
         "defects": ";".join(sorted({d.kind for d in spec.defects})),
         "camera": camera,
         "split": labeled.split,

@@ -87,15 +87,17 @@ class CardSpec:
         """Worst severity among defects of the given kinds (0 when there is none)."""
         return max((d.severity for d in self.defects if d.kind in kinds), default=0.0)
 
+    def aspect_severities(self) -> dict[str, float]:
+        """The worst severity of each defect aspect the rubric grades."""
+        return {"corners": self.severity({"corner_wear"}),
+                "edges": self.severity({"edge_whitening"}),
+                "surface": self.severity(SURFACE_DEFECTS)}
+
     def grade(self) -> Grade:
         """Apply the rubric to this card."""
-        return grade_card(
-            self.centering_lr,
-            self.centering_tb,
-            corner_severity=self.severity({"corner_wear"}),
-            edge_severity=self.severity({"edge_whitening"}),
-            surface_severity=self.severity(SURFACE_DEFECTS),
-        )
+        worst = self.aspect_severities()
+        return grade_card(self.centering_lr, self.centering_tb, corner_severity=worst["corners"],
+                          edge_severity=worst["edges"], surface_severity=worst["surface"])
 
 
 def sample_centering_share(rng: np.random.Generator) -> float:

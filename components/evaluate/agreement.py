@@ -20,7 +20,8 @@ import numpy as np
 import pandas as pd
 
 from components.train.metrics import grading_metrics
-from components.train.model import GRADES, ORDINAL_TARGETS
+from components.train.model import ORDINAL_TARGETS
+from components.train.rubric import GRADES
 
 GRADE_RANGE = range(1, GRADES + 1)
 SUBGRADES = ORDINAL_TARGETS[1:]

@@ -29,7 +29,7 @@ _LOG_T_BOUNDS = (-3.0, 3.0)
 
 
 def ordinal_probabilities(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
-    """P(grade = k), k = 1..K, from CORN logits (N x K-1) divided by `temperature`."""
+    """P(grade = k), k = 1..K, from cumulative logits (N x K-1) divided by `temperature`."""
     scaled = torch.from_numpy(np.asarray(logits, np.float64) / temperature)
     return grade_probabilities(scaled).numpy()
 
@@ -41,7 +41,7 @@ def _nll(logits: np.ndarray, grades: np.ndarray, temperature: float) -> float:
 
 
 def fit_temperature(logits: np.ndarray, grades: np.ndarray) -> float:
-    """The temperature that makes the grades (1..K) most likely under these CORN logits."""
+    """The temperature that makes the grades (1..K) most likely under these logits."""
     grades = np.asarray(grades, int)
     if len(grades) == 0:
         raise ValueError("no calibration items to fit a temperature on")

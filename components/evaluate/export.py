@@ -7,8 +7,10 @@ grade probabilities out, with everything serving needs written into the graph's 
 
 Inputs: `pixels`, the rectified card as RGB values 0..255, N x H x W x 3 (what `prepare_photo`
 gives, as float32: JSON clients such as `mlflow models serve` send numbers, not bytes), and
-`geometry`, N x 4 floats. Output: `probabilities`, N x len(ORDINAL_TARGETS) x GRADES, each
-head's logits divided by its fitted temperature, so the graph answers calibrated.
+`geometry`, N x 4 floats. Outputs: `probabilities`, N x len(ORDINAL_TARGETS) x GRADES, each
+head's logits divided by its fitted temperature, so the graph answers calibrated; and
+`severity_maps`, N x aspects x H/8 x W/8, where on the card each aspect's defects are and how
+severe (0..1), which the service turns into the defects it names.
 """
 
 from __future__ import annotations
@@ -30,36 +32,42 @@ from onnxruntime.quantization import (
 )
 from torch import nn
 
-from components.evaluate.graph import INPUTS, METADATA_PREFIX, OUTPUT
-from components.train.model import TaskModel
+from components.evaluate.graph import INPUTS, MAPS_OUTPUT, METADATA_PREFIX, OUTPUT
 from components.train.ordinal import grade_probabilities
+from components.train.severity import SeverityGrader
 
 OPSET = 17
 _CALIBRATION_BATCH = 8
 
 
 class _CalibratedGrader(nn.Module):
-    """RGB pixels (0..255, channels last) and geometry to temperature-scaled probabilities."""
+    """RGB pixels (0..255, channels last) and geometry to temperature-scaled probabilities,
+    and with `maps`, the severity maps they were graded from as a second output."""
 
-    def __init__(self, model: TaskModel, temperatures: torch.Tensor) -> None:
+    def __init__(self, model: SeverityGrader, temperatures: torch.Tensor,
+                 maps: bool = False) -> None:
         super().__init__()
         self.model = model
+        self.maps = maps
         self.register_buffer("temperatures", temperatures.float())
 
-    def forward(self, pixels: torch.Tensor, geometry: torch.Tensor) -> torch.Tensor:
+    def forward(self, pixels: torch.Tensor,
+                geometry: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         images = pixels.permute(0, 3, 1, 2).float() / 255
-        logits = self.model(images, geometry) / self.temperatures[None, :, None]
+        outputs = self.model.training_outputs(self.model.activations(images), geometry)
+        logits = outputs.logits / self.temperatures[None, :, None]
         targets, thresholds = logits.shape[1], logits.shape[2]
         flat = grade_probabilities(logits.reshape(-1, thresholds))
-        return flat.reshape(-1, targets, thresholds + 1)  # -1, not len(): any batch exports
+        probabilities = flat.reshape(-1, targets, thresholds + 1)  # -1: any batch exports
+        return (probabilities, outputs.maps) if self.maps else probabilities
 
 
-def calibrated_torch_model(model: TaskModel, temperatures: np.ndarray) -> nn.Module:
+def calibrated_torch_model(model: SeverityGrader, temperatures: np.ndarray) -> nn.Module:
     """The PyTorch twin of the exported graph: the reference parity and latency compare with."""
     return _CalibratedGrader(model, torch.from_numpy(np.asarray(temperatures))).eval()
 
 
-def export_grader(model: TaskModel, size: tuple[int, int], temperatures: np.ndarray,
+def export_grader(model: SeverityGrader, size: tuple[int, int], temperatures: np.ndarray,
                   path: Path, metadata: dict[str, object]) -> Path:
     """Write the calibrated grader for cards of `size` (width, height) as ONNX (opset 17,
     any batch) at `path`; `metadata` values are stored as JSON under `gradeline.<key>`."""
@@ -71,10 +79,12 @@ def export_grader(model: TaskModel, size: tuple[int, int], temperatures: np.ndar
         # always rectified to `size`, so that is the only size the graph needs.
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
         warnings.simplefilter("ignore", DeprecationWarning)
-        torch.onnx.export(calibrated_torch_model(model, temperatures), example, str(path),
-                          input_names=list(INPUTS), output_names=[OUTPUT], opset_version=OPSET,
-                          dynamo=False, dynamic_axes={name: {0: "batch"}
-                                                      for name in (*INPUTS, OUTPUT)})
+        served = _CalibratedGrader(model, torch.from_numpy(np.asarray(temperatures)),
+                                   maps=True).eval()
+        torch.onnx.export(served, example, str(path), input_names=list(INPUTS),
+                          output_names=[OUTPUT, MAPS_OUTPUT], opset_version=OPSET, dynamo=False,
+                          dynamic_axes={name: {0: "batch"}
+                                        for name in (*INPUTS, OUTPUT, MAPS_OUTPUT)})
     graph = onnx.load(str(path))
     for key, value in metadata.items():
         entry = graph.metadata_props.add()

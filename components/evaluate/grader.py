@@ -44,8 +44,9 @@ from components.evaluate.parity import Parity, ParityLimits, compare_outputs, pa
 from components.evaluate.plots import agreement_png, conformal_png
 from components.evaluate.tensorrt import tensorrt_parity
 from components.train.metrics import confusion_matrix_png
-from components.train.model import GRADES, ORDINAL_TARGETS, TaskModel
+from components.train.model import ORDINAL_TARGETS, TaskModel
 from components.train.prepare import prepare_images
+from components.train.rubric import GRADES
 from components.train.spec import ModelSpec, load_model
 
 Progress = Callable[[str, int, int], None]  # stage, done, total
@@ -279,7 +280,9 @@ def evaluate_grader(model_dir: Path, root: Path, out_dir: Path, params: Evaluate
     on_progress("export", 0, 3)
     onnx_path = export_grader(model, spec.size, temperatures, out_dir / "model.onnx", {
         **(metadata or {}), "spec": {"task": spec.task, "size": list(spec.size),
-                                     "rectify": spec.rectify, "targets": list(ORDINAL_TARGETS)},
+                                     "rectify": spec.rectify, "targets": list(ORDINAL_TARGETS),
+                                     "severity_aspects": list(model.head.table.severity_aspects),
+                                     "pristine_severity": model.head.table.pristine_severity},
         "temperatures": temperatures.tolist(), "conformal": conformal.as_dict()})
     limits = ParityLimits(params.parity.max_abs_diff, params.parity.same_prediction)
     with torch.no_grad():

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import ast
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
@@ -28,6 +28,8 @@ from components.centering.measure import CenteringMeasurement
 from components.evaluate.conformal import ConformalGrades
 from components.evaluate.graph import GraderSession, median_grade, read_metadata
 from components.train.prepare import prepare_photo
+from components.train.rubric import CARD_RUBRIC, capping_aspect
+from components.train.severity import MAP_STRIDE
 
 # Ultralytics' predictor defaults: boxes below this confidence are no defect, and overlapping
 # boxes of one class above this IoU are one defect.
@@ -57,6 +59,20 @@ class GraderInput:
     pixels: np.ndarray
     geometry: np.ndarray
     centering: CenteringMeasurement | None
+    to_photo: np.ndarray  # the pixels' coordinates to the photo's (3 x 3 homography)
+
+
+@dataclass(frozen=True)
+class GradedDefect:
+    """A region of the card whose severity the grade was read from, boxed in the photo."""
+
+    aspect: str
+    severity: float
+    box: tuple[float, float, float, float]  # x1, y1, x2, y2 in the uploaded photo's pixels
+
+    def as_dict(self) -> dict[str, object]:
+        return {"aspect": self.aspect, "severity": round(self.severity, 3),
+                "box": [round(v, 1) for v in self.box]}
 
 
 @dataclass(frozen=True)
@@ -68,11 +84,37 @@ class GradeAnswer:
     grade_set: list[int]  # the conformal set, a contiguous range of grades
     subgrades: dict[str, int]
     embedding: list[float] | None = None  # the backbone's pooled features, for monitoring
+    defects: list[GradedDefect] = field(default_factory=list)
+
+    @property
+    def capped_by(self) -> str | None:
+        """The aspect whose subgrade caps the grade, as the rubric reads the subgrades."""
+        if set(self.subgrades) != set(CARD_RUBRIC.aspects):
+            return None
+        return capping_aspect(CARD_RUBRIC, self.subgrades)
 
     @property
     def needs_review(self) -> bool:
         """A set of more than one grade is a card a human should look at."""
         return len(self.grade_set) > 1
+
+
+def graded_defects(maps: np.ndarray, aspects: list[str], to_photo: np.ndarray,
+                   threshold: float) -> list[GradedDefect]:
+    """Each connected region of an aspect's severity map (aspects x h x w, one cell per
+    MAP_STRIDE pixels of the rectified card) at or above `threshold`, worst first."""
+    found = []
+    for aspect, severity in zip(aspects, maps, strict=True):
+        regions, labels, stats, _ = cv2.connectedComponentsWithStats(
+            (severity >= threshold).astype(np.uint8), connectivity=8)
+        for region in range(1, regions):
+            x, y, width, height, _ = stats[region]
+            corners = np.array([[[x, y], [x + width, y], [x + width, y + height],
+                                 [x, y + height]]], np.float32) * MAP_STRIDE
+            in_photo = cv2.perspectiveTransform(corners, to_photo)[0]
+            box = (*in_photo.min(axis=0).tolist(), *in_photo.max(axis=0).tolist())
+            found.append(GradedDefect(aspect, float(severity[labels == region].max()), box))
+    return sorted(found, key=lambda defect: -defect.severity)
 
 
 def centering_answer(centering: CenteringMeasurement | None) -> dict[str, object] | None:
@@ -97,6 +139,8 @@ class OnnxGrader:
         self.size = (int(spec["size"][0]), int(spec["size"][1]))
         self.rectify = bool(spec["rectify"])
         self.targets = [str(target) for target in spec["targets"]]
+        self.severity_aspects = [str(aspect) for aspect in spec.get("severity_aspects", [])]
+        self.defect_threshold = float(spec.get("pristine_severity", 0.05))
         self.conformal = ConformalGrades(**metadata["conformal"])
         self.session = GraderSession(path, threads=threads, embeddings=True)
 
@@ -110,13 +154,14 @@ class OnnxGrader:
     def prepare(self, bgr: np.ndarray) -> GraderInput:
         """Rectify and resize one photo as training did."""
         prepared = prepare_photo(bgr, self.rectify, self.size)
-        return GraderInput(prepared.pixels, prepared.geometry, prepared.centering)
+        return GraderInput(prepared.pixels, prepared.geometry, prepared.centering,
+                           prepared.to_photo)
 
     def grade(self, inputs: list[GraderInput]) -> list[GradeAnswer]:
         """Answers for a batch of prepared photos, in one run of the graph."""
         pixels = np.stack([item.pixels for item in inputs])
-        probabilities, pooled = self.session.with_embeddings(
-            pixels, np.stack([item.geometry for item in inputs]))
+        answer = self.session.answer(pixels, np.stack([item.geometry for item in inputs]))
+        probabilities, pooled, maps = answer.probabilities, answer.embeddings, answer.severity_maps
         if not np.isfinite(probabilities).all():
             raise FloatingPointError(f"{self.model} version {self.version} answered non-finite "
                                      "probabilities")
@@ -128,7 +173,10 @@ class OnnxGrader:
                             subgrades={target: int(grades[i, t])
                                        for t, target in enumerate(self.targets) if t > 0},
                             embedding=None if pooled is None
-                            else [round(float(v), 4) for v in pooled[i]])
+                            else [round(float(v), 4) for v in pooled[i]],
+                            defects=[] if maps is None else graded_defects(
+                                maps[i], self.severity_aspects, inputs[i].to_photo,
+                                self.defect_threshold))
                 for i in range(len(inputs))]
 
 

@@ -329,6 +329,8 @@ class GradingService:
             "grade_set": answer.grade_set,
             "needs_review": answer.needs_review,
             "subgrades": answer.subgrades,
+            "capped_by": answer.capped_by,
+            "graded_defects": [d.as_dict() for d in answer.defects],
             "centering": centering_answer(prepared.centering),
             "defects": None if defects is None else [d.as_dict() for d in defects],
             "detector": None if detector is None else {"model": detector.model,

@@ -1,3 +1,4 @@
-"""Training building blocks. So far: the EfficientNet-Lite0 backbone with its shipped ImageNet
-weights (`backbone.py`) and CORN ordinal outputs for grades (`ordinal.py`); the grader model,
-the training loop and the detector follow in the train issue."""
+"""Training: the EfficientNet-Lite0 backbone with its shipped ImageNet weights (`backbone.py`),
+the severity grader (`severity.py`) and the rubric it grades by (`rubric.py`), cumulative
+ordinal outputs (`ordinal.py`), the classifier (`model.py`), the one preprocessing
+(`prepare.py`), the cached training loop (`loop.py`, `trainer.py`) and the YOLO detector."""

@@ -93,16 +93,17 @@ class EfficientNetLite0(nn.Module):
     def activations(self, images: torch.Tensor, blocks: int) -> torch.Tensor:
         """The feature map after the stem and the first `blocks` blocks: where a partly frozen
         backbone hands over to its trained part."""
-        x = F.relu6(self._bn0(self._conv_stem(images)))
-        for block in self._blocks[:blocks]:
+        return self.run_blocks(F.relu6(self._bn0(self._conv_stem(images))), 0, blocks)
+
+    def run_blocks(self, x: torch.Tensor, start: int, stop: int) -> torch.Tensor:
+        """Blocks `start` to `stop` (exclusive) on the feature map `x`."""
+        for block in self._blocks[start:stop]:
             x = block(x)
         return x
 
     def features_from(self, activations: torch.Tensor, blocks: int) -> torch.Tensor:
         """Pooled features from the activations after the first `blocks` blocks."""
-        x = activations
-        for block in self._blocks[blocks:]:
-            x = block(x)
+        x = self.run_blocks(activations, blocks, len(self._blocks))
         x = F.relu6(self._bn1(self._conv_head(x)))
         return x.mean(dim=(2, 3))
 

@@ -94,7 +94,7 @@ def _train_epoch(model: TaskModel, task: BackboneTask, train: CachedSplit,
     for start in range(0, len(order), batch_size):
         batch = torch.from_numpy(order[start:start + batch_size])
         activations = train.activations[torch.from_numpy(views[batch.numpy()]), batch].float()
-        loss = task.loss(model.forward_activations(activations, train.geometry[batch]),
+        loss = task.loss(model.training_outputs(activations, train.geometry[batch]),
                          train.targets[batch])
         optimizer.zero_grad()
         loss.backward()

@@ -1,6 +1,6 @@
-"""The grader and the classifier: EfficientNet-Lite0, frozen up to a block, then a task's heads.
+"""Backbone task models: EfficientNet-Lite0, frozen up to a block, then a task's heads.
 
-    model = build_model(OrdinalHeads(), frozen_blocks=8)    # ImageNet weights loaded
+    model = build_model(SoftmaxHead(classes=3), frozen_blocks=8)   # ImageNet weights loaded
     outputs = model(images, geometry)                       # images RGB in 0..1, N x 3 x H x W
 
 The first `frozen_blocks` blocks keep their ImageNet weights (edges, textures and small parts
@@ -8,7 +8,8 @@ transfer as they are) and run in inference mode; the blocks after them and the h
 Because the frozen part never changes, training can run it once per image view and cache its
 activations (`activations`), then train on them (`forward_activations`): on two CPU cores that
 is the difference between minutes and an hour. `forward` chains both, which is what export and
-serving use.
+serving use. The classifier pools the last block's features; the grader (`severity.py`) reads
+maps instead and shares everything else here.
 """
 
 from __future__ import annotations
@@ -25,47 +26,15 @@ from components.train.backbone import (
     load_imagenet_weights,
     normalise,
 )
-from components.train.ordinal import exceedance
-from components.train.prepare import GEOMETRY_FEATURES
+from components.train.rubric import CARD_RUBRIC
 
-GRADES = 10
 # Batch-norm momentum of the trained blocks. The ImageNet weights come with TensorFlow's 0.99
 # decay (momentum 0.01): over the few hundred steps of a fine-tune, running statistics that
 # slow lag far behind the features the blocks learn on cards, and validation scores computed
 # with them sat near zero for the first epochs while the training loss fell.
 TRAINED_BN_MOMENTUM = 0.1
-# Outputs of the grader, in order: the overall grade, then the four subgrades.
-ORDINAL_TARGETS = ("grade", "centering", "corners", "edges", "surface")
-_FROM_IMAGE = tuple(t for t in ORDINAL_TARGETS if t != "centering")
-
-
-class OrdinalHeads(nn.Module):
-    """CORN heads (GRADES - 1 logits each) for the grade and the subgrades.
-
-    Centering is geometry: its head reads only the measured border shares, so its subgrade is
-    explained by a measurement a reviewer can check. The other heads read the image features
-    and the centering head's P(centering > k), well-scaled numbers that carry what the overall
-    grade needs to know about centering."""
-
-    def __init__(self, dropout: float = 0.2) -> None:
-        super().__init__()
-        self.dropout = nn.Dropout(dropout)
-        self.centering = nn.Linear(GEOMETRY_FEATURES, GRADES - 1)
-        self.from_image = nn.Linear(FEATURES + GRADES - 1, len(_FROM_IMAGE) * (GRADES - 1))
-
-    def forward(self, features: torch.Tensor, geometry: torch.Tensor) -> torch.Tensor:
-        """Logits, N x len(ORDINAL_TARGETS) x (GRADES - 1)."""
-        centering = self.centering(geometry)
-        image_logits = self.from_image(torch.cat([self.dropout(features), exceedance(centering)],
-                                                 dim=1))
-        # -1, not len(features): an exported graph must keep any batch size
-        image_logits = image_logits.view(-1, len(_FROM_IMAGE), GRADES - 1)
-        return torch.cat([image_logits[:, :1], centering[:, None], image_logits[:, 1:]], dim=1)
-
-    def geometry_parameters(self) -> Iterator[nn.Parameter]:
-        """The centering head's: a logistic regression on four measured numbers, whose weights
-        must grow to tens for sharp rubric steps, so it learns at a larger rate."""
-        return self.centering.parameters()
+# Outputs of the grader, in order: the overall grade, then the rubric's subgrades.
+ORDINAL_TARGETS = ("grade", *CARD_RUBRIC.aspects)
 
 
 class SoftmaxHead(nn.Module):
@@ -118,6 +87,10 @@ class TaskModel(nn.Module):
                             geometry: torch.Tensor) -> torch.Tensor:
         features = self.backbone.features_from(activations, self.frozen_blocks)
         return self.head(features, geometry)
+
+    def training_outputs(self, activations: torch.Tensor, geometry: torch.Tensor) -> object:
+        """What the task's loss reads in training: the outputs, unless a model has more."""
+        return self.forward_activations(activations, geometry)
 
     def forward(self, images: torch.Tensor, geometry: torch.Tensor) -> torch.Tensor:
         return self.forward_activations(self.activations(images), geometry)

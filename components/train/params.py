@@ -23,8 +23,8 @@ class BackboneProfile(StrictParams):
     batch_size: int = Field(ge=1)
     lr: float = Field(gt=0, description="peak learning rate of the trained backbone blocks")
     head_lr: float = Field(gt=0, description="peak learning rate of the heads on image features")
-    geometry_lr: float = Field(0.1, gt=0, description="peak learning rate of heads on geometry "
-                               "alone (the grader's centering head)")
+    geometry_lr: float = Field(0.1, gt=0, description="peak learning rate of parameters on "
+                               "geometry alone (the grader's centering uncertainty)")
     weight_decay: float = Field(ge=0)
     dropout: float = Field(ge=0, lt=1)
     seed: int

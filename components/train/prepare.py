@@ -30,6 +30,8 @@ from components.parallel import map_chunks
 GEOMETRY_FEATURES = 4
 CARD_MARGIN = 0.04  # share of the canvas on each side outside the card's outer edge
 _CHUNK = 32
+# A card up to this much larger in the photo than on the canvas is warped in one step.
+_SHRINK_TOLERANCE = 0.1
 
 
 @dataclass(frozen=True)
@@ -40,6 +42,7 @@ class PreparedImage:
     pixels: np.ndarray  # RGB uint8, height x width x 3
     geometry: np.ndarray  # float32, GEOMETRY_FEATURES
     centering: CenteringMeasurement | None
+    to_photo: np.ndarray  # 3 x 3 homography from the pixels' coordinates to the photo's
 
 
 def geometry_features(centering: CenteringMeasurement | None) -> np.ndarray:
@@ -51,14 +54,28 @@ def geometry_features(centering: CenteringMeasurement | None) -> np.ndarray:
                     np.float32)
 
 
-def _rectified(image: np.ndarray, corners: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Warp the card whose outer corners (TL, TR, BR, BL) are given onto a size canvas."""
-    width, height = size
+def _card_corners(canvas: tuple[int, int]) -> np.ndarray:
+    """Where the card's outer corners (TL, TR, BR, BL) lie on a rectified canvas (w, h)."""
     unit = np.array([[0, 0], [1, 0], [1, 1], [0, 1]], np.float32)
-    target = (unit * (1 - 2 * CARD_MARGIN) + CARD_MARGIN) * np.array([width, height], np.float32)
-    warp = cv2.getPerspectiveTransform(corners.astype(np.float32), target)
-    return cv2.warpPerspective(image, warp, (width, height), flags=cv2.INTER_AREA,
+    return (unit * (1 - 2 * CARD_MARGIN) + CARD_MARGIN) * np.array(canvas, np.float32)
+
+
+def _rectified(image: np.ndarray, corners: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Warp the card whose outer corners (TL, TR, BR, BL) are given onto a size canvas.
+
+    `warpPerspective` only interpolates (it treats INTER_AREA as bilinear), so shrinking in one
+    warp aliases lines a pixel wide; a card larger in the photo than on the canvas is warped at
+    its own scale first and then shrunk by area averaging."""
+    width, height = size
+    card_height = max(np.linalg.norm(corners[3] - corners[0]),
+                      np.linalg.norm(corners[2] - corners[1]))
+    shrink = card_height / (height * (1 - 2 * CARD_MARGIN))
+    upscale = max(1, int(np.ceil(shrink - _SHRINK_TOLERANCE)))
+    canvas = (width * upscale, height * upscale)
+    warp = cv2.getPerspectiveTransform(corners.astype(np.float32), _card_corners(canvas))
+    card = cv2.warpPerspective(image, warp, canvas, flags=cv2.INTER_LINEAR,
                                borderMode=cv2.BORDER_REPLICATE)
+    return card if upscale == 1 else cv2.resize(card, size, interpolation=cv2.INTER_AREA)
 
 
 def prepare_photo(image: np.ndarray, rectify: bool, size: tuple[int, int]) -> PreparedImage:
@@ -71,10 +88,14 @@ def prepare_photo(image: np.ndarray, rectify: bool, size: tuple[int, int]) -> Pr
             centering = None
     if centering is None:
         pixels = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+        height, width = image.shape[:2]
+        to_photo = np.diag([width / size[0], height / size[1], 1.0])
     else:
-        pixels = _rectified(image, np.array(centering.outer_corners), size)
+        corners = np.array(centering.outer_corners, np.float32)
+        pixels = _rectified(image, corners, size)
+        to_photo = cv2.getPerspectiveTransform(_card_corners(size), corners)
     return PreparedImage(cv2.cvtColor(pixels, cv2.COLOR_BGR2RGB), geometry_features(centering),
-                         centering)
+                         centering, to_photo)
 
 
 def _prepare_chunk(args: tuple[list[str], bool, tuple[int, int]]) -> tuple[np.ndarray, np.ndarray]:

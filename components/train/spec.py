@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from components.train.model import TaskModel, build_model
+from components.train.model import TaskModel
 from components.train.tasks import BackboneTask, backbone_task
 
 WEIGHTS, SPEC = "model.pt", "model.json"
@@ -34,7 +34,7 @@ class ModelSpec:
         return backbone_task(self.task, self.classes)
 
     def build(self, imagenet: bool) -> TaskModel:
-        return build_model(self.backbone_task().head(self.dropout), self.frozen_blocks, imagenet)
+        return self.backbone_task().build(self.dropout, self.frozen_blocks, imagenet)
 
 
 def save_model(folder: Path, model: TaskModel, spec: ModelSpec) -> Path:

@@ -15,18 +15,27 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from components.train.metrics import classification_metrics, grading_metrics
-from components.train.model import GRADES, ORDINAL_TARGETS, OrdinalHeads, SoftmaxHead
-from components.train.ordinal import corn_loss, grade_probabilities, predicted_grade
+from components.train.model import ORDINAL_TARGETS, SoftmaxHead, TaskModel, build_model
+from components.train.ordinal import grade_probabilities, ordinal_loss, predicted_grade
+from components.train.rubric import CARD_RUBRIC, GRADES
+from components.train.severity import GraderOutputs, build_severity_grader
 
 UNKNOWN = 0  # an ordinal target a manifest does not give; its loss and score skip it
 GRADE_LOSS_WEIGHT = 2.0  # the overall grade is what clients buy; subgrades help it learn
+# A severity 0.05 off costs about what one wrong subgrade step does.
+SEVERITY_LOSS_WEIGHT = 10.0
+SEVERITY_COLUMNS = tuple(f"{aspect}_severity" for aspect in CARD_RUBRIC.severity_aspects)
 
 
 class TrainDataError(ValueError):
     """The dataset cannot train this task: a missing column, an empty split, one class only."""
+
+
+def _grades(targets: torch.Tensor) -> np.ndarray:
+    """The grade and subgrade columns of grade targets, as integers."""
+    return targets[:, :len(ORDINAL_TARGETS)].long().numpy()
 
 
 @dataclass(frozen=True)
@@ -39,20 +48,39 @@ class GradeTask:
     axis_name: str = "grade"
     classes: tuple[str, ...] = field(default=())
 
-    def head(self, dropout: float) -> nn.Module:
-        return OrdinalHeads(dropout)
+    def build(self, dropout: float, frozen_blocks: int, imagenet: bool) -> TaskModel:
+        """The severity grader (severity.py): severity maps and the rubric on their maxima."""
+        return build_severity_grader(frozen_blocks, dropout, imagenet)
 
     def targets(self, manifest: pd.DataFrame) -> torch.Tensor:
+        """N x (5 + aspects) floats: the grade and subgrades (UNKNOWN where a column is
+        missing), then each aspect's worst defect severity where the manifest measures it
+        (`<aspect>_severity`, as the card factory writes; NaN where it does not)."""
         if "grade" not in manifest.columns:
             raise TrainDataError("the manifest has no 'grade' column")
         columns = [manifest[t] if t in manifest.columns else pd.Series(UNKNOWN, manifest.index)
                    for t in ORDINAL_TARGETS]
-        values = pd.concat(columns, axis=1).fillna(UNKNOWN).to_numpy(dtype=np.int64)
-        return torch.from_numpy(values)
+        grades = pd.concat(columns, axis=1).fillna(UNKNOWN).to_numpy(dtype=np.float32)
+        severities = np.stack([pd.to_numeric(manifest[c], errors="coerce").to_numpy(np.float32)
+                               if c in manifest.columns else np.full(len(manifest), np.nan,
+                                                                     np.float32)
+                               for c in SEVERITY_COLUMNS], axis=1)
+        return torch.from_numpy(np.concatenate([grades, severities], axis=1))
 
-    def loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        losses = [corn_loss(outputs[:, i], targets[:, i]) for i in range(len(ORDINAL_TARGETS))]
-        return GRADE_LOSS_WEIGHT * losses[0] + sum(losses[1:])
+    def loss(self, outputs: torch.Tensor | GraderOutputs, targets: torch.Tensor) -> torch.Tensor:
+        """Ordinal loss on the grade (weighted) and the subgrades; in training, also the
+        distance of each aspect's measured worst severity from the manifest's, if known."""
+        logits = outputs.logits if isinstance(outputs, GraderOutputs) else outputs
+        grades = targets[:, :len(ORDINAL_TARGETS)].long()
+        losses = [ordinal_loss(logits[:, i], grades[:, i]) for i in range(len(ORDINAL_TARGETS))]
+        loss = GRADE_LOSS_WEIGHT * losses[0] + sum(losses[1:])
+        if isinstance(outputs, GraderOutputs):
+            severities = targets[:, len(ORDINAL_TARGETS):]
+            known = ~torch.isnan(severities)
+            if known.any():
+                distance = (outputs.worst - severities)[known].abs().mean()
+                loss = loss + SEVERITY_LOSS_WEIGHT * distance
+        return loss
 
     def predictions(self, outputs: torch.Tensor) -> np.ndarray:
         """Predicted grade and subgrades, N x 5."""
@@ -61,7 +89,7 @@ class GradeTask:
 
     def score(self, outputs: torch.Tensor, targets: torch.Tensor) -> dict[str, float]:
         """QWK, MAE, exact and within-one of the grade; QWK of each subgrade given."""
-        predicted, expected = self.predictions(outputs), targets.numpy()
+        predicted, expected = self.predictions(outputs), _grades(targets)
         scores = grading_metrics(expected[:, 0], predicted[:, 0], range(1, GRADES + 1))
         for i, name in enumerate(ORDINAL_TARGETS[1:], start=1):
             known = expected[:, i] != UNKNOWN
@@ -71,7 +99,7 @@ class GradeTask:
         return scores
 
     def captions(self, outputs: torch.Tensor, targets: torch.Tensor) -> list[tuple[str, bool]]:
-        predicted, expected = self.predictions(outputs)[:, 0], targets[:, 0].numpy()
+        predicted, expected = self.predictions(outputs)[:, 0], _grades(targets)[:, 0]
         confidence = grade_probabilities(outputs[:, 0]).max(dim=1).values.numpy()
         return [(f"pred {p} ({c:.0%}) / expert {e}", bool(p == e))
                 for p, c, e in zip(predicted, confidence, expected, strict=True)]
@@ -79,7 +107,7 @@ class GradeTask:
     def confusion(self, outputs: torch.Tensor,
                   targets: torch.Tensor) -> tuple[list[object], list[object], list[object]]:
         """Expected and predicted overall grades, and the axis labels of their matrix."""
-        return (targets[:, 0].tolist(), self.predictions(outputs)[:, 0].tolist(),
+        return (_grades(targets)[:, 0].tolist(), self.predictions(outputs)[:, 0].tolist(),
                 list(range(1, GRADES + 1)))
 
 
@@ -93,8 +121,9 @@ class ClassifyTask:
     primary: str = "accuracy"
     axis_name: str = "class"
 
-    def head(self, dropout: float) -> nn.Module:
-        return SoftmaxHead(len(self.classes), dropout)
+    def build(self, dropout: float, frozen_blocks: int, imagenet: bool) -> TaskModel:
+        """Lite0's pooled features and one softmax layer."""
+        return build_model(SoftmaxHead(len(self.classes), dropout), frozen_blocks, imagenet)
 
     def targets(self, manifest: pd.DataFrame) -> torch.Tensor:
         if "label" not in manifest.columns:

@@ -74,7 +74,7 @@ def test_a_grader_is_registered_as_a_candidate_with_its_lineage(
     run = client.get_run(summary.run_id)
     assert run.info.status == "FINISHED"
     assert run.data.params["data_version"] == data_version
-    assert run.data.params["package.torch"] and run.data.params["frozen_blocks"] == "12"
+    assert run.data.params["package.torch"] and run.data.params["frozen_blocks"] == "11"
     epochs = client.get_metric_history(summary.run_id, "val_qwk")
     assert [m.step for m in epochs] == list(range(1, summary.epochs_run + 1))
     assert run.data.metrics["images_per_s"] > 0

@@ -1,4 +1,4 @@
-"""Calibration and conformal grade sets on synthetic CORN outputs whose true distribution is
+"""Calibration and conformal grade sets on synthetic ordinal outputs whose true distribution is
 known: temperature scaling recovers the temperature the grades were drawn at, ECE is about zero
 for calibrated probabilities and large for over-confident ones, and conformal sets cover the
 grade as often as they promise."""
@@ -28,7 +28,7 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 def corn_logits(n: int, seed: int, sharpness: float = 3.0) -> np.ndarray:
-    """CORN logits (n x K-1) of cards of a latent quality spread over the grades: threshold k
+    """Cumulative logits (n x K-1) of cards of a latent quality spread over the grades: threshold k
     is passed when the quality is above k + 1/2, more surely the sharper the model."""
     rng = np.random.default_rng(seed)
     quality = rng.uniform(0.5, K + 0.5, n)
@@ -44,9 +44,9 @@ def draw_grades(probabilities: np.ndarray, seed: int) -> np.ndarray:
 
 # ordinal_probabilities and median_grade
 
-def test_probabilities_of_zero_logits_halve_at_every_threshold() -> None:
+def test_probabilities_of_zero_logits_split_between_the_lowest_and_highest_grade() -> None:
     probabilities = ordinal_probabilities(np.zeros((2, K - 1)), temperature=3.0)
-    expected = np.array([0.5 ** k for k in range(1, K)] + [0.5 ** (K - 1)])
+    expected = np.array([0.5] + [0.0] * (K - 2) + [0.5])
     np.testing.assert_allclose(probabilities, np.stack([expected, expected]), atol=1e-12)
 
 
@@ -64,7 +64,7 @@ def test_probabilities_are_distributions_over_the_grades() -> None:
     np.testing.assert_allclose(probabilities.sum(axis=1), 1, atol=1e-9)
 
 
-def test_median_grade_is_corns_own_prediction() -> None:
+def test_median_grade_is_the_models_own_prediction() -> None:
     logits = np.random.default_rng(2).normal(0, 3, (2000, K - 1))
     expected = predicted_grade(torch.from_numpy(logits)).numpy()
     np.testing.assert_array_equal(median_grade(ordinal_probabilities(logits)), expected)

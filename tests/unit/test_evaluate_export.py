@@ -20,7 +20,9 @@ from components.evaluate.export import calibrated_torch_model, export_grader, qu
 from components.evaluate.graph import GraderSession, median_grade, read_metadata
 from components.evaluate.latency import THROUGHPUT_BATCH, latency_metrics, measure_latency
 from components.evaluate.parity import ParityLimits, compare_outputs, parity_metrics
-from components.train.model import GRADES, ORDINAL_TARGETS, OrdinalHeads, TaskModel, build_model
+from components.train.model import ORDINAL_TARGETS, TaskModel
+from components.train.rubric import GRADES
+from components.train.severity import DECODER_WIDTH, build_severity_grader
 
 SIZE = (64, 96)  # width, height
 ONES = np.ones(len(ORDINAL_TARGETS))
@@ -40,7 +42,7 @@ def inputs(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 @pytest.fixture(scope="module")
 def model() -> TaskModel:
     torch.manual_seed(0)
-    return build_model(OrdinalHeads(), frozen_blocks=12, imagenet=True).eval()
+    return build_severity_grader(frozen_blocks=11).eval()
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +72,7 @@ def test_the_graph_is_opset_17_with_a_batch_axis(graphs: dict[str, Path]) -> Non
     opset = {o.domain: o.version for o in graph.opset_import}
     assert opset[""] >= 17
     assert [i.name for i in graph.graph.input] == ["pixels", "geometry"]
-    assert [o.name for o in graph.graph.output] == ["probabilities"]
+    assert [o.name for o in graph.graph.output] == ["probabilities", "severity_maps"]
     # float pixels, 0..255: JSON clients send numbers, not bytes
     assert [i.type.tensor_type.elem_type for i in graph.graph.input] == \
         [onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT]
@@ -278,16 +280,23 @@ def test_latency_needs_an_image() -> None:
                         np.empty((0, 4), np.float32))
 
 
-def test_a_session_with_embeddings_gives_the_backbones_pooled_features(
+def test_one_run_gives_probabilities_pooled_features_and_severity_maps(
         model: TaskModel, graphs: dict[str, Path]) -> None:
     pixels, geometry = inputs(3, seed=9)
-    probabilities, pooled = GraderSession(graphs["scaled"], embeddings=True).with_embeddings(
-        pixels, geometry)
+    answer = GraderSession(graphs["scaled"], embeddings=True).answer(pixels, geometry)
     with torch.no_grad():
         images = torch.from_numpy(pixels).permute(0, 3, 1, 2).float() / 255
-        features = model.backbone.features_from(model.activations(images), model.frozen_blocks)
+        outputs = model.training_outputs(model.activations(images), torch.from_numpy(geometry))
+        features = model.head.decode(model.activations(images))[1]
     plain = GraderSession(graphs["scaled"])
-    np.testing.assert_allclose(probabilities, plain(pixels, geometry), atol=1e-6)
-    assert pooled.shape == (3, 1280)
-    assert np.abs(pooled - features.numpy()).max() < 1e-3
-    assert plain.with_embeddings(pixels, geometry)[1] is None
+    np.testing.assert_allclose(answer.probabilities, plain(pixels, geometry), atol=1e-6)
+    assert answer.embeddings.shape == (3, DECODER_WIDTH)
+    assert np.abs(answer.embeddings - features.numpy()).max() < 1e-3
+    width, height = SIZE
+    assert answer.severity_maps.shape == (3, 3, height // 8, width // 8)
+    assert np.abs(answer.severity_maps - outputs.maps.numpy()).max() < 1e-4
+    without = plain.answer(pixels, geometry)
+    assert without.embeddings is None and without.severity_maps is not None
+    for name in ("scaled", "int8"):  # int8 keeps the second output
+        assert [o.name for o in onnx.load(str(graphs[name])).graph.output] == [
+            "probabilities", "severity_maps"]

@@ -22,7 +22,7 @@ from components.cards.camera import CAMERAS, compose, defect_box, sample_conditi
 from components.cards.factory import MANIFEST_COLUMNS, LabeledCard, label_card
 from components.cards.panel import PANEL, consensus
 from components.cards.render import render_card
-from components.cards.rubric import worst_side_share
+from components.cards.rubric import severity_subgrade, worst_side_share
 from components.cards.spec import DEFECT_CLASSES
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -132,6 +132,8 @@ def test_manifest_tells_the_truth(batch: Path) -> None:
         assert all(abs(g - int(row["true_grade"])) <= 1 for g in experts), row["item_id"]
         assert row["split"] in SPLITS
         assert row["camera"] == "studio"
+        for aspect in ("corners", "edges", "surface"):  # each severity gives its subgrade
+            assert severity_subgrade(float(row[f"{aspect}_severity"])) == int(row[aspect])
 
 
 def test_split_lists_and_dataset_yaml_match_the_manifest(batch: Path) -> None:

@@ -6,11 +6,11 @@ import numpy as np
 import torch
 
 from components.train.frozen import FrozenPart
-from components.train.model import OrdinalHeads, build_model
+from components.train.severity import build_severity_grader
 
 
 def test_onnx_runtime_activations_match_pytorch() -> None:
-    model = build_model(OrdinalHeads(), frozen_blocks=5).eval()
+    model = build_severity_grader(frozen_blocks=11).eval()
     pixels = np.random.default_rng(0).integers(0, 256, (3, 64, 48, 3), dtype=np.uint8)
 
     from_onnx = FrozenPart(model, height=64, width=48)(pixels)

@@ -26,7 +26,7 @@ class BrightnessGrader:
     """Grades a photo by its mean grey level; a set of two grades for dark photos."""
 
     def prepare(self, bgr: np.ndarray) -> GraderInput:
-        return GraderInput(bgr, np.zeros(4, np.float32), None)
+        return GraderInput(bgr, np.zeros(4, np.float32), None, np.eye(3))
 
     def grade(self, inputs: list[GraderInput]) -> list[GradeAnswer]:
         answers = []

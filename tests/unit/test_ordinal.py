@@ -1,14 +1,14 @@
-"""CORN ordinal outputs: consistent probabilities, the right grade from clear logits, and a
-loss that teaches a tiny model any grade."""
+"""Cumulative ordinal outputs: consistent probabilities (even from logits that do not fall),
+the right grade from clear logits, and a loss that teaches a tiny model any grade."""
 
 from __future__ import annotations
 
 import torch
 
 from components.train.ordinal import (
-    corn_loss,
     exceedance,
     grade_probabilities,
+    ordinal_loss,
     predicted_grade,
 )
 
@@ -43,9 +43,9 @@ def test_probabilities_are_a_distribution_and_exceedance_never_rises() -> None:
 def test_the_loss_is_low_for_the_right_grade_and_high_for_a_far_one() -> None:
     logits = _sure_of(7)
 
-    right = corn_loss(logits, torch.tensor([7]))
-    near = corn_loss(logits, torch.tensor([8]))
-    far = corn_loss(logits, torch.tensor([2]))
+    right = ordinal_loss(logits, torch.tensor([7]))
+    near = ordinal_loss(logits, torch.tensor([8]))
+    far = ordinal_loss(logits, torch.tensor([2]))
 
     assert right < 1e-6 < near < far
 
@@ -60,7 +60,16 @@ def test_a_linear_head_learns_grades_from_features() -> None:
 
     for _ in range(300):
         optimiser.zero_grad()
-        corn_loss(head(features), grades).backward()
+        ordinal_loss(head(features), grades).backward()
         optimiser.step()
 
     assert (predicted_grade(head(features)) == grades).float().mean() >= 0.95
+
+
+def test_unknown_grades_are_skipped_and_clear_cumulative_logits_read_exactly() -> None:
+    logits = torch.tensor([[3.0, 1.0, -2.0]])  # P(> 1), P(> 2), P(> 3) of four grades
+    expected = torch.sigmoid(logits[0])
+    probabilities = grade_probabilities(logits)[0]
+    assert torch.allclose(probabilities, torch.stack([1 - expected[0], expected[0] - expected[1],
+                                                      expected[1] - expected[2], expected[2]]))
+    assert ordinal_loss(logits, torch.tensor([0])) == 0  # grade unknown: nothing to learn

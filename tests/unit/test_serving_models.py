@@ -1,5 +1,7 @@
-"""The served detector: its letterbox is Ultralytics' own, its raw outputs become defects with
-boxes in the photo's pixels after NMS, and a graph whose checksum differs is never loaded."""
+"""The served models: the detector's letterbox is Ultralytics' own and its raw outputs become
+defects with boxes in the photo's pixels after NMS; the grader's severity maps become the
+defects it graded, boxed in the photo, and its answer names the subgrade that caps the grade; a
+graph whose checksum differs is never loaded."""
 
 from __future__ import annotations
 
@@ -13,8 +15,10 @@ from components.centering.measure import CenteringMeasurement
 from components.evaluate.detector import letterbox
 from components.serving.models import (
     ChecksumMismatch,
+    GradeAnswer,
     OnnxDetector,
     centering_answer,
+    graded_defects,
     letterbox_one,
 )
 from tests.graphs import DETECTOR_IMGSZ as IMGSZ
@@ -63,3 +67,27 @@ def test_centering_is_reported_as_graders_write_it() -> None:
     answer = centering_answer(measured)
     assert answer["left_right"] == "55/45" and answer["top_bottom"] == "49/51"
     assert centering_answer(None) is None
+
+
+def test_severity_maps_become_defects_boxed_in_the_photo() -> None:
+    maps = np.zeros((3, 6, 4), np.float32)  # corners, edges, surface; cells of 8 pixels
+    maps[0, 0, 0] = 0.31                    # a worn top-left corner
+    maps[2, 2:4, 1] = [0.2, 0.6]            # one scratch over two cells
+    maps[2, 5, 3] = 0.04                    # below the pristine severity: no defect
+    to_photo = np.array([[2.0, 0, 10], [0, 2.0, 20], [0, 0, 1]])  # canvas -> photo
+
+    found = graded_defects(maps, ["corners", "edges", "surface"], to_photo, threshold=0.05)
+
+    assert [(d.aspect, round(d.severity, 2)) for d in found] == [("surface", 0.6),
+                                                                 ("corners", 0.31)]
+    assert found[0].box == pytest.approx((26.0, 52.0, 42.0, 84.0))  # cells x 1, y 2..3
+    assert found[1].as_dict()["box"] == [10.0, 20.0, 26.0, 36.0]
+
+
+def test_the_answer_names_the_subgrade_that_caps_the_grade() -> None:
+    def answer(**subgrades: int) -> GradeAnswer:
+        return GradeAnswer(5, [0.1] * 10, [5], subgrades)
+
+    assert answer(centering=10, corners=4, edges=10, surface=10).capped_by == "corners"
+    assert answer(centering=9, corners=8, edges=9, surface=8).capped_by is None
+    assert answer(grade_only=3).capped_by is None  # a rubric the answer does not follow

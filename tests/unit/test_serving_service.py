@@ -43,7 +43,8 @@ class StandInGrader:
     def prepare(self, bgr: np.ndarray) -> GraderInput:
         if self.prepare_gate is not None:
             self.prepare_gate.wait(timeout=10)
-        return GraderInput(np.zeros((8, 8, 3), np.uint8), np.zeros(4, np.float32), None)
+        return GraderInput(np.zeros((8, 8, 3), np.uint8), np.zeros(4, np.float32), None,
+                           np.eye(3))
 
     def grade(self, inputs: list[GraderInput]) -> list[GradeAnswer]:
         if self.gate is not None:

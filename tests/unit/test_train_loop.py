@@ -12,7 +12,7 @@ from torch import nn
 
 from components.train.frozen import FrozenPart
 from components.train.loop import CachedSplit, evaluate, fit
-from components.train.model import TRAINED_BN_MOMENTUM, build_model
+from components.train.model import TRAINED_BN_MOMENTUM
 from components.train.params import BackboneProfile
 from components.train.tasks import ClassifyTask
 
@@ -30,7 +30,7 @@ def _profile(**changes: object) -> BackboneProfile:
 def _model() -> nn.Module:
     """A fresh model whose head starts the same whatever ran before in this process."""
     torch.manual_seed(0)
-    return build_model(TASK.head(0.0), FROZEN)
+    return TASK.build(0.0, FROZEN, imagenet=True)
 
 
 def _split(model: nn.Module, brightness: list[int]) -> CachedSplit:

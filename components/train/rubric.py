@@ -1,0 +1,105 @@
+"""A grading rubric as data, and the same rubric as differentiable tensor operations, so a model
+can grade the way the rubric does from measured severities instead of learning the rubric anew.
+
+    table = CARD_RUBRIC                                   # centering, corners, edges, surface
+    logits = subgrade_logits(table, worst_share, severities, scales)   # N x 4 x 9, cumulative
+    score = rubric_score(table, hard_subgrades(logits))   # N, continuous 1..10 as graders see it
+
+A rubric names one aspect measured from geometry (a worst side share graded by a table of
+limits) and aspects graded by their worst defect severity (0 pristine .. 1 destroyed), then how
+subgrades combine: a weighted mean that may exceed the weakest subgrade by at most a lead, and
+a floor rule for an aspect destroyed. A fruit-ripeness or weld rubric is another `RubricTable`,
+not other code. Grades run 1..10 (`GRADES`).
+
+Cumulative logits: z_k models P(subgrade > k), k = 1..9, and falls as k rises: the ordinal
+outputs every stage downstream reads (`ordinal.py`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from components.cards import rubric as card_rubric
+
+GRADES = 10
+# Beyond every limit of the measured aspect's table: P(subgrade > 1) is certain.
+_ALWAYS = 1000.0
+
+
+@dataclass(frozen=True)
+class RubricTable:
+    """Everything a rubric says, as numbers: see the module docstring."""
+
+    measured_aspect: str
+    measured_limits: tuple[float, ...]  # ascending: a share within limits[j] keeps 10 - j
+    severity_aspects: tuple[str, ...]
+    pristine_severity: float  # at most this keeps a 10
+    severity_per_grade: float  # each further step costs one grade
+    weights: tuple[float, ...]  # per aspect, measured first, then severity aspects in order
+    max_lead_over_weakest: int
+    good_otherwise: int  # a destroyed aspect leaves a 2 only when the others are at least this
+
+    @property
+    def aspects(self) -> tuple[str, ...]:
+        return (self.measured_aspect, *self.severity_aspects)
+
+    def severity_thresholds(self) -> torch.Tensor:
+        """Severity at or below which an aspect's subgrade exceeds k, for k = 1..9."""
+        steps = torch.arange(GRADES - 2, -1, -1, dtype=torch.float32)  # 8, 7, ..., 0
+        return self.pristine_severity + self.severity_per_grade * steps
+
+    def share_thresholds(self) -> torch.Tensor:
+        """Worst side share at or below which the measured subgrade exceeds k, k = 1..9."""
+        limits = list(reversed(self.measured_limits))  # k = 2 reads the widest limit
+        padding = [_ALWAYS] * (GRADES - 1 - len(limits))
+        return torch.tensor(padding + limits, dtype=torch.float32)
+
+
+CARD_RUBRIC = RubricTable(
+    measured_aspect="centering",
+    measured_limits=tuple(limit for limit, _ in card_rubric.CENTERING_STEPS),
+    severity_aspects=("corners", "edges", "surface"),
+    pristine_severity=card_rubric.PRISTINE_SEVERITY,
+    severity_per_grade=card_rubric.SEVERITY_PER_GRADE,
+    weights=tuple(card_rubric.SUBGRADE_WEIGHTS[a] for a in
+                  ("centering", "corners", "edges", "surface")),
+    max_lead_over_weakest=card_rubric.MAX_LEAD_OVER_WEAKEST,
+    good_otherwise=card_rubric.GOOD_OTHERWISE,
+)
+
+
+def subgrade_logits(table: RubricTable, worst_share: torch.Tensor, severities: torch.Tensor,
+                    share_scale: torch.Tensor, severity_scales: torch.Tensor) -> torch.Tensor:
+    """Cumulative logits N x aspects x 9 of every subgrade: how far the measurement lies inside
+    each step of the table, in units of its uncertainty (`*_scale`, > 0)."""
+    measured = (table.share_thresholds()[None, :] - worst_share[:, None]) / share_scale
+    graded = (table.severity_thresholds()[None, None, :] - severities[:, :, None]) \
+        / severity_scales[None, :, None]
+    return torch.cat([measured[:, None], graded], dim=1)
+
+
+def hard_subgrades(cumulative: torch.Tensor) -> torch.Tensor:
+    """The subgrades the table gives (1 + steps passed), N x aspects, as floats."""
+    return 1.0 + (cumulative >= 0).float().sum(dim=-1)
+
+
+def rubric_score(table: RubricTable, subgrades: torch.Tensor) -> torch.Tensor:
+    """The continuous overall score: weighted mean capped at weakest + lead, and the floor
+    rule for a destroyed aspect."""
+    weights = torch.tensor(table.weights, dtype=subgrades.dtype)
+    weighted = (subgrades * weights).sum(dim=1)
+    ordered = torch.sort(subgrades, dim=1).values
+    weakest, runner_up = ordered[:, 0], ordered[:, 1]
+    capped = torch.minimum(weighted, weakest + table.max_lead_over_weakest)
+    destroyed = (weakest <= 1) & (runner_up < table.good_otherwise)
+    return torch.where(destroyed, torch.ones_like(capped), capped)
+
+
+def capping_aspect(table: RubricTable, subgrades: dict[str, int]) -> str | None:
+    """The aspect whose subgrade caps the overall grade (its weakest, when the weighted mean
+    would exceed it by more than the lead), or None when the mean decides."""
+    weighted = sum(w * subgrades[a] for a, w in zip(table.aspects, table.weights, strict=True))
+    weakest = min(table.aspects, key=lambda aspect: subgrades[aspect])
+    return weakest if weighted > subgrades[weakest] + table.max_lead_over_weakest else None
