@@ -46,7 +46,8 @@ from components.evaluate.tensorrt import tensorrt_parity
 from components.train.metrics import confusion_matrix_png
 from components.train.model import ORDINAL_TARGETS, TaskModel
 from components.train.prepare import prepare_images
-from components.train.rubric import GRADES
+from components.train.rubric import GRADES, rubric_metadata
+from components.train.severity import MAP_STRIDE
 from components.train.spec import ModelSpec, load_model
 
 Progress = Callable[[str, int, int], None]  # stage, done, total
@@ -282,7 +283,9 @@ def evaluate_grader(model_dir: Path, root: Path, out_dir: Path, params: Evaluate
         **(metadata or {}), "spec": {"task": spec.task, "size": list(spec.size),
                                      "rectify": spec.rectify, "targets": list(ORDINAL_TARGETS),
                                      "severity_aspects": list(model.head.table.severity_aspects),
-                                     "pristine_severity": model.head.table.pristine_severity},
+                                     "pristine_severity": model.head.table.pristine_severity,
+                                     "map_stride": MAP_STRIDE,
+                                     "rubric": rubric_metadata(model.head.table)},
         "temperatures": temperatures.tolist(), "conformal": conformal.as_dict()})
     limits = ParityLimits(params.parity.max_abs_diff, params.parity.same_prediction)
     with torch.no_grad():

@@ -28,8 +28,6 @@ from components.centering.measure import CenteringMeasurement
 from components.evaluate.conformal import ConformalGrades
 from components.evaluate.graph import GraderSession, median_grade, read_metadata
 from components.train.prepare import prepare_photo
-from components.train.rubric import CARD_RUBRIC, capping_aspect
-from components.train.severity import MAP_STRIDE
 
 # Ultralytics' predictor defaults: boxes below this confidence are no defect, and overlapping
 # boxes of one class above this IoU are one defect.
@@ -85,13 +83,7 @@ class GradeAnswer:
     subgrades: dict[str, int]
     embedding: list[float] | None = None  # the backbone's pooled features, for monitoring
     defects: list[GradedDefect] = field(default_factory=list)
-
-    @property
-    def capped_by(self) -> str | None:
-        """The aspect whose subgrade caps the grade, as the rubric reads the subgrades."""
-        if set(self.subgrades) != set(CARD_RUBRIC.aspects):
-            return None
-        return capping_aspect(CARD_RUBRIC, self.subgrades)
+    capped_by: str | None = None  # the aspect whose subgrade caps the grade
 
     @property
     def needs_review(self) -> bool:
@@ -99,10 +91,21 @@ class GradeAnswer:
         return len(self.grade_set) > 1
 
 
+def capping_aspect(rubric: dict[str, object] | None, subgrades: dict[str, int]) -> str | None:
+    """The aspect whose subgrade caps the overall grade (its weakest, when the weighted mean
+    would exceed it by more than the rubric's lead), or None when the mean decides or the
+    graph names no rubric (`rubric_metadata` in evaluation writes it)."""
+    if not rubric or set(rubric["weights"]) != set(subgrades):
+        return None
+    weighted = sum(weight * subgrades[aspect] for aspect, weight in rubric["weights"].items())
+    weakest = min(subgrades, key=subgrades.__getitem__)
+    return weakest if weighted > subgrades[weakest] + rubric["max_lead_over_weakest"] else None
+
+
 def graded_defects(maps: np.ndarray, aspects: list[str], to_photo: np.ndarray,
-                   threshold: float) -> list[GradedDefect]:
+                   threshold: float, stride: int) -> list[GradedDefect]:
     """Each connected region of an aspect's severity map (aspects x h x w, one cell per
-    MAP_STRIDE pixels of the rectified card) at or above `threshold`, worst first."""
+    `stride` pixels of the rectified card) at or above `threshold`, worst first."""
     found = []
     for aspect, severity in zip(aspects, maps, strict=True):
         regions, labels, stats, _ = cv2.connectedComponentsWithStats(
@@ -110,7 +113,7 @@ def graded_defects(maps: np.ndarray, aspects: list[str], to_photo: np.ndarray,
         for region in range(1, regions):
             x, y, width, height, _ = stats[region]
             corners = np.array([[[x, y], [x + width, y], [x + width, y + height],
-                                 [x, y + height]]], np.float32) * MAP_STRIDE
+                                 [x, y + height]]], np.float32) * stride
             in_photo = cv2.perspectiveTransform(corners, to_photo)[0]
             box = (*in_photo.min(axis=0).tolist(), *in_photo.max(axis=0).tolist())
             found.append(GradedDefect(aspect, float(severity[labels == region].max()), box))
@@ -141,6 +144,8 @@ class OnnxGrader:
         self.targets = [str(target) for target in spec["targets"]]
         self.severity_aspects = [str(aspect) for aspect in spec.get("severity_aspects", [])]
         self.defect_threshold = float(spec.get("pristine_severity", 0.05))
+        self.map_stride = int(spec.get("map_stride", 8))
+        self.rubric = spec.get("rubric")
         self.conformal = ConformalGrades(**metadata["conformal"])
         self.session = GraderSession(path, threads=threads, embeddings=True)
 
@@ -176,7 +181,10 @@ class OnnxGrader:
                             else [round(float(v), 4) for v in pooled[i]],
                             defects=[] if maps is None else graded_defects(
                                 maps[i], self.severity_aspects, inputs[i].to_photo,
-                                self.defect_threshold))
+                                self.defect_threshold, self.map_stride),
+                            capped_by=capping_aspect(self.rubric, {
+                                target: int(grades[i, t])
+                                for t, target in enumerate(self.targets) if t > 0}))
                 for i in range(len(inputs))]
 
 

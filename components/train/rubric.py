@@ -97,9 +97,9 @@ def rubric_score(table: RubricTable, subgrades: torch.Tensor) -> torch.Tensor:
     return torch.where(destroyed, torch.ones_like(capped), capped)
 
 
-def capping_aspect(table: RubricTable, subgrades: dict[str, int]) -> str | None:
-    """The aspect whose subgrade caps the overall grade (its weakest, when the weighted mean
-    would exceed it by more than the lead), or None when the mean decides."""
-    weighted = sum(w * subgrades[a] for a, w in zip(table.aspects, table.weights, strict=True))
-    weakest = min(table.aspects, key=lambda aspect: subgrades[aspect])
-    return weakest if weighted > subgrades[weakest] + table.max_lead_over_weakest else None
+
+def rubric_metadata(table: RubricTable) -> dict[str, object]:
+    """How subgrades combine, as plain data for a server that reads no PyTorch: the weights per
+    aspect and the lead over the weakest subgrade."""
+    return {"weights": dict(zip(table.aspects, table.weights, strict=True)),
+            "max_lead_over_weakest": table.max_lead_over_weakest}

@@ -15,12 +15,13 @@ from components.centering.measure import CenteringMeasurement
 from components.evaluate.detector import letterbox
 from components.serving.models import (
     ChecksumMismatch,
-    GradeAnswer,
     OnnxDetector,
+    capping_aspect,
     centering_answer,
     graded_defects,
     letterbox_one,
 )
+from components.train.rubric import CARD_RUBRIC, rubric_metadata
 from tests.graphs import DETECTOR_IMGSZ as IMGSZ
 from tests.graphs import detector_graph
 
@@ -76,7 +77,8 @@ def test_severity_maps_become_defects_boxed_in_the_photo() -> None:
     maps[2, 5, 3] = 0.04                    # below the pristine severity: no defect
     to_photo = np.array([[2.0, 0, 10], [0, 2.0, 20], [0, 0, 1]])  # canvas -> photo
 
-    found = graded_defects(maps, ["corners", "edges", "surface"], to_photo, threshold=0.05)
+    found = graded_defects(maps, ["corners", "edges", "surface"], to_photo, threshold=0.05,
+                           stride=8)
 
     assert [(d.aspect, round(d.severity, 2)) for d in found] == [("surface", 0.6),
                                                                  ("corners", 0.31)]
@@ -85,9 +87,12 @@ def test_severity_maps_become_defects_boxed_in_the_photo() -> None:
 
 
 def test_the_answer_names_the_subgrade_that_caps_the_grade() -> None:
-    def answer(**subgrades: int) -> GradeAnswer:
-        return GradeAnswer(5, [0.1] * 10, [5], subgrades)
+    rubric = rubric_metadata(CARD_RUBRIC)  # what evaluation writes into the graph
 
-    assert answer(centering=10, corners=4, edges=10, surface=10).capped_by == "corners"
-    assert answer(centering=9, corners=8, edges=9, surface=8).capped_by is None
-    assert answer(grade_only=3).capped_by is None  # a rubric the answer does not follow
+    def capped_by(**subgrades: int) -> str | None:
+        return capping_aspect(rubric, subgrades)
+
+    assert capped_by(centering=10, corners=4, edges=10, surface=10) == "corners"
+    assert capped_by(centering=9, corners=8, edges=9, surface=8) is None
+    assert capped_by(grade_only=3) is None  # a rubric the answer does not follow
+    assert capping_aspect(None, {"corners": 4}) is None  # a graph that names no rubric
