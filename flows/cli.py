@@ -3,7 +3,7 @@
     gradeline data synth --n 200 --seed 1 --out batch/ [--camera phone] [--json]
     gradeline data sheet batch/ --out cards.png
     gradeline centering card.jpg [--json]
-    gradeline ingest incoming/batch-7 [--task grade|detect|classify] [--dataset NAME] [--json]
+    gradeline ingest incoming/batch-7 [--task grade|detect|segment|classify] [--dataset N] [--json]
     gradeline train --task grade|detect|classify [--data-version V] [--profile fast|full] [--json]
     gradeline evaluate --model card-grader [--version N] [--json]
     gradeline serve [--host 127.0.0.1] [--port 8080]
@@ -152,7 +152,8 @@ def centering(
 @app.command("ingest")
 def ingest(
     source: Annotated[str, typer.Argument(help="Batch folder, COCO/YOLO export, or s3://bucket/prefix.")],
-    task: Annotated[str, typer.Option(help="grade | detect | classify: which labels to check.")]
+    task: Annotated[str, typer.Option(
+        help="grade | detect | segment | classify: which labels to check.")]
     = "grade",
     dataset: Annotated[str | None, typer.Option(help="Dataset to add to; default the task name.")]
     = None,

@@ -231,3 +231,21 @@ def defect_box(mask: np.ndarray, homography: np.ndarray, pad: float) -> tuple[fl
     x1 = min(mapped[:, 0].max() + pad, PHOTO_WIDTH - 1)
     y1 = min(mapped[:, 1].max() + pad, PHOTO_HEIGHT - 1)
     return float(x0), float(y0), float(x1), float(y1)
+
+
+def defect_outlines(mask: np.ndarray, homography: np.ndarray) -> list[np.ndarray]:
+    """Outlines (k x 2 photo pixel coordinates) of a flat-card defect mask's regions, each
+    simplified to within half a flat pixel and clipped to the photo; a region thinner than
+    that (a straight scratch a pixel wide) is outlined by the rectangle around its pixels."""
+    contours, _ = cv2.findContours((mask > 0).astype(np.uint8), cv2.RETR_EXTERNAL,
+                                   cv2.CHAIN_APPROX_SIMPLE)
+    outlines = []
+    for contour in contours:
+        simplified = cv2.approxPolyDP(contour, 0.5, True).astype(np.float64) + 0.5
+        if len(simplified) < 3:
+            (cx, cy), (w, h), angle = cv2.minAreaRect(contour)
+            rectangle = cv2.boxPoints(((cx + 0.5, cy + 0.5), (w + 1, h + 1), angle))
+            simplified = rectangle.astype(np.float64).reshape(-1, 1, 2)
+        mapped = cv2.perspectiveTransform(simplified, homography).reshape(-1, 2)
+        outlines.append(np.clip(mapped, 0, (PHOTO_WIDTH - 1, PHOTO_HEIGHT - 1)))
+    return outlines

@@ -2,9 +2,10 @@
 
     summary = synthesize_batch(Path("batch"), n=200, seed=1, camera="studio")
 
-writes `images/*.jpg`, `labels/*.txt` (YOLO boxes of the defects), `manifest.csv`, one
-`<split>.txt` image list per split, `dataset.yaml` (Ultralytics) and `batch.json` (how it was
-made). Every card draws from its own random streams keyed by (seed, index), so the same seed
+writes `images/*.jpg`, `labels/*.txt` (YOLO boxes of the defects), `annotations/instances.json`
+(COCO: each defect's box, pixel mask outline and severity, as CVAT exports them), `manifest.csv`,
+one `<split>.txt` image list per split, `dataset.yaml` (Ultralytics) and `batch.json` (how it
+was made). Every card draws from its own random streams keyed by (seed, index), so the same seed
 gives the same bytes whatever the number of worker processes. The batch is written to a
 temporary sibling folder and renamed into place, so a failure leaves no half batch behind.
 """
@@ -31,6 +32,7 @@ from components.cards.camera import (
     PHOTO_WIDTH,
     compose,
     defect_box,
+    defect_outlines,
     develop,
     sample_conditions,
 )
@@ -61,12 +63,23 @@ class FactoryError(ValueError):
 
 
 @dataclass(frozen=True)
+class DefectRegion:
+    """One defect as the photo shows it: class, severity, box and mask outlines in pixels."""
+
+    class_id: int
+    severity: float
+    box: tuple[float, float, float, float]  # x0, y0, x1, y1
+    outlines: tuple[tuple[float, ...], ...]  # each x1, y1, x2, y2, ... (COCO polygons)
+
+
+@dataclass(frozen=True)
 class SynthesizedCard:
-    """One card ready to write: its manifest row, JPEG bytes and YOLO label lines."""
+    """One card ready to write: its manifest row, JPEG bytes, YOLO label lines and regions."""
 
     row: dict[str, object]
     jpeg: bytes
     labels: str
+    regions: tuple[DefectRegion, ...]
 
 
 @dataclass(frozen=True)
@@ -129,11 +142,14 @@ def synthesize_card(seed: int, index: int, camera: str) -> SynthesizedCard:
     jpeg = develop(photo, conditions, np.random.default_rng([seed, index, 3]))
     # Blur spreads a defect by about its sigma; the box covers what a viewer sees.
     pad = 1.0 + conditions.blur_sigma + conditions.motion_blur_px / 2
-    lines = []
+    regions = []
     for defect, mask in zip(spec.defects, flat.defect_masks, strict=True):
         box = defect_box(mask, homography, pad)
         if box is not None:
-            lines.append(_yolo_line(defect.class_id, box))
+            outlines = tuple(tuple(round(float(v), 2) for v in outline.ravel())
+                             for outline in defect_outlines(mask, homography))
+            regions.append(DefectRegion(defect.class_id, defect.severity, box, outlines))
+    lines = [_yolo_line(region.class_id, region.box) for region in regions]
 
     row: dict[str, object] = {
         "item_id": spec.item_id,
@@ -158,7 +174,8 @@ def synthesize_card(seed: int, index: int, camera: str) -> SynthesizedCard:
         "jpeg_quality": conditions.jpeg_quality,
         "background": conditions.background,
     }
-    return SynthesizedCard(row=row, jpeg=jpeg, labels="\n".join(lines) + ("\n" if lines else ""))
+    return SynthesizedCard(row=row, jpeg=jpeg, labels="\n".join(lines) + ("\n" if lines else ""),
+                           regions=tuple(regions))
 
 
 def _synthesize_chunk(args: tuple[int, range, str]) -> list[SynthesizedCard]:
@@ -173,6 +190,26 @@ def _check_request(out_dir: Path, n: int, camera: str) -> None:
         raise FactoryError(f"unknown camera {camera!r}; choose one of {', '.join(CAMERAS)}")
     if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
         raise FactoryError(f"{out_dir} exists and is not an empty folder; choose a new one")
+
+
+def coco_instances(cards: list[tuple[str, tuple[DefectRegion, ...]]]) -> dict[str, object]:
+    """A COCO instances document of (image path, regions) pairs: categories numbered from 1 in
+    `DEFECT_CLASSES` order, severity among each annotation's `attributes` as CVAT writes it."""
+    images, annotations = [], []
+    for image_id, (image_path, regions) in enumerate(cards, start=1):
+        images.append({"id": image_id, "file_name": image_path, "width": PHOTO_WIDTH,
+                       "height": PHOTO_HEIGHT})
+        for region in regions:
+            x0, y0, x1, y1 = region.box
+            annotations.append({
+                "id": len(annotations) + 1, "image_id": image_id,
+                "category_id": region.class_id + 1, "iscrowd": 0,
+                "bbox": [round(x0, 4), round(y0, 4), round(x1 - x0, 4), round(y1 - y0, 4)],
+                "area": round((x1 - x0) * (y1 - y0), 1),
+                "segmentation": [list(outline) for outline in region.outlines],
+                "attributes": {"severity": round(region.severity, 4)}})
+    return {"images": images, "annotations": annotations,
+            "categories": [{"id": i + 1, "name": name} for i, name in enumerate(DEFECT_CLASSES)]}
 
 
 def _write_metadata(tmp: Path, rows: list[dict[str, object]], n: int, seed: int, camera: str):
@@ -216,6 +253,7 @@ def synthesize_batch(
         (tmp / "labels").mkdir()
         chunks = [(seed, range(i, min(i + _CHUNK, n)), camera) for i in range(0, n, _CHUNK)]
         rows: list[dict[str, object]] = []
+        annotated: list[tuple[str, tuple[DefectRegion, ...]]] = []
         for cards in map_chunks(_synthesize_chunk, chunks,
                                 workers=1 if n < _PARALLEL_MIN_CARDS else workers):
             for card in cards:
@@ -223,9 +261,12 @@ def synthesize_batch(
                 (tmp / "images" / f"{stem}.jpg").write_bytes(card.jpeg)
                 (tmp / "labels" / f"{stem}.txt").write_text(card.labels)
                 rows.append(card.row)
+                annotated.append((str(card.row["image_path"]), card.regions))
             if on_progress:
                 on_progress(len(cards))
         _write_metadata(tmp, rows, n, seed, camera)
+        (tmp / "annotations").mkdir()
+        (tmp / "annotations" / "instances.json").write_text(json.dumps(coco_instances(annotated)))
         if out_dir.exists():
             out_dir.rmdir()  # checked empty above
         tmp.rename(out_dir)

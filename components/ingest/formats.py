@@ -4,9 +4,11 @@
 
 | format | recognised by | labels |
 | --- | --- | --- |
-| manifest | `manifest.csv` (the card factory's format) | its columns; boxes from `labels/*.txt` |
-| coco | a COCO JSON (CVAT: `annotations/*.json`, Label Studio: `result.json`) | boxes, categories |
-| yolo | `data.yaml` or `dataset.yaml` beside `images/` and `labels/` | boxes, names |
+| manifest | `manifest.csv` (the card factory's) | its columns; boxes as yolo, masks as coco  |
+| coco | a COCO JSON (CVAT: `annotations/*.json`, | boxes; masks (polygons, RLE) and severities |
+|      | Label Studio: `result.json`)             | where annotated; categories                |
+| yolo | `data.yaml` or `dataset.yaml` beside     | boxes or YOLO-seg outlines, names          |
+|      | `images/` and `labels/`                  |                                            |
 | imagefolder | one sub-folder of images per class | `label` = folder name |
 
 Readers only describe: they record each item's problems (a path leaving the batch, an unknown
@@ -23,6 +25,13 @@ from pathlib import Path
 
 import yaml
 
+from components.ingest.masks import (
+    MIN_OUTLINE_POINTS,
+    MaskFormatError,
+    coco_outlines,
+    outline_bounds,
+    yolo_seg_outline,
+)
 from components.ingest.model import Box, IngestError, Reason, SourceBatch, SourceItem
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
@@ -67,12 +76,15 @@ def detect_format(root: Path) -> str:
         "or one folder of images per class")
 
 
-def read_batch(root: Path, needs_boxes: bool) -> SourceBatch:
-    """Read the batch folder `root` in whichever format it is; boxes only when `needs_boxes`."""
+def read_batch(root: Path, needs_boxes: bool, needs_masks: bool = False) -> SourceBatch:
+    """Read the batch folder `root` in whichever format it is; boxes only when `needs_boxes`,
+    and, for a manifest, from its COCO JSON (with their masks) when `needs_masks`."""
     kind = detect_format(root)
-    reader = {"manifest": _read_manifest, "coco": _read_coco, "yolo": _read_yolo,
-              "imagefolder": _read_imagefolder}[kind]
-    batch = reader(root, needs_boxes)
+    if kind == "manifest":
+        batch = _read_manifest(root, needs_boxes or needs_masks, needs_masks)
+    else:
+        reader = {"coco": _read_coco, "yolo": _read_yolo, "imagefolder": _read_imagefolder}[kind]
+        batch = reader(root)
     _add_unreferenced(batch)
     _resolve_paths(batch)
     return batch
@@ -117,6 +129,23 @@ def _label_path(root: Path, image: str) -> Path:
     return root.joinpath(*parts)
 
 
+def _yolo_box(fields: list[str], names: tuple[str, ...]) -> Box | None:
+    """The box of one YOLO line (a box, or a YOLO-seg outline with its bounds as the box);
+    None when its class id is not among `names`."""
+    class_id = int(fields[0])
+    if len(fields) == 5:
+        cx, cy, w, h = (float(value) for value in fields[1:])
+        corners, outline = (cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2), ()
+    elif len(fields) >= 1 + 2 * MIN_OUTLINE_POINTS:
+        outline = yolo_seg_outline(fields[1:])
+        corners = outline_bounds(outline)
+    else:
+        raise ValueError(f"{len(fields) - 1} coordinates")
+    if not 0 <= class_id < len(names):
+        return None
+    return Box(names[class_id], *corners, outline=outline)
+
+
 def _read_yolo_labels(root: Path, item: SourceItem, names: tuple[str, ...]) -> None:
     """Fill `item.boxes` from its YOLO label file; no file means an image without objects."""
     path = _label_path(root, item.image)
@@ -128,40 +157,53 @@ def _read_yolo_labels(root: Path, item: SourceItem, names: tuple[str, ...]) -> N
         if not fields:
             continue
         try:
-            class_id = int(fields[0])
-            cx, cy, w, h = (float(value) for value in fields[1:])
-        except ValueError:
-            item.reject(Reason.BAD_LABEL, f"{item.item_id}: {path.name} line {number} is not "
-                        f"`class cx cy w h`: {line.strip()!r}")
+            box = _yolo_box(fields, names)
+        except (ValueError, MaskFormatError):
+            item.reject(Reason.BAD_LABEL, f"{item.item_id}: {path.name} line {number} is neither "
+                        f"`class cx cy w h` nor `class x1 y1 x2 y2 x3 y3 ...`: {line.strip()!r}")
             continue
-        if not 0 <= class_id < len(names):
+        if box is None:
             item.reject(Reason.UNKNOWN_CLASS, f"{item.item_id}: {path.name} line {number} has "
-                        f"class {class_id}; known are 0..{len(names) - 1}")
+                        f"class {fields[0]}; known are 0..{len(names) - 1}")
             continue
-        item.boxes.append(Box(names[class_id], cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2))
+        item.boxes.append(box)
 
 
-def _read_manifest(root: Path, needs_boxes: bool) -> SourceBatch:
+def _read_manifest(root: Path, needs_boxes: bool, needs_masks: bool) -> SourceBatch:
     with (root / MANIFEST).open(newline="", encoding="utf-8-sig") as handle:  # Excel's BOM
         reader = csv.DictReader(handle)
         columns = tuple(reader.fieldnames or ())
         rows = list(reader)
     refusals = [f"{MANIFEST} has no {column!r} column" for column in ("item_id", "image_path")
                 if column not in columns]
-    names = _yolo_names(root) if needs_boxes else ()
+    annotations = _coco_file(root) if needs_masks else None
+    if needs_masks and annotations is None:
+        refusals.append(f"{MANIFEST} names images but no COCO JSON beside it (annotations/"
+                        "*.json) gives their masks")
+    annotated = _read_coco_file(root, annotations) if annotations is not None else None
+    names = (annotated.classes if annotated is not None
+             else _yolo_names(root) if needs_boxes else ())
+    by_image = {posixpath.normpath(item.image): item for item in
+                (annotated.items if annotated is not None else ())}
     items = []
     for number, row in enumerate(rows, start=2):
         labels = {key: value for key, value in row.items() if key not in ("item_id", "image_path")}
         item = SourceItem(item_id=(row.get("item_id") or "").strip() or f"row-{number}",
                           image=(row.get("image_path") or "").strip(), labels=labels)
         if needs_boxes and inside(root, item.image) is not None:
-            _read_yolo_labels(root, item, names)
+            if annotated is None:
+                _read_yolo_labels(root, item, names)
+            else:  # an image without annotations has no defects
+                described = by_image.get(posixpath.normpath(item.image))
+                item.boxes = described.boxes if described is not None else []
+                item.problems.extend(described.problems if described is not None else ())
         items.append(item)
+    refusals += annotated.refusals if annotated is not None else []
     return SourceBatch(root=root, format="manifest", items=items, classes=names,
                        refusals=refusals, columns=columns)
 
 
-def _read_yolo(root: Path, needs_boxes: bool) -> SourceBatch:
+def _read_yolo(root: Path) -> SourceBatch:
     names = _yolo_names(root)
     items = []
     for relative in image_files(root):
@@ -174,7 +216,7 @@ def _read_yolo(root: Path, needs_boxes: bool) -> SourceBatch:
     return SourceBatch(root=root, format="yolo", items=items, classes=names)
 
 
-def _read_imagefolder(root: Path, needs_boxes: bool) -> SourceBatch:
+def _read_imagefolder(root: Path) -> SourceBatch:
     items = []
     for relative in image_files(root):
         parts = Path(relative).parts
@@ -213,9 +255,43 @@ def _coco_image_path(root: Path, file_name: str) -> str:
     return file_name
 
 
-def _read_coco(root: Path, needs_boxes: bool) -> SourceBatch:
-    path = _coco_file(root)
-    assert path is not None  # detect_format found it
+def _coco_severity(annotation: dict, item: SourceItem) -> float | None:
+    """A region's severity: CVAT exports it among `attributes`, other tools beside the box."""
+    attributes = annotation.get("attributes")
+    value = (attributes if isinstance(attributes, dict) else annotation).get("severity")
+    if value is None:
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        item.reject(Reason.BAD_LABEL, f"{item.item_id}: annotation {annotation.get('id')} has "
+                    f"severity {value!r}, not a number")
+        return None
+
+
+def _coco_boxes(annotation: dict, item: SourceItem, name: str,
+                size: tuple[float, float]) -> list[Box]:
+    """The boxes of one COCO annotation: its bbox, or one per outline part of its
+    `segmentation` (each with the part's own bounds when there are several)."""
+    width, height = size
+    x, y, w, h = (float(v) for v in annotation.get("bbox") or (0, 0, 0, 0))
+    corners = (x / width, y / height, (x + w) / width, (y + h) / height)
+    segmentation = annotation.get("segmentation")
+    if not segmentation:
+        return [Box(name, *corners)]
+    try:
+        outlines = coco_outlines(segmentation, width, height)
+    except MaskFormatError as error:
+        item.reject(Reason.BAD_LABEL, f"{item.item_id}: annotation {annotation.get('id')}: {error}")
+        return []
+    severity = _coco_severity(annotation, item)
+    return [Box(name, *(corners if len(outlines) == 1 or not outline
+                        else outline_bounds(outline)), outline=outline, severity=severity)
+            for outline in outlines]
+
+
+def _read_coco_file(root: Path, path: Path) -> SourceBatch:
+    """Items of one COCO JSON, with boxes and, where annotated, outlines and severities."""
     document = json.loads(path.read_text())
     categories = {c["id"]: str(c["name"]) for c in document["categories"]}
     items: dict[object, SourceItem] = {}
@@ -238,12 +314,17 @@ def _read_coco(root: Path, needs_boxes: bool) -> SourceBatch:
             item.reject(Reason.UNKNOWN_CLASS, f"{item.item_id}: annotation {annotation.get('id')} "
                         f"has category {annotation.get('category_id')}, not in `categories`")
             continue
-        width, height = sizes[annotation["image_id"]]
-        x, y, w, h = (float(v) for v in annotation.get("bbox") or (0, 0, 0, 0))
-        if width <= 0 or height <= 0:
+        size = sizes[annotation["image_id"]]
+        if min(size) <= 0:
             item.reject(Reason.BAD_LABEL,
                         f"{item.item_id}: image has no width/height in {path.name}")
             continue
-        item.boxes.append(Box(name, x / width, y / height, (x + w) / width, (y + h) / height))
+        item.boxes.extend(_coco_boxes(annotation, item, name, size))
     return SourceBatch(root=root, format="coco", items=list(items.values()),
                        classes=tuple(categories[k] for k in sorted(categories)), refusals=refusals)
+
+
+def _read_coco(root: Path) -> SourceBatch:
+    path = _coco_file(root)
+    assert path is not None  # detect_format found it
+    return _read_coco_file(root, path)

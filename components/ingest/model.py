@@ -30,6 +30,8 @@ class Reason(StrEnum):
     LABEL_OUT_OF_RANGE = "label_out_of_range"
     UNKNOWN_CLASS = "unknown_class"
     BOX_OUTSIDE_IMAGE = "box_outside_image"
+    MISSING_MASK = "missing_mask"
+    MASK_OUTSIDE_IMAGE = "mask_outside_image"
     DUPLICATE_ITEM_ID = "duplicate_item_id"
     DUPLICATE = "duplicate"
     NEAR_DUPLICATE = "near_duplicate"
@@ -52,13 +54,18 @@ class Problem:
 
 @dataclass(frozen=True)
 class Box:
-    """A labeled box in fractions of the image size (0..1), corners (x0, y0) and (x1, y1)."""
+    """A labeled box in fractions of the image size (0..1), corners (x0, y0) and (x1, y1).
+
+    A segmentation label also has the region's `outline` (a polygon, x y fractions) and, where
+    the labels say, its defect's `severity` (0..1)."""
 
     class_name: str
     x0: float
     y0: float
     x1: float
     y1: float
+    outline: tuple[tuple[float, float], ...] = ()
+    severity: float | None = None
 
 
 @dataclass

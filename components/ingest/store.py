@@ -1,7 +1,10 @@
 """The accepted dataset: one folder per dataset in the data folder, versioned with DVC.
 
     <data_dir>/<dataset>/images/<batch_id>/<sha256[:16]>.<ext>   accepted images, upright RGB
-    <data_dir>/<dataset>/labels/<batch_id>/<sha256[:16]>.txt     YOLO boxes (detect)
+    <data_dir>/<dataset>/labels/<batch_id>/<sha256[:16]>.txt     YOLO boxes (detect) or YOLO-seg
+                                                                 outlines (segment); their
+                                                                 severities, one per line, in
+                                                                 the manifest's `severities`
     <data_dir>/<dataset>/manifest.csv                            one row per accepted item
     <data_dir>/<dataset>/dataset.json                            task and class names
     <data_dir>/<dataset>/batches.jsonl                           one line per accepted batch
@@ -29,7 +32,8 @@ import pandas as pd
 from components.ingest.checks import AcceptedIndex
 from components.ingest.duplicates import Fingerprints
 from components.ingest.images import ImageFacts, upright_rgb
-from components.ingest.model import IngestError, SourceBatch, SourceItem
+from components.ingest.masks import yolo_seg_line
+from components.ingest.model import Box, IngestError, SourceBatch, SourceItem
 from components.ingest.versioning import DataRepo
 from components.splits import SPLIT_NAMES, stable_split
 
@@ -47,6 +51,15 @@ def batch_fingerprint(root: Path) -> str:
             continue
         digest.update(relative.encode() + b"\0" + hashlib.sha256(path.read_bytes()).digest())
     return digest.hexdigest()
+
+
+def _label_line(box: Box, classes: tuple[str, ...]) -> str:
+    """A box's line in the dataset: YOLO-seg where it has an outline, a YOLO box otherwise."""
+    class_id = classes.index(box.class_name)
+    if box.outline:
+        return yolo_seg_line(class_id, box.outline)
+    return (f"{class_id} {(box.x0 + box.x1) / 2:.6f} {(box.y0 + box.y1) / 2:.6f} "
+            f"{box.x1 - box.x0:.6f} {box.y1 - box.y0:.6f}")
 
 
 @dataclass(frozen=True)
@@ -174,14 +187,17 @@ class DatasetStore:
             upright_rgb(source).save(self.root / image)
         else:
             shutil.copyfile(source, self.root / image)
+        regions: dict[str, object] = {}
         if item.boxes is not None:
             label = Path("labels") / batch_id / f"{facts.sha256[:16]}.txt"
             (self.root / label).parent.mkdir(parents=True, exist_ok=True)
-            (self.root / label).write_text("".join(
-                f"{classes.index(b.class_name)} {(b.x0 + b.x1) / 2:.6f} {(b.y0 + b.y1) / 2:.6f} "
-                f"{b.x1 - b.x0:.6f} {b.y1 - b.y0:.6f}\n" for b in item.boxes))
+            (self.root / label).write_text("".join(f"{_label_line(b, classes)}\n"
+                                                   for b in item.boxes))
+            if any(b.severity is not None for b in item.boxes):
+                regions["severities"] = " ".join(
+                    "nan" if b.severity is None else f"{b.severity:.4f}" for b in item.boxes)
         split = item.labels.get("split")
-        return {**item.labels, "item_id": item.item_id, "image_path": image.as_posix(),
+        return {**item.labels, **regions, "item_id": item.item_id, "image_path": image.as_posix(),
                 "split": split if split in SPLIT_NAMES else stable_split(item.item_id),
                 "batch_id": batch_id, "sha256": facts.sha256, "phash": facts.phash,
                 "n_boxes": len(item.boxes or ()), "width": facts.width, "height": facts.height,

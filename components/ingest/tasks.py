@@ -1,5 +1,5 @@
-"""Task types as small plugins: what labels a grade, detect or classify batch must carry, and how
-each item's labels are checked and normalised to typed values.
+"""Task types as small plugins: what labels a grade, detect, segment or classify batch must carry,
+and how each item's labels are checked and normalised to typed values.
 
     kind = TASKS["grade"]
     batch.refusals += kind.refusals(batch)
@@ -15,6 +15,7 @@ import re
 from dataclasses import dataclass
 from typing import ClassVar
 
+from components.ingest.masks import MIN_OUTLINE_POINTS
 from components.ingest.model import Reason, SourceBatch, SourceItem
 from components.splits import SPLIT_NAMES
 
@@ -81,6 +82,7 @@ class TaskKind:
 
     name: ClassVar[str]
     needs_boxes: ClassVar[bool] = False
+    needs_masks: ClassVar[bool] = False
     # The label whose distribution the batch suite compares with the reference, if any.
     label_column: ClassVar[str | None] = None
 
@@ -124,6 +126,10 @@ class GradeTask(TaskKind):
                     item.labels[column] = share
 
 
+def _inside_image(x: float, y: float) -> bool:
+    return -BOX_TOLERANCE <= x <= 1 + BOX_TOLERANCE and -BOX_TOLERANCE <= y <= 1 + BOX_TOLERANCE
+
+
 @dataclass(frozen=True)
 class DetectTask(TaskKind):
     """Boxes of known classes inside their image."""
@@ -140,11 +146,35 @@ class DetectTask(TaskKind):
             if box.class_name not in known_classes:
                 item.reject(Reason.UNKNOWN_CLASS, f"{item.item_id}: box class "
                             f"{box.class_name!r} is not one of {', '.join(known_classes)}")
-            elif not (-BOX_TOLERANCE <= box.x0 < box.x1 <= 1 + BOX_TOLERANCE
-                      and -BOX_TOLERANCE <= box.y0 < box.y1 <= 1 + BOX_TOLERANCE):
+            elif not (box.x0 < box.x1 and box.y0 < box.y1 and _inside_image(box.x0, box.y0)
+                      and _inside_image(box.x1, box.y1)):
                 item.reject(Reason.BOX_OUTSIDE_IMAGE, f"{item.item_id}: {box.class_name} box "
                             f"({box.x0:.3f}, {box.y0:.3f})-({box.x1:.3f}, {box.y1:.3f}) is not "
                             "a box inside the image (fractions 0..1)")
+
+
+@dataclass(frozen=True)
+class SegmentTask(DetectTask):
+    """Regions of known classes with a pixel mask (an outline) inside their image and, where
+    the labels give one, a severity 0..1: what a defect segmenter and the grader's severity
+    maps learn from."""
+
+    name: ClassVar[str] = "segment"
+    needs_masks: ClassVar[bool] = True
+
+    def check_labels(self, item: SourceItem, known_classes: tuple[str, ...]) -> None:
+        super().check_labels(item, known_classes)
+        for box in item.boxes or ():
+            if len(box.outline) < MIN_OUTLINE_POINTS:
+                item.reject(Reason.MISSING_MASK, f"{item.item_id}: the {box.class_name} region "
+                            "has a box but no mask outline (3 points or more)")
+            elif not all(_inside_image(x, y) for x, y in box.outline):
+                x, y = next(p for p in box.outline if not _inside_image(*p))
+                item.reject(Reason.MASK_OUTSIDE_IMAGE, f"{item.item_id}: the {box.class_name} "
+                            f"mask has the point ({x:.3f}, {y:.3f}) outside the image (0..1)")
+            if box.severity is not None and not 0 <= box.severity <= 1:  # NaN fails too
+                item.reject(Reason.LABEL_OUT_OF_RANGE, f"{item.item_id}: the {box.class_name} "
+                            f"region has severity {box.severity}, outside 0..1")
 
 
 @dataclass(frozen=True)
@@ -170,4 +200,4 @@ class ClassifyTask(TaskKind):
 
 
 TASKS: dict[str, TaskKind] = {kind.name: kind for kind in (GradeTask(), DetectTask(),
-                                                          ClassifyTask())}
+                                                          SegmentTask(), ClassifyTask())}

@@ -57,6 +57,25 @@ def test_a_factory_batch_becomes_a_pushed_data_version_and_a_second_run_changes_
     assert (home / "data" / "grade" / "manifest.csv").read_text() == manifest
 
 
+def test_a_segment_batch_keeps_each_defect_mask_and_severity_in_the_dataset(
+        home: Path, factory_batches: dict[str, Path]) -> None:
+    summary = ingest(str(factory_batches["first"]), task="segment")
+
+    assert summary["status"] == "accepted", summary["message"]
+    assert summary["accepted"] == 40 and summary["data_version"] == _dvc_version(home, "segment")
+    dataset = home / "data" / "segment"
+    rows = read_rows(dataset)
+    assert json.loads((dataset / "dataset.json").read_text())["classes"][0] == "corner_wear"
+    for row in rows:
+        lines = (dataset / row["image_path"].replace("images/", "labels/", 1)).with_suffix(
+            ".txt").read_text().splitlines()
+        assert int(row["n_boxes"]) == len(lines)
+        assert all(len(line.split()) >= 7 for line in lines)  # YOLO-seg: class + 3 points
+        severities = row["severities"].split()
+        assert len(severities) == len(lines) and all(0 < float(v) <= 1 for v in severities)
+    assert any(row["severities"] for row in rows)
+
+
 def test_every_bad_item_lands_in_quarantine_with_its_reason(
         home: Path, factory_batches: dict[str, Path], tmp_path: Path) -> None:
     batch = copy_batch(factory_batches["bad"], tmp_path / "bad")

@@ -18,7 +18,13 @@ import yaml
 
 from components.cards import FactoryError, synthesize_batch
 from components.cards import factory as factory_module
-from components.cards.camera import CAMERAS, compose, defect_box, sample_conditions
+from components.cards.camera import (
+    CAMERAS,
+    compose,
+    defect_box,
+    defect_outlines,
+    sample_conditions,
+)
 from components.cards.factory import MANIFEST_COLUMNS, LabeledCard, label_card
 from components.cards.panel import PANEL, consensus
 from components.cards.render import render_card
@@ -67,7 +73,8 @@ def test_same_seed_gives_the_same_bytes_whatever_the_workers(tmp_path: Path) -> 
     synthesize_batch(tmp_path / "two", n=70, seed=9, workers=2)  # above the parallel threshold
 
     one, two = _files(tmp_path / "one"), _files(tmp_path / "two")
-    assert len(one) == 2 * 70 + 1 + len(SPLITS) + 2  # images, labels, manifest, lists, yamls
+    assert len(one) == 2 * 70 + 1 + len(SPLITS) + 3  # images, labels, manifest, lists, yamls,
+    # annotations
     assert one == two
 
 
@@ -200,6 +207,56 @@ def test_boxes_cover_the_defects_drawn(camera: str) -> None:
             assert changed[window].any(), f"card {index}: an empty box {box}"
         assert changed.any(), f"card {index}: its defects changed nothing"
         assert changed[covered].sum() >= 0.99 * changed.sum(), f"card {index}"
+
+
+def test_mask_outlines_cover_what_each_defect_changed() -> None:
+    """Rasterised, a card's defect outlines hold the pixels its defects changed (within the
+    studio's blur of a pixel or two), and every outline holds some of them."""
+    indices = [i for i in range(60) if label_card(5, i).spec.defects][:10]
+    for index in indices:
+        spec = label_card(5, index).spec
+        conditions = sample_conditions(CAMERAS["studio"], np.random.default_rng([5, index, 1]))
+        worn = render_card(spec)
+        worn_photo, homography = compose(worn, conditions)
+        mint_photo, _ = compose(render_card(spec, with_defects=False), conditions)
+        changed = (np.abs(worn_photo - mint_photo) > 8).any(axis=2)
+        masked = np.zeros(changed.shape, np.uint8)
+        for mask in worn.defect_masks:
+            outlines = defect_outlines(mask, homography)
+            assert outlines, f"card {index}: a defect without an outline"
+            alone = np.zeros_like(masked)
+            cv2.fillPoly(alone, [np.round(o).astype(np.int32) for o in outlines], 1)
+            assert changed[cv2.dilate(alone, np.ones((5, 5), np.uint8)) > 0].any(), index
+            masked |= alone
+        near = cv2.dilate(masked, np.ones((5, 5), np.uint8)) > 0
+        assert changed[near].sum() >= 0.97 * changed.sum(), f"card {index}"
+
+
+def test_coco_annotations_give_each_label_box_its_mask_and_severity(batch: Path) -> None:
+    document = json.loads((batch / "annotations" / "instances.json").read_text())
+    rows = {r["image_path"]: r for r in _rows(batch)}
+    by_image: dict[int, list[dict]] = {}
+    for annotation in document["annotations"]:
+        by_image.setdefault(annotation["image_id"], []).append(annotation)
+    assert [c["name"] for c in document["categories"]] == list(DEFECT_CLASSES)
+    for image in document["images"]:
+        row = rows[image["file_name"]]
+        annotations = by_image.get(image["id"], [])
+        lines = (batch / "labels" / f"{row['item_id']}.txt").read_text().splitlines()
+        assert len(annotations) == len(lines)
+        for annotation, line in zip(annotations, lines, strict=True):
+            cls, cx, cy, w, h = (float(v) for v in line.split())
+            x, y, bw, bh = annotation["bbox"]
+            assert annotation["category_id"] == cls + 1
+            assert ((x + bw / 2) / image["width"], (y + bh / 2) / image["height"]) == \
+                pytest.approx((cx, cy), abs=1e-5)
+            assert annotation["segmentation"] and all(len(p) >= 6 for p in
+                                                      annotation["segmentation"])
+        surface = [a["attributes"]["severity"] for a in annotations
+                   if DEFECT_CLASSES[a["category_id"] - 1] not in ("corner_wear",
+                                                                   "edge_whitening")]
+        assert max(surface, default=0.0) == pytest.approx(float(row["surface_severity"]),
+                                                          abs=1e-3)
 
 
 def test_every_defect_a_card_lists_is_drawn() -> None:

@@ -2,6 +2,7 @@
 the rest stay candidates, and every received item is accounted for exactly once. Duplicate
 finding is also tested on its own, with hand-made fingerprints."""
 
+import json
 import shutil
 from pathlib import Path
 
@@ -47,8 +48,9 @@ def _put(source: Path, target: Path) -> None:
 def _check(root: Path, task: str, accepted: AcceptedIndex | None = None, unreadable=None):
     """Read and check the batch at `root`, and hold it to the reconciliation invariant."""
     kind = TASKS[task]
-    checked = check_batch(read_batch(root, kind.needs_boxes), kind, accepted or AcceptedIndex(),
-                          LIMITS, max_bits=MAX_BITS, unreadable=unreadable, workers=1)
+    checked = check_batch(read_batch(root, kind.needs_boxes, kind.needs_masks), kind,
+                          accepted or AcceptedIndex(), LIMITS, max_bits=MAX_BITS,
+                          unreadable=unreadable, workers=1)
     assert len(checked.candidates) + len(checked.rejected) == checked.received
     assert checked.received == len(checked.batch.items)
     table = checked.items_table()
@@ -196,6 +198,56 @@ def test_a_class_the_dataset_does_not_know_is_unknown(factory: Path, tmp_path: P
     assert checked.classes == ("ripe", "unripe")
     assert _rejected(checked) == {"rotten/c": Reason.UNKNOWN_CLASS}
     assert _candidate_ids(checked) == ["ripe/a", "unripe/b"]
+
+
+# --- segment labels ----------------------------------------------------------------------
+
+
+def _edit_annotations(batch: Path, edit) -> str:
+    """Apply `edit` to the first annotation of the factory's COCO file; its item's id."""
+    path = batch / "annotations" / "instances.json"
+    document = json.loads(path.read_text())
+    first = document["annotations"][0]
+    edit(first)
+    path.write_text(json.dumps(document))
+    image = next(i for i in document["images"] if i["id"] == first["image_id"])
+    return Path(image["file_name"]).stem
+
+
+def test_a_factory_batch_passes_the_segment_checks_with_every_mask(batch: Path) -> None:
+    checked = _check(batch, "segment")
+
+    assert checked.refusals == [] and checked.rejected == []
+    regions = [box for item, _ in checked.candidates for box in item.boxes]
+    assert regions and all(len(box.outline) >= 3 and box.severity is not None
+                           for box in regions)
+
+
+def test_a_region_without_a_mask_is_missing_its_mask(batch: Path) -> None:
+    item_id = _edit_annotations(batch, lambda annotation: annotation.pop("segmentation"))
+
+    assert _rejected(_check(batch, "segment")) == {item_id: Reason.MISSING_MASK}
+
+
+def test_a_mask_reaching_beyond_the_image_is_outside_it(batch: Path) -> None:
+    def stretch(annotation: dict) -> None:
+        annotation["segmentation"][0][:2] = [400.0, 10.0]  # the photo is 320 wide
+
+    item_id = _edit_annotations(batch, stretch)
+
+    checked = _check(batch, "segment")
+
+    assert _rejected(checked) == {item_id: Reason.MASK_OUTSIDE_IMAGE}
+    assert "(1.250, 0.022)" in checked.rejected[0][1].detail
+
+
+def test_a_severity_beyond_one_is_out_of_range(batch: Path) -> None:
+    item_id = _edit_annotations(batch, lambda a: a.update(attributes={"severity": 1.5}))
+
+    checked = _check(batch, "segment")
+
+    assert _rejected(checked) == {item_id: Reason.LABEL_OUT_OF_RANGE}
+    assert "severity 1.5" in checked.rejected[0][1].detail
 
 
 # --- duplicates and identity -------------------------------------------------------------

@@ -59,6 +59,10 @@ def _put(source: Path, target: Path) -> None:
     shutil.copyfile(source, target)
 
 
+def _label_lines(root: Path, item_id: str) -> list[str]:
+    return (root / "labels" / f"{item_id}.txt").read_text().splitlines()
+
+
 def _assert_box(box: Box, name: str, corners: tuple[float, float, float, float]) -> None:
     assert box.class_name == name
     assert (box.x0, box.y0, box.x1, box.y1) == pytest.approx(corners, abs=1e-6)
@@ -321,6 +325,79 @@ def test_an_image_the_coco_json_does_not_list_becomes_an_item(cvat: Path) -> Non
 
     assert [i.image for i in read.items] == ["images/a.jpg", "images/b.jpg", "images/c.jpg"]
     assert _reasons(read.items[2]) == [Reason.NOT_IN_MANIFEST]
+
+
+def test_coco_masks_read_as_outlines_with_their_severity(cvat: Path) -> None:
+    """CVAT writes polygons in pixels and a severity attribute; an RLE mask reads the same."""
+    document = _coco(["a.jpg", "b.jpg"], [(1, "scratch"), (2, "dent")],
+                     [(1, 1, [32, 44.8, 32, 44.8]), (2, 2, [0, 0, 9, 7])])
+    document["annotations"][0].update(
+        segmentation=[[32, 44.8, 64, 44.8, 64, 89.6]], attributes={"severity": 0.35})
+    document["annotations"][1].update(
+        segmentation={"size": [448, 320], "counts": [448 * 2 + 10, 20, 448 - 20, 20]})
+    (cvat / "annotations" / "instances_default.json").write_text(json.dumps(document))
+
+    a, b = read_batch(cvat, needs_boxes=True).items
+
+    assert a.ok and b.ok
+    (scratch,), (dent,) = a.boxes, b.boxes
+    _assert_box(scratch, "scratch", (0.1, 0.1, 0.2, 0.2))
+    assert scratch.severity == 0.35 and len(scratch.outline) == 3
+    assert dent.severity is None and len(dent.outline) >= 4
+    assert min(x for x, _ in dent.outline) == pytest.approx(2.5 / 320)
+    assert max(y for _, y in dent.outline) == pytest.approx(29.5 / 448)
+
+
+def test_a_coco_mask_that_cannot_be_read_is_a_bad_label(cvat: Path) -> None:
+    document = _coco(["a.jpg", "b.jpg"], [(1, "scratch")], [(1, 1, [0, 0, 10, 10])] * 2)
+    document["annotations"][0]["segmentation"] = [[1, 2, 3]]
+    document["annotations"][1]["attributes"] = {"severity": "deep"}
+    document["annotations"][1]["segmentation"] = [[1, 2, 3, 2, 3, 4]]
+    (cvat / "annotations" / "instances_default.json").write_text(json.dumps(document))
+
+    a, _ = read_batch(cvat, needs_boxes=True).items
+
+    assert _reasons(a) == [Reason.BAD_LABEL, Reason.BAD_LABEL]
+    assert "x, y pairs" in a.problems[0].detail and "'deep'" in a.problems[1].detail
+
+
+def test_a_yolo_seg_line_reads_as_an_outline_with_its_bounds_as_the_box(yolo: Path) -> None:
+    (yolo / "labels" / "a.txt").write_text("0 0.1 0.2 0.5 0.2 0.3 0.6 0.1 0.5\n1 0.1 0.2 0.5\n")
+
+    a = _by_id(read_batch(yolo, needs_boxes=True))["images/a"]
+
+    assert _reasons(a) == [Reason.BAD_LABEL]  # three coordinates are neither box nor outline
+    (box,) = a.boxes
+    _assert_box(box, "scratch", (0.1, 0.2, 0.5, 0.6))
+    assert box.outline == ((0.1, 0.2), (0.5, 0.2), (0.3, 0.6), (0.1, 0.5))
+
+
+def test_a_factory_batch_gives_each_defect_its_mask_and_severity(factory: Path) -> None:
+    severities = {row["item_id"]: float(row["surface_severity"]) for row in _rows(factory)}
+
+    read = read_batch(factory, needs_boxes=True, needs_masks=True)
+
+    assert read.refusals == [] and read.classes == DEFECT_CLASSES
+    for item in read.items:
+        labeled = [DEFECT_CLASSES[int(line.split()[0])]
+                   for line in _label_lines(factory, item.item_id)]
+        assert item.ok and len(item.boxes) >= len(labeled)  # a mask may come in parts
+        assert {box.class_name for box in item.boxes} == set(labeled)
+        for box in item.boxes:
+            x0, y0, x1, y1 = (box.x0, box.y0, box.x1, box.y1)
+            assert len(box.outline) >= 3 and 0 < box.severity <= 1
+            assert all(x0 <= x <= x1 and y0 <= y <= y1 for x, y in box.outline)
+        worst_surface = max((b.severity for b in item.boxes if b.class_name not in
+                             ("corner_wear", "edge_whitening")), default=0.0)
+        assert worst_surface == pytest.approx(severities[item.item_id], abs=1e-3)
+
+
+def test_a_manifest_without_masks_is_refused_when_masks_are_needed(batch: Path) -> None:
+    shutil.rmtree(batch / "annotations")
+
+    read = read_batch(batch, needs_boxes=True, needs_masks=True)
+
+    assert len(read.refusals) == 1 and "no COCO JSON" in read.refusals[0]
 
 
 # --- nothing to read ---------------------------------------------------------------------
