@@ -113,7 +113,7 @@ def check_items(staged: StagedSource, task_name: str, store: DatasetStore,
     """Read the batch and run every item check (images in parallel), logging progress."""
     logger = get_run_logger()
     kind = TASKS[task_name]
-    batch = read_batch(staged.root, needs_boxes=kind.needs_boxes, needs_masks=kind.needs_masks)
+    batch = read_batch(staged.root, needs_boxes=kind.needs_boxes, masks=kind.masks)
     total, done, shown = len(batch.items), 0, 0
 
     def progress(finished: int) -> None:

@@ -31,6 +31,9 @@ DEFECT_CLASSES: tuple[str, ...] = (
     "print_line",
 )
 SURFACE_DEFECTS = frozenset({"surface_scratch", "crease", "stain", "print_line"})
+# The rubric aspect each defect class counts towards.
+DEFECT_ASPECTS: dict[str, str] = {"corner_wear": "corners", "edge_whitening": "edges",
+                                  **{kind: "surface" for kind in sorted(SURFACE_DEFECTS)}}
 # A crease is never a light defect: it always costs at least five surface grades.
 CREASE_MIN_SEVERITY = 0.55
 # A defect drawn at all is visible: below this it would be invisible yet still labelled.
@@ -89,9 +92,8 @@ class CardSpec:
 
     def aspect_severities(self) -> dict[str, float]:
         """The worst severity of each defect aspect the rubric grades."""
-        return {"corners": self.severity({"corner_wear"}),
-                "edges": self.severity({"edge_whitening"}),
-                "surface": self.severity(SURFACE_DEFECTS)}
+        return {aspect: self.severity({k for k, a in DEFECT_ASPECTS.items() if a == aspect})
+                for aspect in dict.fromkeys(DEFECT_ASPECTS.values())}
 
     def grade(self) -> Grade:
         """Apply the rubric to this card."""

@@ -177,8 +177,9 @@ def _prepared(model: TaskModel, spec: ModelSpec, root: Path, rows: pd.DataFrame,
         on_progress(stage, done, len(rows))
 
     paths = [root / p for p in rows["image_path"]]
-    pixels, geometry = prepare_images(paths, spec.rectify, spec.size, on_progress=advance)
-    return _Split(rows, pixels, geometry, _logits(model, pixels, geometry))
+    prepared = prepare_images(paths, spec.rectify, spec.size, on_progress=advance)
+    return _Split(rows, prepared.pixels, prepared.geometry,
+                  _logits(model, prepared.pixels, prepared.geometry))
 
 
 def _probabilities(logits: np.ndarray, temperatures: np.ndarray) -> np.ndarray:

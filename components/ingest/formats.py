@@ -22,6 +22,7 @@ import csv
 import json
 import posixpath
 from pathlib import Path
+from typing import Literal
 
 import yaml
 
@@ -39,6 +40,7 @@ MANIFEST = "manifest.csv"
 YOLO_YAMLS = ("data.yaml", "dataset.yaml")
 SPLIT_FOLDERS = frozenset({"train", "val", "valid", "calibration", "test"})
 COCO_KEYS = frozenset({"images", "annotations", "categories"})
+MaskNeed = Literal["ignored", "optional", "required"]
 
 
 def inside(root: Path, relative: str) -> Path | None:
@@ -76,12 +78,13 @@ def detect_format(root: Path) -> str:
         "or one folder of images per class")
 
 
-def read_batch(root: Path, needs_boxes: bool, needs_masks: bool = False) -> SourceBatch:
-    """Read the batch folder `root` in whichever format it is; boxes only when `needs_boxes`,
-    and, for a manifest, from its COCO JSON (with their masks) when `needs_masks`."""
+def read_batch(root: Path, needs_boxes: bool, masks: MaskNeed = "ignored") -> SourceBatch:
+    """Read the batch folder `root` in whichever format it is; boxes only when `needs_boxes`.
+    A manifest's boxes come with their masks from its COCO JSON unless `masks` is "ignored";
+    "required" refuses a manifest without one, "optional" reads it where there is one."""
     kind = detect_format(root)
     if kind == "manifest":
-        batch = _read_manifest(root, needs_boxes or needs_masks, needs_masks)
+        batch = _read_manifest(root, needs_boxes, masks)
     else:
         reader = {"coco": _read_coco, "yolo": _read_yolo, "imagefolder": _read_imagefolder}[kind]
         batch = reader(root)
@@ -122,7 +125,7 @@ def _yolo_names(root: Path) -> tuple[str, ...]:
     raise IngestError(f"{root} has boxes but no {' or '.join(YOLO_YAMLS)} naming their classes")
 
 
-def _label_path(root: Path, image: str) -> Path:
+def label_path(root: Path, image: str) -> Path:
     """Ultralytics' convention: the label of images/a/b.jpg is labels/a/b.txt."""
     parts = Path(image).with_suffix(".txt").parts
     parts = tuple("labels" if part == "images" else part for part in parts)
@@ -148,7 +151,7 @@ def _yolo_box(fields: list[str], names: tuple[str, ...]) -> Box | None:
 
 def _read_yolo_labels(root: Path, item: SourceItem, names: tuple[str, ...]) -> None:
     """Fill `item.boxes` from its YOLO label file; no file means an image without objects."""
-    path = _label_path(root, item.image)
+    path = label_path(root, item.image)
     item.boxes = []
     if not path.is_file():
         return
@@ -169,20 +172,21 @@ def _read_yolo_labels(root: Path, item: SourceItem, names: tuple[str, ...]) -> N
         item.boxes.append(box)
 
 
-def _read_manifest(root: Path, needs_boxes: bool, needs_masks: bool) -> SourceBatch:
+def _read_manifest(root: Path, needs_boxes: bool, masks: MaskNeed) -> SourceBatch:
     with (root / MANIFEST).open(newline="", encoding="utf-8-sig") as handle:  # Excel's BOM
         reader = csv.DictReader(handle)
         columns = tuple(reader.fieldnames or ())
         rows = list(reader)
     refusals = [f"{MANIFEST} has no {column!r} column" for column in ("item_id", "image_path")
                 if column not in columns]
-    annotations = _coco_file(root) if needs_masks else None
-    if needs_masks and annotations is None:
+    annotations = _coco_file(root) if masks != "ignored" else None
+    if masks == "required" and annotations is None:
         refusals.append(f"{MANIFEST} names images but no COCO JSON beside it (annotations/"
                         "*.json) gives their masks")
     annotated = _read_coco_file(root, annotations) if annotations is not None else None
     names = (annotated.classes if annotated is not None
              else _yolo_names(root) if needs_boxes else ())
+    needs_boxes = needs_boxes or annotated is not None
     by_image = {posixpath.normpath(item.image): item for item in
                 (annotated.items if annotated is not None else ())}
     items = []

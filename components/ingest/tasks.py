@@ -15,6 +15,7 @@ import re
 from dataclasses import dataclass
 from typing import ClassVar
 
+from components.ingest.formats import MaskNeed
 from components.ingest.masks import MIN_OUTLINE_POINTS
 from components.ingest.model import Reason, SourceBatch, SourceItem
 from components.splits import SPLIT_NAMES
@@ -82,7 +83,7 @@ class TaskKind:
 
     name: ClassVar[str]
     needs_boxes: ClassVar[bool] = False
-    needs_masks: ClassVar[bool] = False
+    masks: ClassVar[MaskNeed] = "ignored"
     # The label whose distribution the batch suite compares with the reference, if any.
     label_column: ClassVar[str | None] = None
 
@@ -95,12 +96,49 @@ class TaskKind:
         _check_split(item)
 
 
+def _inside_image(x: float, y: float) -> bool:
+    return -BOX_TOLERANCE <= x <= 1 + BOX_TOLERANCE and -BOX_TOLERANCE <= y <= 1 + BOX_TOLERANCE
+
+
+def check_boxes(item: SourceItem, known_classes: tuple[str, ...]) -> None:
+    """Every box of a known class and inside its image."""
+    for box in item.boxes or ():
+        if box.class_name not in known_classes:
+            item.reject(Reason.UNKNOWN_CLASS, f"{item.item_id}: box class "
+                        f"{box.class_name!r} is not one of {', '.join(known_classes)}")
+        elif not (box.x0 < box.x1 and box.y0 < box.y1 and _inside_image(box.x0, box.y0)
+                  and _inside_image(box.x1, box.y1)):
+            item.reject(Reason.BOX_OUTSIDE_IMAGE, f"{item.item_id}: {box.class_name} box "
+                        f"({box.x0:.3f}, {box.y0:.3f})-({box.x1:.3f}, {box.y1:.3f}) is not "
+                        "a box inside the image (fractions 0..1)")
+
+
+def check_masks(item: SourceItem, required: bool) -> None:
+    """Every region's mask outline (where it has one, or always when `required`) inside its
+    image, and its severity, where given, within 0..1."""
+    for box in item.boxes or ():
+        if len(box.outline) < MIN_OUTLINE_POINTS:
+            if required:
+                item.reject(Reason.MISSING_MASK, f"{item.item_id}: the {box.class_name} region "
+                            "has a box but no mask outline (3 points or more)")
+        elif not all(_inside_image(x, y) for x, y in box.outline):
+            x, y = next(p for p in box.outline if not _inside_image(*p))
+            item.reject(Reason.MASK_OUTSIDE_IMAGE, f"{item.item_id}: the {box.class_name} "
+                        f"mask has the point ({x:.3f}, {y:.3f}) outside the image (0..1)")
+        if box.severity is not None and not 0 <= box.severity <= 1:  # NaN fails too
+            item.reject(Reason.LABEL_OUT_OF_RANGE, f"{item.item_id}: the {box.class_name} "
+                        f"region has severity {box.severity}, outside 0..1")
+
+
 @dataclass(frozen=True)
 class GradeTask(TaskKind):
-    """Ordinal grades 1..10 with the experts' own grades beside the consensus."""
+    """Ordinal grades 1..10 with the experts' own grades beside the consensus; the defects'
+    masks and severities are kept where the batch has them (the grader's severity maps learn
+    where each defect lies from them)."""
 
     name: ClassVar[str] = "grade"
     label_column: ClassVar[str | None] = "grade"
+    masks: ClassVar[MaskNeed] = "optional"
 
     def refusals(self, batch: SourceBatch) -> list[str]:
         if batch.format != "manifest":
@@ -124,10 +162,8 @@ class GradeTask(TaskKind):
                 share = _parse_share(item, column)
                 if share is not None:
                     item.labels[column] = share
-
-
-def _inside_image(x: float, y: float) -> bool:
-    return -BOX_TOLERANCE <= x <= 1 + BOX_TOLERANCE and -BOX_TOLERANCE <= y <= 1 + BOX_TOLERANCE
+        check_boxes(item, known_classes)
+        check_masks(item, required=False)
 
 
 @dataclass(frozen=True)
@@ -142,15 +178,7 @@ class DetectTask(TaskKind):
 
     def check_labels(self, item: SourceItem, known_classes: tuple[str, ...]) -> None:
         super().check_labels(item, known_classes)
-        for box in item.boxes or ():
-            if box.class_name not in known_classes:
-                item.reject(Reason.UNKNOWN_CLASS, f"{item.item_id}: box class "
-                            f"{box.class_name!r} is not one of {', '.join(known_classes)}")
-            elif not (box.x0 < box.x1 and box.y0 < box.y1 and _inside_image(box.x0, box.y0)
-                      and _inside_image(box.x1, box.y1)):
-                item.reject(Reason.BOX_OUTSIDE_IMAGE, f"{item.item_id}: {box.class_name} box "
-                            f"({box.x0:.3f}, {box.y0:.3f})-({box.x1:.3f}, {box.y1:.3f}) is not "
-                            "a box inside the image (fractions 0..1)")
+        check_boxes(item, known_classes)
 
 
 @dataclass(frozen=True)
@@ -160,21 +188,11 @@ class SegmentTask(DetectTask):
     maps learn from."""
 
     name: ClassVar[str] = "segment"
-    needs_masks: ClassVar[bool] = True
+    masks: ClassVar[MaskNeed] = "required"
 
     def check_labels(self, item: SourceItem, known_classes: tuple[str, ...]) -> None:
         super().check_labels(item, known_classes)
-        for box in item.boxes or ():
-            if len(box.outline) < MIN_OUTLINE_POINTS:
-                item.reject(Reason.MISSING_MASK, f"{item.item_id}: the {box.class_name} region "
-                            "has a box but no mask outline (3 points or more)")
-            elif not all(_inside_image(x, y) for x, y in box.outline):
-                x, y = next(p for p in box.outline if not _inside_image(*p))
-                item.reject(Reason.MASK_OUTSIDE_IMAGE, f"{item.item_id}: the {box.class_name} "
-                            f"mask has the point ({x:.3f}, {y:.3f}) outside the image (0..1)")
-            if box.severity is not None and not 0 <= box.severity <= 1:  # NaN fails too
-                item.reject(Reason.LABEL_OUT_OF_RANGE, f"{item.item_id}: the {box.class_name} "
-                            f"region has severity {box.severity}, outside 0..1")
+        check_masks(item, required=True)
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import cv2
 import numpy as np
@@ -98,7 +99,16 @@ def prepare_photo(image: np.ndarray, rectify: bool, size: tuple[int, int]) -> Pr
                          centering, to_photo)
 
 
-def _prepare_chunk(args: tuple[list[str], bool, tuple[int, int]]) -> tuple[np.ndarray, np.ndarray]:
+class PreparedImages(NamedTuple):
+    """Many photos prepared: pixels N x H x W x 3 (RGB uint8), geometry N x 4 and the
+    homographies N x 3 x 3 from each canvas to its photo (what maps labels onto the canvas)."""
+
+    pixels: np.ndarray
+    geometry: np.ndarray
+    to_photo: np.ndarray
+
+
+def _prepare_chunk(args: tuple[list[str], bool, tuple[int, int]]) -> PreparedImages:
     paths, rectify, size = args
     prepared = []
     for path in paths:
@@ -106,7 +116,8 @@ def _prepare_chunk(args: tuple[list[str], bool, tuple[int, int]]) -> tuple[np.nd
         if image is None:
             raise ValueError(f"{path} is not a readable image")
         prepared.append(prepare_photo(image, rectify, size))
-    return (np.stack([p.pixels for p in prepared]), np.stack([p.geometry for p in prepared]))
+    return PreparedImages(*(np.stack([getattr(p, field) for p in prepared])
+                            for field in PreparedImages._fields))
 
 
 def prepare_images(
@@ -115,16 +126,15 @@ def prepare_images(
     size: tuple[int, int],
     workers: int | None = None,
     on_progress: Callable[[int], None] | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Pixels (N x H x W x 3 uint8) and geometry (N x 4) of many photos, on every core."""
+) -> PreparedImages:
+    """Pixels, geometry and canvas-to-photo homographies of many photos, on every core."""
     if not paths:
         raise ValueError("no images to prepare")
     chunks = [([str(p) for p in paths[i:i + _CHUNK]], rectify, size)
               for i in range(0, len(paths), _CHUNK)]
-    pixels, geometry = [], []
-    for chunk_pixels, chunk_geometry in map_chunks(_prepare_chunk, chunks, workers):
-        pixels.append(chunk_pixels)
-        geometry.append(chunk_geometry)
+    parts = []
+    for part in map_chunks(_prepare_chunk, chunks, workers):
+        parts.append(part)
         if on_progress is not None:
-            on_progress(len(chunk_pixels))
-    return np.concatenate(pixels), np.concatenate(geometry)
+            on_progress(len(part.pixels))
+    return PreparedImages(*(np.concatenate(field) for field in zip(*parts, strict=True)))

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import torch
 
 from components.cards import rubric as card_rubric
+from components.cards.spec import DEFECT_ASPECTS
 
 GRADES = 10
 # Beyond every limit of the measured aspect's table: P(subgrade > 1) is certain.
@@ -40,6 +41,12 @@ class RubricTable:
     weights: tuple[float, ...]  # per aspect, measured first, then severity aspects in order
     max_lead_over_weakest: int
     good_otherwise: int  # a destroyed aspect leaves a 2 only when the others are at least this
+    defect_aspects: tuple[tuple[str, str], ...] = ()  # (defect class, the aspect it counts to)
+
+    def aspect_index(self, defect_class: str) -> int | None:
+        """Which severity aspect a defect class counts towards; None for a class it ignores."""
+        aspect = dict(self.defect_aspects).get(defect_class)
+        return None if aspect is None else self.severity_aspects.index(aspect)
 
     @property
     def aspects(self) -> tuple[str, ...]:
@@ -67,6 +74,7 @@ CARD_RUBRIC = RubricTable(
                   ("centering", "corners", "edges", "surface")),
     max_lead_over_weakest=card_rubric.MAX_LEAD_OVER_WEAKEST,
     good_otherwise=card_rubric.GOOD_OTHERWISE,
+    defect_aspects=tuple(DEFECT_ASPECTS.items()),
 )
 
 

@@ -10,23 +10,39 @@ checkpoints and tracking are shared and never branch on the task.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
 
+from components.ingest.formats import label_path
 from components.train.metrics import classification_metrics, grading_metrics
 from components.train.model import ORDINAL_TARGETS, SoftmaxHead, TaskModel, build_model
 from components.train.ordinal import grade_probabilities, ordinal_loss, predicted_grade
+from components.train.regions import IGNORED, severity_targets
 from components.train.rubric import CARD_RUBRIC, GRADES
-from components.train.severity import GraderOutputs, build_severity_grader
+from components.train.severity import MAP_STRIDE, GraderOutputs, build_severity_grader
 
 UNKNOWN = 0  # an ordinal target a manifest does not give; its loss and score skip it
 GRADE_LOSS_WEIGHT = 2.0  # the overall grade is what clients buy; subgrades help it learn
 # A severity 0.05 off costs about what one wrong subgrade step does.
 SEVERITY_LOSS_WEIGHT = 10.0
+# The severity maps against the labeled defect regions, cell by cell (regions.py).
+MAP_LOSS_WEIGHT = 5.0
 SEVERITY_COLUMNS = tuple(f"{aspect}_severity" for aspect in CARD_RUBRIC.severity_aspects)
+_SCALARS = len(ORDINAL_TARGETS) + len(SEVERITY_COLUMNS)  # grade targets before the maps
+
+
+@dataclass(frozen=True)
+class Canvases:
+    """Where a split's labeled regions land on the model's input: the dataset folder (its
+    label files), each photo's canvas-to-photo homography (N x 3 x 3) and the canvas size."""
+
+    root: Path
+    to_photo: np.ndarray
+    size: tuple[int, int]
 
 
 class TrainDataError(ValueError):
@@ -52,10 +68,12 @@ class GradeTask:
         """The severity grader (severity.py): severity maps and the rubric on their maxima."""
         return build_severity_grader(frozen_blocks, dropout, imagenet)
 
-    def targets(self, manifest: pd.DataFrame) -> torch.Tensor:
-        """N x (5 + aspects) floats: the grade and subgrades (UNKNOWN where a column is
-        missing), then each aspect's worst defect severity where the manifest measures it
-        (`<aspect>_severity`, as the card factory writes; NaN where it does not)."""
+    def targets(self, manifest: pd.DataFrame, canvases: Canvases | None = None) -> torch.Tensor:
+        """N x (5 + aspects [+ aspects x H/8 x W/8]) floats: the grade and subgrades (UNKNOWN
+        where a column is missing), each aspect's worst defect severity where the manifest
+        measures it (`<aspect>_severity`, as the card factory writes; NaN where it does not),
+        and, given `canvases` and a dataset that kept its defect masks (a `severities`
+        column), the severity maps' targets, flattened (regions.py)."""
         if "grade" not in manifest.columns:
             raise TrainDataError("the manifest has no 'grade' column")
         columns = [manifest[t] if t in manifest.columns else pd.Series(UNKNOWN, manifest.index)
@@ -65,21 +83,46 @@ class GradeTask:
                                if c in manifest.columns else np.full(len(manifest), np.nan,
                                                                      np.float32)
                                for c in SEVERITY_COLUMNS], axis=1)
-        return torch.from_numpy(np.concatenate([grades, severities], axis=1))
+        columns = [grades, severities]
+        if canvases is not None and "severities" in manifest.columns:
+            columns.append(self._map_targets(manifest, canvases).reshape(len(manifest), -1))
+        return torch.from_numpy(np.concatenate(columns, axis=1))
+
+    def _map_targets(self, manifest: pd.DataFrame, canvases: Canvases) -> np.ndarray:
+        """N x aspects x H/8 x W/8: each item's labeled regions on its canvas; an item
+        without a label file is all IGNORED (nothing known about where its defects lie)."""
+        width, height = canvases.size
+        maps = []
+        for (_, row), to_photo in zip(manifest.iterrows(), canvases.to_photo, strict=True):
+            path = label_path(canvases.root, str(row["image_path"]))
+            if not path.is_file():
+                maps.append(np.full((len(CARD_RUBRIC.severity_aspects), height // MAP_STRIDE,
+                                     width // MAP_STRIDE), IGNORED, np.float32))
+                continue
+            lines = path.read_text().splitlines()
+            severities = [float(v) for v in str(row["severities"]).split()] if lines else []
+            maps.append(severity_targets(lines, severities, self.classes, CARD_RUBRIC,
+                                         (float(row["width"]), float(row["height"])), to_photo,
+                                         canvases.size, MAP_STRIDE))
+        return np.stack(maps)
 
     def loss(self, outputs: torch.Tensor | GraderOutputs, targets: torch.Tensor) -> torch.Tensor:
         """Ordinal loss on the grade (weighted) and the subgrades; in training, also the
-        distance of each aspect's measured worst severity from the manifest's, if known."""
+        distance of each aspect's measured worst severity from the manifest's, if known, and
+        of the severity maps from the labeled regions, where the targets carry them."""
         logits = outputs.logits if isinstance(outputs, GraderOutputs) else outputs
         grades = targets[:, :len(ORDINAL_TARGETS)].long()
         losses = [ordinal_loss(logits[:, i], grades[:, i]) for i in range(len(ORDINAL_TARGETS))]
         loss = GRADE_LOSS_WEIGHT * losses[0] + sum(losses[1:])
         if isinstance(outputs, GraderOutputs):
-            severities = targets[:, len(ORDINAL_TARGETS):]
+            severities = targets[:, len(ORDINAL_TARGETS):_SCALARS]
             known = ~torch.isnan(severities)
             if known.any():
                 distance = (outputs.worst - severities)[known].abs().mean()
                 loss = loss + SEVERITY_LOSS_WEIGHT * distance
+            if targets.shape[1] > _SCALARS:
+                loss = loss + MAP_LOSS_WEIGHT * _map_loss(
+                    outputs.maps, targets[:, _SCALARS:].reshape(outputs.maps.shape))
         return loss
 
     def predictions(self, outputs: torch.Tensor) -> np.ndarray:
@@ -111,6 +154,16 @@ class GradeTask:
                 list(range(1, GRADES + 1)))
 
 
+def _map_loss(maps: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Mean distance on the cells a labeled defect covers plus the mean severity read on the
+    clean cells: defects and clean paper count alike however few cells defects cover."""
+    covered, clean = targets > 0, targets == 0
+    loss = maps[clean].mean() if clean.any() else maps.sum() * 0
+    if covered.any():
+        loss = loss + (maps[covered] - targets[covered]).abs().mean()
+    return loss
+
+
 @dataclass(frozen=True)
 class ClassifyTask:
     """One label per image from a fixed set of classes (the ImageFolder kind of task)."""
@@ -125,7 +178,8 @@ class ClassifyTask:
         """Lite0's pooled features and one softmax layer."""
         return build_model(SoftmaxHead(len(self.classes), dropout), frozen_blocks, imagenet)
 
-    def targets(self, manifest: pd.DataFrame) -> torch.Tensor:
+    def targets(self, manifest: pd.DataFrame, canvases: Canvases | None = None) -> torch.Tensor:
+        """N class indices of the `label` column (`canvases` unused: a class has no region)."""
         if "label" not in manifest.columns:
             raise TrainDataError("the manifest has no 'label' column")
         unknown = sorted(set(manifest["label"].astype(str)) - set(self.classes))
@@ -163,7 +217,7 @@ BackboneTask = GradeTask | ClassifyTask
 def backbone_task(name: str, classes: tuple[str, ...]) -> BackboneTask:
     """The task plugin for `name` ("grade" or "classify")."""
     if name == "grade":
-        return GradeTask()
+        return GradeTask(classes=classes)
     if name == "classify":
         return ClassifyTask(classes)
     raise TrainDataError(f"unknown backbone task {name!r}; expected grade or classify")

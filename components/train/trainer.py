@@ -30,7 +30,7 @@ from components.train.metrics import confusion_matrix_png, prediction_sheet, tra
 from components.train.params import BackboneProfile
 from components.train.prepare import prepare_images
 from components.train.spec import ModelSpec, save_model
-from components.train.tasks import BackboneTask, TrainDataError, backbone_task
+from components.train.tasks import BackboneTask, Canvases, TrainDataError, backbone_task
 
 SAMPLES = 12
 Progress = Callable[[str, int, int], None]  # stage, done, total
@@ -105,7 +105,8 @@ def train_backbone(
     progress = on_progress or (lambda stage, done, total: None)
     task = backbone_task(task_name, classes)
     train_rows, val_rows = read_splits(root)
-    train_targets, val_targets = task.targets(train_rows), task.targets(val_rows)
+    for rows in (train_rows, val_rows):  # labels the task cannot train on fail before any work
+        task.targets(rows)
     spec = ModelSpec(task=task.name, classes=tuple(classes), size=profile.size,
                      rectify=task.rectify, frozen_blocks=profile.frozen_blocks,
                      dropout=profile.dropout)
@@ -123,11 +124,16 @@ def train_backbone(
 
     width, height = profile.size
     prepared = _cached_array(
-        work_dir / f"prepared-{width}x{height}-{'card' if task.rectify else 'photo'}.npz",
-        lambda: dict(zip(("pixels", "geometry"), prepare_images(
-            paths, task.rectify, profile.size, workers, prepared_some), strict=True)))
+        work_dir / f"images-{width}x{height}-{'card' if task.rectify else 'photo'}.npz",
+        lambda: prepare_images(paths, task.rectify, profile.size, workers,
+                               prepared_some)._asdict())
     pixels, geometry = prepared["pixels"], torch.from_numpy(prepared["geometry"])
     n_train = len(train_rows)
+    # With each photo's canvas known, labeled regions become targets too.
+    train_targets = task.targets(train_rows, Canvases(root, prepared["to_photo"][:n_train],
+                                                      profile.size))
+    val_targets = task.targets(val_rows, Canvases(root, prepared["to_photo"][n_train:],
+                                                  profile.size))
     timings["prepare_seconds"] = time.perf_counter() - started
 
     started = time.perf_counter()

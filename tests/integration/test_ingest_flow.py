@@ -46,6 +46,9 @@ def test_a_factory_batch_becomes_a_pushed_data_version_and_a_second_run_changes_
     assert summary["images_per_s"] > 0 and Path(summary["data_docs"]).is_file()
     manifest = (home / "data" / "grade" / "manifest.csv").read_text()
     assert len(manifest.splitlines()) == 41
+    rows = read_rows(home / "data" / "grade")
+    labels = sorted((home / "data" / "grade" / "labels").rglob("*.txt"))
+    assert len(labels) == 40 and "severities" in rows[0]  # the defects' masks came along
     pushed = [p for p in (home / "dvc-remote").rglob("*") if p.is_file()]
     assert len(pushed) >= 40  # every image, the manifest and the folder listing
 

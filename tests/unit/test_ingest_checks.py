@@ -48,7 +48,7 @@ def _put(source: Path, target: Path) -> None:
 def _check(root: Path, task: str, accepted: AcceptedIndex | None = None, unreadable=None):
     """Read and check the batch at `root`, and hold it to the reconciliation invariant."""
     kind = TASKS[task]
-    checked = check_batch(read_batch(root, kind.needs_boxes, kind.needs_masks), kind,
+    checked = check_batch(read_batch(root, kind.needs_boxes, kind.masks), kind,
                           accepted or AcceptedIndex(), LIMITS, max_bits=MAX_BITS,
                           unreadable=unreadable, workers=1)
     assert len(checked.candidates) + len(checked.rejected) == checked.received

@@ -375,7 +375,7 @@ def test_a_yolo_seg_line_reads_as_an_outline_with_its_bounds_as_the_box(yolo: Pa
 def test_a_factory_batch_gives_each_defect_its_mask_and_severity(factory: Path) -> None:
     severities = {row["item_id"]: float(row["surface_severity"]) for row in _rows(factory)}
 
-    read = read_batch(factory, needs_boxes=True, needs_masks=True)
+    read = read_batch(factory, needs_boxes=True, masks="required")
 
     assert read.refusals == [] and read.classes == DEFECT_CLASSES
     for item in read.items:
@@ -395,7 +395,7 @@ def test_a_factory_batch_gives_each_defect_its_mask_and_severity(factory: Path) 
 def test_a_manifest_without_masks_is_refused_when_masks_are_needed(batch: Path) -> None:
     shutil.rmtree(batch / "annotations")
 
-    read = read_batch(batch, needs_boxes=True, needs_masks=True)
+    read = read_batch(batch, needs_boxes=True, masks="required")
 
     assert len(read.refusals) == 1 and "no COCO JSON" in read.refusals[0]
 
