@@ -17,8 +17,8 @@ from onnx import TensorProto, helper
 
 from components.evaluate.export import export_grader
 from components.train.model import ORDINAL_TARGETS
-from components.train.rubric import CARD_RUBRIC, rubric_metadata
-from components.train.severity import MAP_STRIDE, build_severity_grader
+from components.train.rubric import CARD_RUBRIC
+from components.train.severity import build_severity_grader, map_metadata
 
 DETECTOR_IMGSZ = 64
 
@@ -31,9 +31,7 @@ def grader_graph(path: Path, size: tuple[int, int], frozen_blocks: int = 11,
     model = build_severity_grader(frozen_blocks).eval()
     return export_grader(model, size, np.ones(len(ORDINAL_TARGETS)), path, {
         "spec": {"task": "grade", "size": list(size), "rectify": True,
-                 "targets": list(ORDINAL_TARGETS), "severity_aspects": ["corners", "edges",
-                                                                        "surface"],
-                 "map_stride": MAP_STRIDE, "rubric": rubric_metadata(CARD_RUBRIC)},
+                 "targets": list(ORDINAL_TARGETS), **map_metadata(CARD_RUBRIC)},
         "conformal": {"threshold": 0.2, "coverage": 0.9, "calibration_items": 0},
         "model": "card-grader", "version": 0, "data_version": data_version})
 

@@ -32,8 +32,9 @@ DEFECT_CLASSES: tuple[str, ...] = (
 )
 SURFACE_DEFECTS = frozenset({"surface_scratch", "crease", "stain", "print_line"})
 # The rubric aspect each defect class counts towards.
-DEFECT_ASPECTS: dict[str, str] = {"corner_wear": "corners", "edge_whitening": "edges",
-                                  **{kind: "surface" for kind in sorted(SURFACE_DEFECTS)}}
+DEFECT_ASPECTS: dict[str, str] = {
+    kind: {"corner_wear": "corners", "edge_whitening": "edges"}.get(kind, "surface")
+    for kind in DEFECT_CLASSES}
 # A crease is never a light defect: it always costs at least five surface grades.
 CREASE_MIN_SEVERITY = 0.55
 # A defect drawn at all is visible: below this it would be invisible yet still labelled.

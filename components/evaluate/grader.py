@@ -12,6 +12,7 @@ run on `val` images; int8 activation ranges come from `train` images. Every imag
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,18 +42,22 @@ from components.evaluate.latency import Latency, latency_metrics, measure_latenc
 from components.evaluate.mlflow_onnx import Graph
 from components.evaluate.params import EvaluateParams
 from components.evaluate.parity import Parity, ParityLimits, compare_outputs, parity_metrics
-from components.evaluate.plots import agreement_png, conformal_png
+from components.evaluate.plots import agreement_png, conformal_png, worst_errors_png
+from components.evaluate.segmentation import segmentation_report
 from components.evaluate.tensorrt import tensorrt_parity
 from components.train.metrics import confusion_matrix_png
 from components.train.model import ORDINAL_TARGETS, TaskModel
 from components.train.prepare import prepare_images
-from components.train.rubric import GRADES, rubric_metadata
-from components.train.severity import MAP_STRIDE
+from components.train.rubric import GRADES
+from components.train.severity import MAP_STRIDE, map_metadata
 from components.train.spec import ModelSpec, load_model
+from components.train.tasks import Canvases, GradeTask
 
 Progress = Callable[[str, int, int], None]  # stage, done, total
 EVAL_SPLITS = ("val", "calibration", "test")
 _BATCH = 32
+# Defects at least this severe must be found (issue 15): lighter ones cost at most two grades.
+SEGMENTATION_MIN_SEVERITY = 0.25
 
 
 class EvaluationError(ValueError):
@@ -81,6 +86,7 @@ class GraderEvaluation:
     example: dict[str, np.ndarray]  # two validation inputs of the graphs, as a client sends them
     plots: list[Path] = field(default_factory=list)
     items: dict[str, int] = field(default_factory=dict)
+    segmentation: list[dict[str, object]] = field(default_factory=list)
 
     def graphs(self) -> dict[str, Graph]:
         """The graphs to ship: fp32, and int8 when its kappa drop is within bounds."""
@@ -102,6 +108,8 @@ class GraderEvaluation:
             "eval.needs_review": float(self.coverage["needs_review"]),
             "int8.qwk": float(self.int8["qwk"]), "int8.kappa_drop": float(self.int8["kappa_drop"]),
             **parity_metrics(self.parity), **latency_metrics(self.latency),
+            **{f"seg.{key}_{row['class']}": float(row[key]) for row in self.segmentation
+               for key in ("recall", "iou") if row[key] is not None},
         }
 
     def summary(self) -> dict[str, object]:
@@ -128,6 +136,7 @@ class GraderEvaluation:
             "latency": [row.as_dict() for row in self.latency],
             "tensorrt": self.tensorrt,
             "items": self.items,
+            "segmentation": self.segmentation,
         }
 
 
@@ -136,7 +145,9 @@ class _Split:
     rows: pd.DataFrame
     pixels: np.ndarray
     geometry: np.ndarray
+    to_photo: np.ndarray  # N x 3 x 3, each canvas to its photo
     logits: np.ndarray  # N x targets x GRADES - 1
+    maps: np.ndarray  # N x defect classes x H/8 x W/8
 
 
 def read_split_rows(root: Path, needed: tuple[str, ...]) -> dict[str, pd.DataFrame]:
@@ -157,14 +168,19 @@ def read_split_rows(root: Path, needed: tuple[str, ...]) -> dict[str, pd.DataFra
     return rows
 
 
-def _logits(model: TaskModel, pixels: np.ndarray, geometry: np.ndarray) -> np.ndarray:
-    out = []
+def _outputs(model: TaskModel, pixels: np.ndarray,
+             geometry: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Logits and severity maps of the model in inference mode, batch by batch."""
+    model.eval()
+    logits, maps = [], []
     with torch.no_grad():
         for start in range(0, len(pixels), _BATCH):
             images = torch.from_numpy(pixels[start:start + _BATCH]).permute(0, 3, 1, 2)
-            out.append(model(images.float() / 255,
-                             torch.from_numpy(geometry[start:start + _BATCH])).numpy())
-    return np.concatenate(out)
+            outputs = model.training_outputs(model.activations(images.float() / 255),
+                                             torch.from_numpy(geometry[start:start + _BATCH]))
+            logits.append(outputs.logits.numpy())
+            maps.append(outputs.maps.numpy())
+    return np.concatenate(logits), np.concatenate(maps)
 
 
 def _prepared(model: TaskModel, spec: ModelSpec, root: Path, rows: pd.DataFrame,
@@ -178,8 +194,23 @@ def _prepared(model: TaskModel, spec: ModelSpec, root: Path, rows: pd.DataFrame,
 
     paths = [root / p for p in rows["image_path"]]
     prepared = prepare_images(paths, spec.rectify, spec.size, on_progress=advance)
-    return _Split(rows, prepared.pixels, prepared.geometry,
-                  _logits(model, prepared.pixels, prepared.geometry))
+    return _Split(rows, prepared.pixels, prepared.geometry, prepared.to_photo,
+                  *_outputs(model, prepared.pixels, prepared.geometry))
+
+
+def _segmentation(model: TaskModel, spec: ModelSpec, root: Path,
+                  test: _Split) -> list[dict[str, object]]:
+    """Per defect class, how the test split's severity maps match its labeled defects; none
+    when the dataset kept no masks."""
+    if "severities" not in test.rows.columns:
+        return []
+    info = root / "dataset.json"  # the dataset's class names number its label lines
+    classes = tuple(json.loads(info.read_text())["classes"]) if info.is_file() else spec.classes
+    task = GradeTask(classes=classes)
+    targets = task.map_targets(test.rows, Canvases(root, test.to_photo, spec.size))
+    table = model.head.table
+    return segmentation_report(test.maps, targets, list(table.defect_classes),
+                               table.pristine_severity, SEGMENTATION_MIN_SEVERITY)
 
 
 def _probabilities(logits: np.ndarray, temperatures: np.ndarray) -> np.ndarray:
@@ -283,10 +314,7 @@ def evaluate_grader(model_dir: Path, root: Path, out_dir: Path, params: Evaluate
     onnx_path = export_grader(model, spec.size, temperatures, out_dir / "model.onnx", {
         **(metadata or {}), "spec": {"task": spec.task, "size": list(spec.size),
                                      "rectify": spec.rectify, "targets": list(ORDINAL_TARGETS),
-                                     "severity_aspects": list(model.head.table.severity_aspects),
-                                     "pristine_severity": model.head.table.pristine_severity,
-                                     "map_stride": MAP_STRIDE,
-                                     "rubric": rubric_metadata(model.head.table)},
+                                     **map_metadata(model.head.table)},
         "temperatures": temperatures.tolist(), "conformal": conformal.as_dict()})
     limits = ParityLimits(params.parity.max_abs_diff, params.parity.same_prediction)
     with torch.no_grad():
@@ -318,7 +346,9 @@ def evaluate_grader(model_dir: Path, root: Path, out_dir: Path, params: Evaluate
                                      labels, out_dir / "reliability.png",
                                      f"test: grade calibration, T = {temperatures[0]:.2f}"),
              conformal_png(coverage, params.coverage, out_dir / "conformal.png"),
-             agreement_png(agreement.overall, bar, out_dir / "agreement.png")]
+             agreement_png(agreement.overall, bar, out_dir / "agreement.png"),
+             worst_errors_png(test.pixels, test.maps, predicted[:, 0], labels, MAP_STRIDE,
+                              out_dir / "worst_errors.png")]
     return GraderEvaluation(
         agreement=agreement, human_bar=bar, verdict=bar.verdict(agreement.overall["qwk"]),
         temperatures=dict(zip(ORDINAL_TARGETS, temperatures.tolist(), strict=True)),
@@ -329,4 +359,5 @@ def evaluate_grader(model_dir: Path, root: Path, out_dir: Path, params: Evaluate
         onnx=onnx_path, onnx_int8=int8_path if int8["kept"] else None,
         example={"pixels": val.pixels[:2].astype(np.float32), "geometry": val.geometry[:2]},
         plots=plots,
-        items={name: len(s.rows) for name, s in split.items()})
+        items={name: len(s.rows) for name, s in split.items()},
+        segmentation=_segmentation(model, spec, root, test))

@@ -10,7 +10,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from components.evaluate.agreement import HumanBar
-from components.train.metrics import DPI
+from components.train.metrics import DPI, prediction_sheet
 
 _AGREEMENT_METRICS = ("qwk", "exact", "within_one")
 
@@ -63,3 +63,24 @@ def conformal_png(report: dict[str, object], target: float, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=DPI, format="png")
     return path
+
+
+def severity_overlay(pixels: np.ndarray, maps: np.ndarray, stride: int) -> np.ndarray:
+    """An RGB card with its worst severity per cell laid over it in red (the stronger, the more
+    severe), so a reviewer sees where the grader read each defect."""
+    worst = maps.max(axis=0)
+    height, width = pixels.shape[:2]
+    cells = np.kron(worst, np.ones((stride, stride), np.float32))[:height, :width]
+    alpha = np.clip(cells, 0, 1)[..., None] * 0.8
+    red = np.array([255, 0, 0], np.float32)
+    return (pixels.astype(np.float32) * (1 - alpha) + red * alpha).astype(np.uint8)
+
+
+def worst_errors_png(pixels: np.ndarray, maps: np.ndarray, predicted: np.ndarray,
+                     expected: np.ndarray, stride: int, path: Path, count: int = 12) -> Path:
+    """The test cards graded furthest from the experts, each with its severity overlay and
+    both grades: where to look first when the grader is wrong."""
+    order = np.argsort(-np.abs(predicted - expected), kind="stable")[:count]
+    return prediction_sheet([severity_overlay(pixels[i], maps[i], stride) for i in order],
+                            [f"pred {predicted[i]} / expert {expected[i]}" for i in order],
+                            [bool(predicted[i] == expected[i]) for i in order], path)

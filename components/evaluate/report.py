@@ -26,6 +26,8 @@ figure { display: inline-block; margin: 0.5em; vertical-align: top; }
 
 
 def _cell(value: object) -> str:
+    if value is None:
+        return "–"
     if isinstance(value, bool):
         return f'<span class="{"pass" if value else "fail"}">{"pass" if value else "fail"}</span>'
     if isinstance(value, float):
@@ -123,7 +125,22 @@ def _grader_sections(summary: dict) -> str:
         _table(("expert grade", "coverage", "mean set size", "items"),
                ([g, s["coverage"], s["mean_set_size"], int(s["n"])]
                 for g, s in conformal["per_grade"].items())),
+        _segmentation_section(summary.get("segmentation") or []),
     ])
+
+
+def _segmentation_section(rows: list[dict]) -> str:
+    """The severity maps as a defect segmentation, per class (none without labeled masks)."""
+    if not rows:
+        return ""
+    return "".join([
+        "<h2>Defects found</h2><p>The severity maps segment the card by defect class. Recall: "
+        "the share of labeled defects of severity 0.25 or worse that the map marks; IoU: the "
+        "overlap of marked and labeled cells of 8 pixels; severity error: over every defect "
+        "found.</p>",
+        _table(("class", "defects >= 0.25", "recall", "IoU", "severity error"),
+               ([r["class"], r["defects"], r["recall"], r["iou"], r["severity_mae"]]
+                for r in rows))])
 
 
 def _detector_sections(summary: dict) -> str:
@@ -158,6 +175,9 @@ def summary_lines(summary: dict) -> list[str]:
                   f"temperature {summary['temperatures']['grade']:.2f}",
                   f"  conformal sets: coverage {summary['coverage']:.1%}, mean size "
                   f"{summary['mean_set_size']:.2f}"]
+        if summary.get("segmentation"):
+            lines.append("  defects found (recall, severity >= 0.25): " + ", ".join(
+                f"{r['class']} {r['recall']}" for r in summary["segmentation"]))
     else:
         metrics = summary["metrics"]
         lines.append(f"  mAP50 {metrics['map50']:.3f}, mAP50-95 {metrics['map50_95']:.3f}")

@@ -62,15 +62,17 @@ class GraderInput:
 
 @dataclass(frozen=True)
 class GradedDefect:
-    """A region of the card whose severity the grade was read from, boxed in the photo."""
+    """A defect the grade was read from: its class, the aspect it counts towards, its
+    severity and its box in the photo."""
 
+    defect_class: str
     aspect: str
     severity: float
     box: tuple[float, float, float, float]  # x1, y1, x2, y2 in the uploaded photo's pixels
 
     def as_dict(self) -> dict[str, object]:
-        return {"aspect": self.aspect, "severity": round(self.severity, 3),
-                "box": [round(v, 1) for v in self.box]}
+        return {"class": self.defect_class, "aspect": self.aspect,
+                "severity": round(self.severity, 3), "box": [round(v, 1) for v in self.box]}
 
 
 @dataclass(frozen=True)
@@ -102,12 +104,13 @@ def capping_aspect(rubric: dict[str, object] | None, subgrades: dict[str, int]) 
     return weakest if weighted > subgrades[weakest] + rubric["max_lead_over_weakest"] else None
 
 
-def graded_defects(maps: np.ndarray, aspects: list[str], to_photo: np.ndarray,
+def graded_defects(maps: np.ndarray, class_aspects: dict[str, str], to_photo: np.ndarray,
                    threshold: float, stride: int) -> list[GradedDefect]:
-    """Each connected region of an aspect's severity map (aspects x h x w, one cell per
-    `stride` pixels of the rectified card) at or above `threshold`, worst first."""
+    """Each connected region of a defect class's severity map (classes x h x w in the order
+    of `class_aspects`, one cell per `stride` pixels of the rectified card) at or above
+    `threshold`, worst first."""
     found = []
-    for aspect, severity in zip(aspects, maps, strict=True):
+    for (defect_class, aspect), severity in zip(class_aspects.items(), maps, strict=True):
         regions, labels, stats, _ = cv2.connectedComponentsWithStats(
             (severity >= threshold).astype(np.uint8), connectivity=8)
         for region in range(1, regions):
@@ -116,7 +119,8 @@ def graded_defects(maps: np.ndarray, aspects: list[str], to_photo: np.ndarray,
                                  [x, y + height]]], np.float32) * stride
             in_photo = cv2.perspectiveTransform(corners, to_photo)[0]
             box = (*in_photo.min(axis=0).tolist(), *in_photo.max(axis=0).tolist())
-            found.append(GradedDefect(aspect, float(severity[labels == region].max()), box))
+            found.append(GradedDefect(defect_class, aspect,
+                                      float(severity[labels == region].max()), box))
     return sorted(found, key=lambda defect: -defect.severity)
 
 
@@ -142,10 +146,12 @@ class OnnxGrader:
         self.size = (int(spec["size"][0]), int(spec["size"][1]))
         self.rectify = bool(spec["rectify"])
         self.targets = [str(target) for target in spec["targets"]]
-        self.severity_aspects = [str(aspect) for aspect in spec.get("severity_aspects", [])]
+        self.rubric = spec.get("rubric")
+        aspects = (self.rubric or {}).get("defect_aspects", {})
+        self.class_aspects = {str(c): str(aspects.get(c, c)) for c in spec.get("defect_classes",
+                                                                            [])}
         self.defect_threshold = float(spec.get("pristine_severity", 0.05))
         self.map_stride = int(spec.get("map_stride", 8))
-        self.rubric = spec.get("rubric")
         self.conformal = ConformalGrades(**metadata["conformal"])
         self.session = GraderSession(path, threads=threads, embeddings=True)
 
@@ -180,7 +186,7 @@ class OnnxGrader:
                             embedding=None if pooled is None
                             else [round(float(v), 4) for v in pooled[i]],
                             defects=[] if maps is None else graded_defects(
-                                maps[i], self.severity_aspects, inputs[i].to_photo,
+                                maps[i], self.class_aspects, inputs[i].to_photo,
                                 self.defect_threshold, self.map_stride),
                             capped_by=capping_aspect(self.rubric, {
                                 target: int(grades[i, t])

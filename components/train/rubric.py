@@ -41,12 +41,22 @@ class RubricTable:
     weights: tuple[float, ...]  # per aspect, measured first, then severity aspects in order
     max_lead_over_weakest: int
     good_otherwise: int  # a destroyed aspect leaves a 2 only when the others are at least this
-    defect_aspects: tuple[tuple[str, str], ...] = ()  # (defect class, the aspect it counts to)
+    # (defect class, the aspect it counts towards); none given: each aspect is its own class
+    defect_aspects: tuple[tuple[str, str], ...] = ()
 
-    def aspect_index(self, defect_class: str) -> int | None:
-        """Which severity aspect a defect class counts towards; None for a class it ignores."""
-        aspect = dict(self.defect_aspects).get(defect_class)
-        return None if aspect is None else self.severity_aspects.index(aspect)
+    @property
+    def defect_classes(self) -> tuple[str, ...]:
+        """The defect classes a severity map is drawn for, one map each."""
+        return tuple(name for name, _ in self.class_aspects)
+
+    @property
+    def class_aspects(self) -> tuple[tuple[str, str], ...]:
+        return self.defect_aspects or tuple((a, a) for a in self.severity_aspects)
+
+    def aspect_classes(self) -> list[list[int]]:
+        """For each severity aspect, the indices of the defect classes that count towards it."""
+        return [[i for i, (_, of) in enumerate(self.class_aspects) if of == aspect]
+                for aspect in self.severity_aspects]
 
     @property
     def aspects(self) -> tuple[str, ...]:
@@ -108,6 +118,7 @@ def rubric_score(table: RubricTable, subgrades: torch.Tensor) -> torch.Tensor:
 
 def rubric_metadata(table: RubricTable) -> dict[str, object]:
     """How subgrades combine, as plain data for a server that reads no PyTorch: the weights per
-    aspect and the lead over the weakest subgrade."""
+    aspect, the lead over the weakest subgrade, and the aspect each defect class counts to."""
     return {"weights": dict(zip(table.aspects, table.weights, strict=True)),
-            "max_lead_over_weakest": table.max_lead_over_weakest}
+            "max_lead_over_weakest": table.max_lead_over_weakest,
+            "defect_aspects": dict(table.class_aspects)}

@@ -4,14 +4,16 @@ aspect measured from it, and the rubric applied to those measurements.
     model = build_severity_grader(frozen_blocks=11)      # ImageNet weights loaded
     logits = model(images, geometry)                     # N x 5 x 9 cumulative logits
     outputs = model.training_outputs(model.activations(images), geometry)
-    outputs.maps                                         # N x 3 x H/8 x W/8 severities 0..1
+    outputs.maps                                         # N x 6 x H/8 x W/8 severities 0..1
 
 Why this shape (measured on 2000 factory cards, issue 15): a global mean of features gives one
 worn corner 1/48 of the vector and cannot express "the weakest subgrade caps the grade", and at
 192 x 256 a scratch is under a pixel wide. Here Lite0's frozen blocks see the rectified card at
 about 4.5 px/mm; a light decoder joins their stride-16 context with stride-8 detail (U-Net
-style) into one severity map per aspect (corners, edges, surface), whose maximum is the
-aspect's worst defect. The centering subgrade comes from the classical measurement, the others
+style) into one severity map per defect class (corner wear, edge whitening, scratch, crease,
+stain, print line): a defect segmentation whose values are severities. The maximum over the
+maps of an aspect's classes (surface: scratch, crease, stain, print line) is the aspect's
+worst defect. The centering subgrade comes from the classical measurement, the others
 from those severities, both through the rubric's own table (`rubric.py`), and the overall grade
 is the rubric's score with learned thresholds and a per-card uncertainty, so its probabilities
 are calibrated where experts disagree.
@@ -43,6 +45,7 @@ from components.train.rubric import (
     GRADES,
     RubricTable,
     hard_subgrades,
+    rubric_metadata,
     rubric_score,
     subgrade_logits,
 )
@@ -61,12 +64,12 @@ _PRISTINE_LOGIT = -4.0
 
 class GraderOutputs(NamedTuple):
     """The grader's logits and the measurements behind them: each aspect's worst severity
-    (what training compares with the manifest) and the maps it is the maximum of (what the
-    service reports as the defects found)."""
+    (what training compares with the manifest) and the per-class maps it is the maximum of
+    (what the service reports as the defects found)."""
 
     logits: torch.Tensor  # N x 5 x 9
     worst: torch.Tensor  # N x aspects
-    maps: torch.Tensor  # N x aspects x H/8 x W/8
+    maps: torch.Tensor  # N x defect classes x H/8 x W/8
 
 
 def _channels_after(blocks: int) -> int:
@@ -109,7 +112,8 @@ class SeverityHeads(nn.Module):
         self.detail = nn.Sequential(_pointwise(self.skip_channels // 4 + width, width),
                                     _separable(width), _separable(width))
         self.dropout = nn.Dropout2d(dropout)
-        self.maps = nn.Conv2d(width, len(table.severity_aspects), 1)
+        self.maps = nn.Conv2d(width, len(table.defect_classes), 1)
+        self.aspect_classes = table.aspect_classes()
         # Start from a pristine card (severity 0.02 everywhere): a defect is what is learned,
         # and maxima of maps starting at 0.5 graded every card a 5 for the first epochs.
         nn.init.constant_(self.maps.bias, _PRISTINE_LOGIT)
@@ -125,7 +129,8 @@ class SeverityHeads(nn.Module):
         nn.init.zeros_(self.uncertainty.bias)
 
     def decode(self, activations: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Severity maps N x aspects x H/8 x W/8 in 0..1, and the pooled context N x width."""
+        """Severity maps N x defect classes x H/8 x W/8 in 0..1, and the pooled context
+        N x width."""
         detail = F.pixel_shuffle(activations[:, :self.skip_channels], 2)
         context = self.context(activations[:, self.skip_channels:])
         pooled = context.mean(dim=(2, 3))
@@ -141,7 +146,9 @@ class SeverityHeads(nn.Module):
     def outputs(self, activations: torch.Tensor, geometry: torch.Tensor) -> GraderOutputs:
         """The logits and the severities they were graded from."""
         maps, pooled = self.decode(activations)
-        worst = maps.amax(dim=(2, 3))
+        per_class = maps.amax(dim=(2, 3))
+        worst = torch.stack([per_class[:, classes].amax(dim=1) for classes in self.aspect_classes],
+                            dim=1)
         worst_share = 50.0 + 10.0 * geometry[:, 3]  # see prepare.geometry_features
         subgrades = subgrade_logits(self.table, worst_share, worst, self.log_share_scale.exp(),
                                     self.log_severity_scales.exp())
@@ -183,6 +190,16 @@ class SeverityGrader(TaskModel):
                          geometry: torch.Tensor) -> GraderOutputs:
         """Logits, worst severities and severity maps in one pass."""
         return self.head.outputs(activations, geometry)
+
+
+def map_metadata(table: RubricTable) -> dict[str, object]:
+    """What a server needs to read the exported severity maps without PyTorch: their classes
+    in channel order, the aspects, the severity that is still pristine, the cell size and how
+    subgrades combine."""
+    return {"severity_aspects": list(table.severity_aspects),
+            "defect_classes": list(table.defect_classes),
+            "pristine_severity": table.pristine_severity, "map_stride": MAP_STRIDE,
+            "rubric": rubric_metadata(table)}
 
 
 def build_severity_grader(frozen_blocks: int, dropout: float = 0.2,

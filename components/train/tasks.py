@@ -69,7 +69,7 @@ class GradeTask:
         return build_severity_grader(frozen_blocks, dropout, imagenet)
 
     def targets(self, manifest: pd.DataFrame, canvases: Canvases | None = None) -> torch.Tensor:
-        """N x (5 + aspects [+ aspects x H/8 x W/8]) floats: the grade and subgrades (UNKNOWN
+        """N x (5 + aspects [+ defect classes x H/8 x W/8]) floats: the grade and subgrades (UNKNOWN
         where a column is missing), each aspect's worst defect severity where the manifest
         measures it (`<aspect>_severity`, as the card factory writes; NaN where it does not),
         and, given `canvases` and a dataset that kept its defect masks (a `severities`
@@ -85,18 +85,18 @@ class GradeTask:
                                for c in SEVERITY_COLUMNS], axis=1)
         columns = [grades, severities]
         if canvases is not None and "severities" in manifest.columns:
-            columns.append(self._map_targets(manifest, canvases).reshape(len(manifest), -1))
+            columns.append(self.map_targets(manifest, canvases).reshape(len(manifest), -1))
         return torch.from_numpy(np.concatenate(columns, axis=1))
 
-    def _map_targets(self, manifest: pd.DataFrame, canvases: Canvases) -> np.ndarray:
-        """N x aspects x H/8 x W/8: each item's labeled regions on its canvas; an item
+    def map_targets(self, manifest: pd.DataFrame, canvases: Canvases) -> np.ndarray:
+        """N x defect classes x H/8 x W/8: each item's labeled regions on its canvas; an item
         without a label file is all IGNORED (nothing known about where its defects lie)."""
         width, height = canvases.size
         maps = []
         for (_, row), to_photo in zip(manifest.iterrows(), canvases.to_photo, strict=True):
             path = label_path(canvases.root, str(row["image_path"]))
             if not path.is_file():
-                maps.append(np.full((len(CARD_RUBRIC.severity_aspects), height // MAP_STRIDE,
+                maps.append(np.full((len(CARD_RUBRIC.defect_classes), height // MAP_STRIDE,
                                      width // MAP_STRIDE), IGNORED, np.float32))
                 continue
             lines = path.read_text().splitlines()

@@ -21,7 +21,7 @@ from components.evaluate.graph import GraderSession, median_grade, read_metadata
 from components.evaluate.latency import THROUGHPUT_BATCH, latency_metrics, measure_latency
 from components.evaluate.parity import ParityLimits, compare_outputs, parity_metrics
 from components.train.model import ORDINAL_TARGETS, TaskModel
-from components.train.rubric import GRADES
+from components.train.rubric import CARD_RUBRIC, GRADES
 from components.train.severity import DECODER_WIDTH, build_severity_grader
 
 SIZE = (64, 96)  # width, height
@@ -293,7 +293,8 @@ def test_one_run_gives_probabilities_pooled_features_and_severity_maps(
     assert answer.embeddings.shape == (3, DECODER_WIDTH)
     assert np.abs(answer.embeddings - features.numpy()).max() < 1e-3
     width, height = SIZE
-    assert answer.severity_maps.shape == (3, 3, height // 8, width // 8)
+    classes = len(CARD_RUBRIC.defect_classes)
+    assert answer.severity_maps.shape == (3, classes, height // 8, width // 8)
     assert np.abs(answer.severity_maps - outputs.maps.numpy()).max() < 1e-4
     without = plain.answer(pixels, geometry)
     assert without.embeddings is None and without.severity_maps is not None

@@ -70,20 +70,22 @@ def test_centering_is_reported_as_graders_write_it() -> None:
     assert centering_answer(None) is None
 
 
-def test_severity_maps_become_defects_boxed_in_the_photo() -> None:
-    maps = np.zeros((3, 6, 4), np.float32)  # corners, edges, surface; cells of 8 pixels
+def test_severity_maps_become_defects_named_and_boxed_in_the_photo() -> None:
+    classes = dict(CARD_RUBRIC.class_aspects)  # corner_wear: corners, ..., stain: surface
+    maps = np.zeros((len(classes), 6, 4), np.float32)  # cells of 8 pixels
+    scratch = list(classes).index("surface_scratch")
     maps[0, 0, 0] = 0.31                    # a worn top-left corner
-    maps[2, 2:4, 1] = [0.2, 0.6]            # one scratch over two cells
-    maps[2, 5, 3] = 0.04                    # below the pristine severity: no defect
+    maps[scratch, 2:4, 1] = [0.2, 0.6]      # one scratch over two cells
+    maps[scratch, 5, 3] = 0.04              # below the pristine severity: no defect
     to_photo = np.array([[2.0, 0, 10], [0, 2.0, 20], [0, 0, 1]])  # canvas -> photo
 
-    found = graded_defects(maps, ["corners", "edges", "surface"], to_photo, threshold=0.05,
-                           stride=8)
+    found = graded_defects(maps, classes, to_photo, threshold=0.05, stride=8)
 
-    assert [(d.aspect, round(d.severity, 2)) for d in found] == [("surface", 0.6),
-                                                                 ("corners", 0.31)]
+    assert [(d.defect_class, d.aspect, round(d.severity, 2)) for d in found] == [
+        ("surface_scratch", "surface", 0.6), ("corner_wear", "corners", 0.31)]
     assert found[0].box == pytest.approx((26.0, 52.0, 42.0, 84.0))  # cells x 1, y 2..3
-    assert found[1].as_dict()["box"] == [10.0, 20.0, 26.0, 36.0]
+    assert found[1].as_dict() == {"class": "corner_wear", "aspect": "corners",
+                                  "severity": 0.31, "box": [10.0, 20.0, 26.0, 36.0]}
 
 
 def test_the_answer_names_the_subgrade_that_caps_the_grade() -> None:

@@ -18,7 +18,7 @@ from PIL import Image
 
 from components.serving.app import create_app
 from components.serving.metrics import ServiceMetrics
-from components.serving.models import GradeAnswer, GraderInput
+from components.serving.models import GradeAnswer, GradedDefect, GraderInput
 from components.serving.predlog import PredictionLog
 from components.serving.routing import answers_with_challenger
 from components.serving.service import GradingService, NotReady, ServiceConfig
@@ -54,8 +54,10 @@ class StandInGrader:
             raise FloatingPointError("non-finite probabilities")
         probabilities = [0.0] * 10
         probabilities[self.grade_given - 1] = 1.0
+        worn_corner = GradedDefect("corner_wear", "corners", 0.42, (1.0, 2.0, 17.0, 18.0))
         return [GradeAnswer(self.grade_given, probabilities, [self.grade_given],
-                            {"corners": 6}, embedding=[0.5, float(self.version)])
+                            {"corners": 6}, embedding=[0.5, float(self.version)],
+                            defects=[worn_corner], capped_by="corners")
                 for _ in inputs]
 
 
@@ -180,6 +182,9 @@ def test_the_api_answers_grades_and_refuses_bad_uploads_with_clear_4xx(tmp_path:
     assert body["request_id"] == "abc" and body["grade"] == 9 and body["grade_set"] == [9]
     assert body["needs_review"] is False and body["subgrades"] == {"corners": 6}
     assert body["probabilities"]["9"] == 1.0 and body["defects"] is None
+    assert body["capped_by"] == "corners" and body["graded_defects"] == [
+        {"class": "corner_wear", "aspect": "corners", "severity": 0.42,
+         "box": [1.0, 2.0, 17.0, 18.0]}]
     assert [r.get("status", 200) for r in batch.json()["results"]] == [200, 415]
     assert batch.json()["results"][1]["request_id"].endswith("-1")
     assert text.status_code == 415 and "JPEG" in text.json()["error"]

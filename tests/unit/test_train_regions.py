@@ -1,5 +1,5 @@
 """Labeled regions onto the severity maps' grid: each cell a region touches reads the worst
-severity of its aspect, the ring around a region is not judged, clean cells read 0, and the
+severity of its defect class, the ring around a region is not judged, clean cells read 0, and the
 homography from canvas to photo is followed; the grade task reads them from a dataset's label
 files and its loss prefers maps that match them."""
 
@@ -35,23 +35,23 @@ def _targets(lines: list[str], severities: list[float], to_photo=IDENTITY) -> np
 def test_a_region_sets_its_cells_and_leaves_a_ring_unjudged() -> None:
     maps = _targets([_square(0, 17, 17, 30, 30)], [0.4])  # cells (2..3, 2..3)
 
-    corners, edges, surface = maps
-    assert maps.shape == (3, 8, 10)
+    corners, edges = maps[:2]
+    assert maps.shape == (len(CARD_RUBRIC.defect_classes), 8, 10)
     assert np.allclose(corners[2:4, 2:4], 0.4)
     ring = np.zeros((8, 10), bool)
     ring[1:5, 1:5] = True
     ring[2:4, 2:4] = False
     assert (corners[ring] == IGNORED).all()
     assert (corners[~ring & ~np.isclose(corners, 0.4)] == 0).all()
-    assert (edges == 0).all() and (surface == 0).all()
+    assert (edges == 0).all() and (maps[1:] == 0).all()  # every other class clean
 
 
-def test_overlapping_regions_of_an_aspect_keep_the_worst() -> None:
+def test_overlapping_regions_of_a_class_keep_the_worst() -> None:
     maps = _targets([_square(2, 1, 1, 40, 6), _square(2, 30, 1, 70, 6)], [0.2, 0.7])
 
-    surface = maps[2]
-    assert surface[0, 0] == pytest.approx(0.2) and surface[0, 4] == pytest.approx(0.7)
-    assert surface[0, 8] == pytest.approx(0.7)
+    scratches = maps[CARD_RUBRIC.defect_classes.index("surface_scratch")]
+    assert scratches[0, 0] == pytest.approx(0.2) and scratches[0, 4] == pytest.approx(0.7)
+    assert scratches[0, 8] == pytest.approx(0.7)
 
 
 def test_unknown_severities_and_ungraded_classes_teach_nothing() -> None:
@@ -79,9 +79,9 @@ def test_a_sliver_outline_still_marks_its_cells() -> None:
     line = yolo_seg_line(2, ((4 / width, 30 / height), (75 / width, 30 / height),
                              (4 / width, 30 / height)))
 
-    surface = _targets([line], [0.3])[2]
+    scratches = _targets([line], [0.3])[CARD_RUBRIC.defect_classes.index("surface_scratch")]
 
-    assert np.isclose(surface[3, :], 0.3).sum() >= 9
+    assert np.isclose(scratches[3, :], 0.3).sum() >= 9
 
 
 def test_a_canvas_of_partial_cells_is_refused() -> None:
@@ -112,9 +112,9 @@ def test_grade_targets_carry_the_regions_of_the_items_labeled_with_them(tmp_path
     with_maps = task.targets(manifest, Canvases(tmp_path, np.stack([IDENTITY] * 3), CANVAS))
 
     assert plain.shape == (3, 8)
-    assert with_maps.shape == (3, 8 + 3 * 8 * 10)
+    assert with_maps.shape == (3, 8 + len(CARD_RUBRIC.defect_classes) * 8 * 10)
     assert torch.equal(with_maps[:, :5], plain[:, :5])
-    maps = with_maps[:, 8:].reshape(3, 3, 8, 10)
+    maps = with_maps[:, 8:].reshape(3, -1, 8, 10)
     assert maps[0, 0, 2, 2] == pytest.approx(0.4)
     assert (maps[1] == 0).all()  # labeled clean
     assert (maps[2] == IGNORED).all()  # nothing known
@@ -124,9 +124,9 @@ def test_the_map_loss_prefers_maps_that_match_the_regions(tmp_path: Path) -> Non
     task = GradeTask(classes=CLASSES)
     targets = task.targets(_dataset(tmp_path),
                            Canvases(tmp_path, np.stack([IDENTITY] * 3), CANVAS))
-    truth = targets[:, 8:].reshape(3, 3, 8, 10).clamp(min=0)
+    truth = targets[:, 8:].reshape(3, -1, 8, 10).clamp(min=0)
     logits = torch.zeros(3, 5, 9)
-    worst = truth.amax(dim=(2, 3))
+    worst = torch.zeros(3, 3)
 
     matching = task.loss(GraderOutputs(logits, worst, truth), targets)
     blurred = task.loss(GraderOutputs(logits, worst, truth.mean() + 0 * truth), targets)
