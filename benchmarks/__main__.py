@@ -1,9 +1,10 @@
 """`make bench`: card factory throughput, centering accuracy per camera, ingest speed, and
 training quality and speed (benchmarks/train.py), evaluation figures with the latency table
-of PyTorch, ONNX and int8 and the served grader on every camera (benchmarks/evaluate.py), and
-the grading service under load (benchmarks/serve.py), as a table or JSON.
+of PyTorch, ONNX and int8, the grader's severity maps as a defect segmentation and the served
+grader on every camera (benchmarks/evaluate.py), and the grading service under load
+(benchmarks/serve.py), as a table or JSON.
 
-    python -m benchmarks [--only factory centering ingest train evaluate cameras serve]
+    python -m benchmarks [--only factory centering ingest train evaluate segment cameras serve]
         [--cards 1000] [--centering-cards 300] [--ingest 2000 10000] [--train-cards 2000]
         [--train grade:fast [detect:fast]] [--camera-cards 300] [--requests 300] [--json]
 
@@ -22,13 +23,14 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.evaluate import bench_cameras, bench_evaluate
+from benchmarks.evaluate import bench_cameras, bench_evaluate, bench_segmentation
 from benchmarks.serve import bench_serve
 from benchmarks.train import bench_train
 from components.cards import CAMERAS, synthesize_batch
 from components.centering import centering_accuracy
 
-SECTIONS = ("factory", "centering", "ingest", "train", "evaluate", "cameras", "serve")
+SECTIONS = ("factory", "centering", "ingest", "train", "evaluate", "segment", "cameras",
+            "serve")
 TITLES = {
     "factory": "card factory (target: >= 100 cards/s on this machine's cores)",
     "centering": "centering vs truth, percentage points (target: studio max_abs <= 1.0)",
@@ -38,6 +40,8 @@ TITLES = {
     "evaluate": "evaluate flow on the newest fast grader (targets: test QWK >= human bar - "
                 "0.02, each subgrade >= 0.90, ECE <= 0.03, coverage 0.90 +- 0.02 with set size "
                 "<= 1.5; ONNX p50 >= 2x faster than PyTorch eager at batch 1)",
+    "segment": "the evaluated grader's severity maps as a defect segmentation, test split "
+               "(target: recall >= 0.9 of defects of severity >= 0.25, per class)",
     "cameras": "the evaluated grader, served, on new cards of each camera (targets: QWK >= "
                "the human bar - 0.02, each subgrade >= 0.90)",
     "serve": "grading service over HTTP, full-size photos (targets: micro-batching raises "
@@ -127,6 +131,7 @@ def main() -> None:
                    "ingest": lambda: bench_ingest(Path(tmp), args.ingest),
                    "train": lambda: bench_train(Path(tmp), args.train_cards, runs),
                    "evaluate": lambda: bench_evaluate(Path(tmp), args.train_cards),
+                   "segment": lambda: bench_segmentation(Path(tmp)),
                    "cameras": lambda: bench_cameras(Path(tmp), args.camera_cards),
                    "serve": lambda: bench_serve(Path(tmp), args.requests)}
         results = {name: benches[name]() for name in SECTIONS if name in args.only}

@@ -9,6 +9,7 @@ ECE before and after scaling, conformal coverage and set size) printed beside th
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import cv2
@@ -18,6 +19,9 @@ import pandas as pd
 from benchmarks.train import bench_train
 
 ONNX_SPEEDUP_TARGET = 2.0
+# Issue 15: defects of severity 0.25 or worse found at least this often, per class.
+SEGMENTATION_RECALL_TARGET = 0.9
+EVALUATION = "evaluation.json"
 
 
 def bench_evaluate(workdir: Path, cards: int) -> list[dict[str, object]]:
@@ -33,6 +37,7 @@ def bench_evaluate(workdir: Path, cards: int) -> list[dict[str, object]]:
     except VersionNotFound:
         bench_train(workdir, cards, [("grade", "fast")])
     summary = run_evaluate(settings, "card-grader")
+    (workdir / EVALUATION).write_text(json.dumps(summary))  # the segmentation bench reads it
     eager = next(r for r in summary["latency"] if r["backend"] == "pytorch eager")
     headline = {"cards": cards, "kappa": round(summary["kappa"], 3),
                 "human_bar": round(summary["human_bar"], 3), "verdict": summary["verdict"],
@@ -51,6 +56,16 @@ def bench_evaluate(workdir: Path, cards: int) -> list[dict[str, object]]:
              "met": row["backend"] == "pytorch eager"
              or eager["p50_ms"] / row["p50_ms"] >= ONNX_SPEEDUP_TARGET}
             for row in summary["latency"]]
+
+
+def bench_segmentation(workdir: Path) -> list[dict[str, object]]:
+    """The evaluate bench's grader as a defect segmenter, per class, on the test split."""
+    path = workdir / EVALUATION
+    if not path.is_file():
+        raise RuntimeError("no evaluation in the bench home: run the evaluate bench first")
+    rows = json.loads(path.read_text())["segmentation"]
+    return [{**row, "met": row["recall"] is not None
+             and row["recall"] >= SEGMENTATION_RECALL_TARGET} for row in rows]
 
 
 def bench_cameras(workdir: Path, cards: int) -> list[dict[str, object]]:
