@@ -4,6 +4,8 @@ can grade the way the rubric does from measured severities instead of learning t
     table = CARD_RUBRIC                                   # centering, corners, edges, surface
     logits = subgrade_logits(table, worst_share, severities, scales)   # N x 4 x 9, cumulative
     score = rubric_score(table, hard_subgrades(logits))   # N, continuous 1..10 as graders see it
+    scores = rubric_score(table, subgrade_combinations(table))   # every combination's score
+    grade = grade_logits(logits, scores, thresholds, scale)     # N x 9, cumulative
 
 A rubric names one aspect measured from geometry (a worst side share graded by a table of
 limits) and aspects graded by their worst defect severity (0 pristine .. 1 destroyed), then how
@@ -13,6 +15,12 @@ not other code. Grades run 1..10 (`GRADES`).
 
 Cumulative logits: z_k models P(subgrade > k), k = 1..9, and falls as k rises: the ordinal
 outputs every stage downstream reads (`ordinal.py`).
+
+The overall grade's probabilities follow from the subgrades' through the rubric itself: every
+combination of subgrades has its rubric score, how likely it is given the measurements, and how
+likely the experts give each grade to a card of that score (their own noise around it). So a
+card whose severity sits on a step of the table gets the two grades either side, in proportion,
+and a card measured far from every step gets one grade: calibrated where the uncertainty lies.
 """
 
 from __future__ import annotations
@@ -23,10 +31,14 @@ import torch
 
 from components.cards import rubric as card_rubric
 from components.cards.spec import DEFECT_ASPECTS
+from components.train.ordinal import grade_probabilities
 
 GRADES = 10
 # Beyond every limit of the measured aspect's table: P(subgrade > 1) is certain.
 _ALWAYS = 1000.0
+# Grade probabilities are kept this far from 0, so their logits stay finite and a confidently
+# wrong grade still has a gradient.
+_PROBABILITY_FLOOR = 1e-6
 
 
 @dataclass(frozen=True)
@@ -114,6 +126,41 @@ def rubric_score(table: RubricTable, subgrades: torch.Tensor) -> torch.Tensor:
     destroyed = (weakest <= 1) & (runner_up < table.good_otherwise)
     return torch.where(destroyed, torch.ones_like(capped), capped)
 
+
+
+def subgrade_combinations(table: RubricTable) -> torch.Tensor:
+    """Every combination of subgrades, GRADES ** aspects x aspects, the last aspect varying
+    fastest (the order `combination_weights` multiplies in)."""
+    grades = torch.arange(1, GRADES + 1, dtype=torch.float32)
+    grid = torch.meshgrid(*[grades] * len(table.aspects), indexing="ij")
+    return torch.stack([axis.reshape(-1) for axis in grid], dim=1)
+
+
+def combination_weights(probabilities: torch.Tensor) -> torch.Tensor:
+    """N x GRADES ** aspects: the probability of each combination of subgrades, from each
+    aspect's own (N x aspects x GRADES), measured independently."""
+    weights = probabilities[:, 0]
+    for aspect in range(1, probabilities.shape[1]):
+        weights = (weights[:, :, None] * probabilities[:, aspect, None, :]).flatten(1)
+    return weights
+
+
+def grade_logits(subgrades: torch.Tensor, combination_scores: torch.Tensor,
+                 thresholds: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """Cumulative logits of the overall grade, N x 9, from the subgrades' (N x aspects x 9):
+    P(grade > k) sums, over every combination of subgrades (`combination_scores`, their rubric
+    scores), its probability times that of the experts grading a card of that score above k, a
+    logistic step at `thresholds[k]` as wide as `scale` (one number, or one per card).
+    P(grade <= k) is summed apart rather than taken from 1: near 1, float32 keeps too few
+    digits of the difference for its logit."""
+    count, aspects, steps = subgrades.shape
+    per_aspect = grade_probabilities(subgrades.reshape(-1, steps)).reshape(count, aspects, -1)
+    weights = combination_weights(per_aspect)[:, None, :]
+    margins = (combination_scores[None, :, None] - thresholds[None, None, :]) \
+        / scale.reshape(-1, 1, 1)
+    above = torch.matmul(weights, torch.sigmoid(margins))[:, 0]
+    below = torch.matmul(weights, torch.sigmoid(-margins))[:, 0]
+    return torch.log(above + _PROBABILITY_FLOOR) - torch.log(below + _PROBABILITY_FLOOR)
 
 
 def rubric_metadata(table: RubricTable) -> dict[str, object]:

@@ -14,9 +14,11 @@ style) into one severity map per defect class (corner wear, edge whitening, scra
 stain, print line): a defect segmentation whose values are severities. The maximum over the
 maps of an aspect's classes (surface: scratch, crease, stain, print line) is the aspect's
 worst defect. The centering subgrade comes from the classical measurement, the others
-from those severities, both through the rubric's own table (`rubric.py`), and the overall grade
-is the rubric's score with learned thresholds and a per-card uncertainty, so its probabilities
-are calibrated where experts disagree.
+from those severities, both through the rubric's own table (`rubric.py`), each with a learned
+uncertainty; the overall grade's probabilities are the rubric applied to every likely
+combination of subgrades, with the experts' own spread around each combination's score
+(learned thresholds and a per-card width), so they are calibrated where a measurement sits on a
+step of the table as well as where experts disagree.
 
 The frozen part's output is the stride-8 activations folded into channels (space to depth) and
 stacked with the stride-16 ones: one tensor, so training caches it like any frozen part.
@@ -44,9 +46,10 @@ from components.train.rubric import (
     CARD_RUBRIC,
     GRADES,
     RubricTable,
-    hard_subgrades,
+    grade_logits,
     rubric_metadata,
     rubric_score,
+    subgrade_combinations,
     subgrade_logits,
 )
 
@@ -120,6 +123,10 @@ class SeverityHeads(nn.Module):
         self.log_share_scale = nn.Parameter(torch.tensor(math.log(_SHARE_SCALE)))
         self.log_severity_scales = nn.Parameter(
             torch.full((len(table.severity_aspects),), math.log(_SEVERITY_SCALE)))
+        # What the maps' maximum reads above an aspect's true worst severity: the maximum of
+        # many noisy cells lies above the truth (measured: corners +0.04, a subgrade lost on a
+        # third of cards), so the subgrades learn to take it off.
+        self.severity_offsets = nn.Parameter(torch.zeros(len(table.severity_aspects)))
         # Grade thresholds start at the rubric's rounding (k + 0.5); gaps stay positive.
         self.first_threshold = nn.Parameter(torch.tensor(1.5))
         self.raw_gaps = nn.Parameter(torch.full((GRADES - 2,), math.log(math.e - 1)))
@@ -127,6 +134,8 @@ class SeverityHeads(nn.Module):
         self.uncertainty = nn.Linear(width, 1)
         nn.init.zeros_(self.uncertainty.weight)
         nn.init.zeros_(self.uncertainty.bias)
+        self.register_buffer("combination_scores",
+                             rubric_score(table, subgrade_combinations(table)), persistent=False)
 
     def decode(self, activations: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Severity maps N x defect classes x H/8 x W/8 in 0..1, and the pooled context
@@ -150,13 +159,12 @@ class SeverityHeads(nn.Module):
         worst = torch.stack([per_class[:, classes].amax(dim=1) for classes in self.aspect_classes],
                             dim=1)
         worst_share = 50.0 + 10.0 * geometry[:, 3]  # see prepare.geometry_features
-        subgrades = subgrade_logits(self.table, worst_share, worst, self.log_share_scale.exp(),
-                                    self.log_severity_scales.exp())
-        score = rubric_score(self.table, hard_subgrades(subgrades))
+        subgrades = subgrade_logits(self.table, worst_share, worst - self.severity_offsets,
+                                    self.log_share_scale.exp(), self.log_severity_scales.exp())
         thresholds = self.first_threshold + torch.cat(
             [torch.zeros(1), torch.cumsum(F.softplus(self.raw_gaps), dim=0)])
         scale = torch.exp(self.log_grade_scale + self.uncertainty(pooled))
-        grade = (score[:, None] - thresholds[None, :]) / scale
+        grade = grade_logits(subgrades, self.combination_scores, thresholds, scale)
         return GraderOutputs(torch.cat([grade[:, None], subgrades], dim=1), worst, maps)
 
     def geometry_parameters(self) -> Iterator[nn.Parameter]:

@@ -1,5 +1,6 @@
 """The rubric as tensors grades exactly as the factory's rubric does, its probabilities are
-proper, and the grade it gives can only fall as a defect gets worse."""
+proper, the grade it gives can only fall as a defect gets worse, and the grade's probabilities
+carry the subgrades' uncertainty through the rubric."""
 
 from __future__ import annotations
 
@@ -10,8 +11,11 @@ from components.cards.rubric import grade_card
 from components.train.ordinal import predicted_grade
 from components.train.rubric import (
     CARD_RUBRIC,
+    combination_weights,
+    grade_logits,
     hard_subgrades,
     rubric_score,
+    subgrade_combinations,
     subgrade_logits,
 )
 
@@ -74,3 +78,49 @@ def test_a_crease_caps_the_grade_at_six() -> None:
     _, scores = _grade(np.full(3, 50.0), np.array([[0.0, 0.0, 0.55], [0.0, 0.0, 0.8],
                                                    [0.0, 0.0, 1.0]]))
     assert (torch.floor(scores + 0.5) <= 6).all()
+
+
+def _exceedance(shares: np.ndarray, severities: np.ndarray, severity_scale: float,
+                grade_scale: float = 0.01) -> torch.Tensor:
+    cumulative = subgrade_logits(CARD_RUBRIC, torch.tensor(shares, dtype=torch.float32),
+                                 torch.tensor(severities, dtype=torch.float32), SHARP,
+                                 torch.full((3,), severity_scale))
+    scores = rubric_score(CARD_RUBRIC, subgrade_combinations(CARD_RUBRIC))
+    thresholds = torch.arange(1, 10, dtype=torch.float32) + 0.5  # the rubric's rounding
+    return torch.sigmoid(grade_logits(cumulative, scores, thresholds,
+                                      torch.tensor(grade_scale)))
+
+
+def test_combination_weights_follow_the_order_of_the_combinations() -> None:
+    rng = np.random.default_rng(3)
+    probabilities = torch.from_numpy(rng.dirichlet(np.ones(10), (5, 4))).float()
+    weights = combination_weights(probabilities)
+    combinations = subgrade_combinations(CARD_RUBRIC).long() - 1
+    assert torch.allclose(weights.sum(dim=1), torch.ones(5), atol=1e-5)
+    for row in rng.integers(0, len(combinations), 20):
+        expected = torch.prod(probabilities[:, torch.arange(4), combinations[row]], dim=1)
+        assert torch.allclose(weights[:, row], expected, atol=1e-7)
+
+
+def test_measured_far_from_every_step_the_grade_is_the_rubrics() -> None:
+    rng = np.random.default_rng(4)
+    # Severities mid-step (0.1 k + 0.1): no step within 0.05, read to 0.005.
+    shares, severities = rng.uniform(50, 54, 300), rng.integers(0, 9, (300, 3)) / 10 + 0.1
+    above = _exceedance(shares, severities, severity_scale=0.005)
+    _, scores = _grade(shares, severities)
+    expected = torch.floor(scores + 0.5)
+    assert torch.equal(1 + (above > 0.5).sum(dim=1).float(), expected)
+    certain = (above - 0.5).abs() > 0.49
+    assert certain.float().mean() > 0.95  # one grade, all but sure
+
+
+def test_a_severity_on_a_step_splits_the_grade_between_its_neighbours() -> None:
+    # Corners exactly on the 8/9 step, everything else pristine: subgrades (10, 9, 10, 10)
+    # score 9.75 (a 10), (10, 8, 10, 10) score 9.0 (capped at the weakest + 1: a 9).
+    on_step = CARD_RUBRIC.pristine_severity + CARD_RUBRIC.severity_per_grade
+    above = _exceedance(np.array([50.0]), np.array([[on_step, 0.0, 0.0]]), severity_scale=0.01)
+    probabilities = torch.cat([torch.ones(1, 1), above], dim=1) - torch.cat(
+        [above, torch.zeros(1, 1)], dim=1)
+    assert (above[:, 1:] <= above[:, :-1] + 1e-6).all()
+    assert abs(float(probabilities[0, 9]) - 0.5) < 0.05  # a 10
+    assert abs(float(probabilities[0, 8]) - 0.5) < 0.05  # a 9
