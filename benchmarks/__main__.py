@@ -1,12 +1,14 @@
 """`make bench`: card factory throughput, centering accuracy per camera, ingest speed, and
-training quality and speed (benchmarks/train.py), evaluation figures with the latency table
+training quality and speed, and a warm-started retraining against a cold one
+(benchmarks/train.py), evaluation figures with the latency table
 of PyTorch, ONNX and int8, the grader's severity maps as a defect segmentation and the served
 grader on every camera (benchmarks/evaluate.py), and the grading service under load
 (benchmarks/serve.py), as a table or JSON.
 
-    python -m benchmarks [--only factory centering ingest train evaluate segment cameras serve]
-        [--cards 1000] [--centering-cards 300] [--ingest 2000 10000] [--train-cards 2000]
-        [--train grade:fast [detect:fast]] [--camera-cards 300] [--requests 300] [--json]
+    python -m benchmarks [--only factory centering ingest train evaluate segment cameras
+        retrain serve] [--cards 1000] [--centering-cards 300] [--ingest 2000 10000]
+        [--train-cards 2000] [--train grade:fast [detect:fast]] [--camera-cards 300]
+        [--retrain-cards 600] [--requests 300] [--json]
 
 Targets: at least 100 cards/s on 2 cores and centering within 1 percentage point on clean
 studio images (foundation); at least 500 card images/s validated end to end through the ingest
@@ -25,12 +27,12 @@ from pathlib import Path
 
 from benchmarks.evaluate import bench_cameras, bench_evaluate, bench_segmentation
 from benchmarks.serve import bench_serve
-from benchmarks.train import bench_train
+from benchmarks.train import bench_retrain, bench_train
 from components.cards import CAMERAS, synthesize_batch
 from components.centering import centering_accuracy
 
 SECTIONS = ("factory", "centering", "ingest", "train", "evaluate", "segment", "cameras",
-            "serve")
+            "retrain", "serve")
 TITLES = {
     "factory": "card factory (target: >= 100 cards/s on this machine's cores)",
     "centering": "centering vs truth, percentage points (target: studio max_abs <= 1.0)",
@@ -44,6 +46,8 @@ TITLES = {
                "(target: recall >= 0.9 of defects of severity >= 0.25, per class)",
     "cameras": "the evaluated grader, served, on new cards of each camera (targets: QWK >= "
                "the human bar - 0.02, each subgrade >= 0.90)",
+    "retrain": "a batch of phone cards arrives: the grader fine-tuned on it and as many older "
+               "cards (warm start, what `retrain` does) against a new one trained on everything",
     "serve": "grading service over HTTP, full-size photos (targets: micro-batching raises "
              "answered/s over max_batch 1; overload answers 503 with Retry-After)",
 }
@@ -121,6 +125,8 @@ def main() -> None:
                         help="task:profile pairs to train; detect:fast takes hours on a CPU")
     parser.add_argument("--camera-cards", type=int, default=300,
                         help="new cards per camera for the cameras bench")
+    parser.add_argument("--retrain-cards", type=int, default=600,
+                        help="new phone cards for the retrain bench")
     parser.add_argument("--requests", type=int, default=300, help="requests per serve run")
     parser.add_argument("--json", action="store_true", help="print JSON")
     args = parser.parse_args()
@@ -133,6 +139,8 @@ def main() -> None:
                    "evaluate": lambda: bench_evaluate(Path(tmp), args.train_cards),
                    "segment": lambda: bench_segmentation(Path(tmp)),
                    "cameras": lambda: bench_cameras(Path(tmp), args.camera_cards),
+                   "retrain": lambda: bench_retrain(Path(tmp), args.train_cards,
+                                                    args.retrain_cards),
                    "serve": lambda: bench_serve(Path(tmp), args.requests)}
         results = {name: benches[name]() for name in SECTIONS if name in args.only}
     if args.json:

@@ -47,3 +47,37 @@ def bench_train(workdir: Path, cards: int, runs: list[tuple[str, str]]) -> list[
                      "best_epoch": summary.best_epoch, "train_images_per_s": summary.images_per_s,
                      "seconds": summary.seconds})
     return rows
+
+
+def bench_retrain(workdir: Path, cards: int, new_cards: int) -> list[dict[str, object]]:
+    """A batch of `new_cards` phone cards reaches the train bench's grader (trained first when
+    the bench home has none): fine-tuning it on them and a replay of older cards (what
+    `retrain` does) against training a new grader on everything, both with the fast profile."""
+    from components.settings import load_settings
+
+    settings = load_settings(home=workdir / "train-home").activate()
+    from flows.ingest import run_ingest  # Prefect reads PREFECT_HOME at import: after activate()
+    from flows.train import run_train
+    from model_registry import VersionNotFound, get_version
+
+    uri = str(settings.mlflow_tracking_uri)
+    try:
+        champion = get_version(uri, "card-grader")
+    except VersionNotFound:
+        bench_train(workdir, cards, [("grade", "fast")])
+        champion = get_version(uri, "card-grader")
+    batch = workdir / f"retrain-{new_cards}"
+    synthesize_batch(batch, n=new_cards, seed=78, camera="phone")
+    ingested = run_ingest(settings, str(batch), "grade")
+    if ingested.status != "accepted":
+        raise RuntimeError(f"the phone batch was not accepted: {ingested.message}")
+    rows = []
+    for start, warm_from in ((f"warm from v{champion.version}", champion.version),
+                             ("from ImageNet", None)):
+        summary = run_train(settings, "grade", profile="fast", warm_from=warm_from)
+        rows.append({"start": start, "new_cards": new_cards, "train_items": summary.train_items,
+                     "epochs": summary.epochs_run, "val_qwk": round(summary.metrics["val_qwk"], 3),
+                     **{f"val_qwk_{aspect}": round(summary.metrics[f"val_qwk_{aspect}"], 3)
+                        for aspect in ("corners", "edges", "surface")},
+                     "seconds": summary.seconds})
+    return rows

@@ -4,7 +4,8 @@
     gradeline data sheet batch/ --out cards.png
     gradeline centering card.jpg [--json]
     gradeline ingest incoming/batch-7 [--task grade|detect|segment|classify] [--dataset N] [--json]
-    gradeline train --task grade|detect|classify [--data-version V] [--profile fast|full] [--json]
+    gradeline train --task grade|detect|classify [--data-version V] [--profile fast|full]
+        [--warm-from VERSION] [--json]
     gradeline evaluate --model card-grader [--version N] [--json]
     gradeline serve [--host 127.0.0.1] [--port 8080]
     gradeline promote --model card-grader --version N [--first] [--no-wait] [--json]
@@ -194,21 +195,28 @@ def train(
     params: Annotated[Path | None, typer.Option(
         help="A params.yaml whose train: section sets the budgets; default the project's.")]
     = None,
+    warm_from: Annotated[int | None, typer.Option(
+        help="grade | classify: fine-tune this registered version of the model on the items it "
+             "has not seen and a replay of those it has (what `retrain` does).")] = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Train a model on an ingested dataset, track it in MLflow and register it as a candidate
     (the Prefect flow `train`). Running it again after a crash resumes from the checkpoint."""
+    from components.ingest.model import IngestError
     from components.ingest.versioning import VersioningError
     from components.train.detector import DetectorError
     from components.train.tasks import TrainDataError
     from flows.train import run_train  # imports Prefect: only after main() exported settings
+    from model_registry import VersionNotFound
 
     if profile not in ("fast", "full"):
         raise _fail(f"unknown profile {profile!r}; choose fast or full")
     try:
         summary = run_train(load_settings(), task, dataset, data_version, profile, model_name,
-                            str(weights) if weights else None, str(params) if params else None)
-    except (TrainDataError, DetectorError, VersioningError) as error:
+                            str(weights) if weights else None, str(params) if params else None,
+                            warm_from)
+    except (TrainDataError, DetectorError, VersioningError, VersionNotFound,
+            IngestError) as error:
         raise _fail(str(error)) from None
     if as_json:
         typer.echo(json.dumps(summary.as_dict(), indent=2))

@@ -27,11 +27,9 @@ from components.evaluate.params import EvaluateParams
 from components.evaluate.report import evaluation_report
 from components.params import load_params
 from components.settings import GradelineSettings, load_settings
-from components.train.pyfunc import logged_model_folder
-from flows.train import DataSnapshot, resolve_data, stage_progress
+from flows.train import DataSnapshot, fetch_model, resolve_data, stage_progress
 from model_registry import (
     RegisteredVersion,
-    download_version,
     get_version,
     log_version_metrics,
     record_gates,
@@ -39,16 +37,6 @@ from model_registry import (
 
 REPORT = "report.html"
 ARTIFACT_FOLDER = "evaluation"
-
-
-@task(cache_policy=NO_CACHE)
-def fetch_model(settings: GradelineSettings, registered: RegisteredVersion) -> Path:
-    """The version's model folder, downloaded from the registry into the cache."""
-    target = settings.cache_dir / "evaluate" / f"{registered.name}-{registered.version}" / "model"
-    shutil.rmtree(target, ignore_errors=True)
-    downloaded = download_version(str(settings.mlflow_tracking_uri), registered.name,
-                                  registered.version, target)
-    return logged_model_folder(downloaded)
 
 
 @task(cache_policy=NO_CACHE)

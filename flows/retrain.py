@@ -3,10 +3,12 @@
     retrain("card-grader", reason="drift: brightness, embeddings")
 
 It ingests the newest labeled batch waiting in the inbox (`<home>/inbox/<batch>/`, or `source`),
-trains on the dataset the champion was trained on, evaluates the candidate against the experts,
-and hands a candidate that passed its gates to `promote` (shadow, canary, then a reviewer). A
-worse model stops at its gates, and nothing is promoted; with no new data since the champion was
-trained there is nothing to learn from and it says so. Import after `settings.activate()`.
+fine-tunes the champion on the dataset it was trained on (its new items and a replay of older
+ones; a detector, or a first model, trains from the start), evaluates the candidate against the
+experts, and hands a candidate that passed its gates to `promote` (shadow, canary, then a
+reviewer). A worse model stops at its gates, and nothing is promoted; with no new data since the
+champion was trained there is nothing to learn from and it says so.
+Import after `settings.activate()`.
 """
 
 from __future__ import annotations
@@ -63,7 +65,11 @@ def retrain(model: str = "card-grader", task: str = "grade", dataset: str | None
         logger.info("%s version %s was trained on %s@%s already: nothing new to learn from",
                     model, champion.version, dataset, data_version)
         return {**summary, "status": "nothing_new"}
-    trained = train(task=task, dataset=dataset, model_name=model, params_file=params_file)
+    # The champion learnt from this dataset already: fine-tune it on what is new (warm.py).
+    warm_from = champion.version if champion is not None and task != "detect" \
+        and champion.tags.get("dataset") == dataset else None
+    trained = train(task=task, dataset=dataset, model_name=model, params_file=params_file,
+                    warm_from=warm_from)
     evaluated = evaluate(model=model, version=trained["version"], params_file=params_file)
     summary.update(version=trained["version"], kappa=evaluated.get("kappa"),
                    champion_version=champion.version if champion else None,

@@ -30,12 +30,13 @@ from components.ingest import DataRepo, DatasetStore
 from components.params import load_params
 from components.settings import GradelineSettings, find_project_root, load_settings
 from components.train.params import Profile, TrainParams
-from components.train.pyfunc import log_image_model
+from components.train.pyfunc import log_image_model, logged_model_folder
 from components.train.recipes import TASK_NAMES, model_name_for, profile_for, train_task
 from components.train.tasks import TrainDataError
 from components.train.tracking import TrainingRun, git_sha, package_versions
 from components.train.trainer import TrainResult
-from model_registry import register_candidate
+from components.train.warm import WarmStart
+from model_registry import RegisteredVersion, download_version, get_version, register_candidate
 
 RUN_ID_FILE = "mlflow_run_id"
 
@@ -69,6 +70,8 @@ class TrainSummary:
     resumed_from_epoch: int = 0
     images_per_s: float = 0.0
     seconds: float = 0.0
+    train_items: int = 0
+    warm_from: int | None = None  # the version fine-tuned, or None: trained from ImageNet
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -78,8 +81,10 @@ class TrainSummary:
         shown = "  ".join(f"{k.removeprefix('val_')} {v:.3f}" for k, v in self.metrics.items()
                           if not k.startswith(("val_precision.", "val_recall.", "val_f1.")))
         resumed = f", resumed at epoch {self.resumed_from_epoch}" if self.resumed_from_epoch else ""
+        start = "" if self.warm_from is None else f"fine-tuned from version {self.warm_from}, "
         return [f"registered {self.model_name} version {self.version} (stage=candidate)",
                 f"  data {self.dataset}@{self.data_version[:12]}, profile {self.profile}, "
+                f"{start}{self.train_items} training items, "
                 f"{self.epochs_run} epochs (best {self.best_epoch}{resumed}), "
                 f"{self.seconds:.0f} s, {self.images_per_s:.1f} training images/s",
                 f"  validation: {shown}",
@@ -108,6 +113,30 @@ def resolve_data(settings: GradelineSettings, dataset: str, task_name: str,
     return DataSnapshot(dataset, data_version, root, classes)
 
 
+@task(cache_policy=NO_CACHE)
+def fetch_model(settings: GradelineSettings, registered: RegisteredVersion) -> Path:
+    """The version's model folder, downloaded from the registry into the cache."""
+    target = settings.cache_dir / "evaluate" / f"{registered.name}-{registered.version}" / "model"
+    shutil.rmtree(target, ignore_errors=True)
+    downloaded = download_version(str(settings.mlflow_tracking_uri), registered.name,
+                                  registered.version, target)
+    return logged_model_folder(downloaded)
+
+
+@task(cache_policy=NO_CACHE)
+def warm_start(settings: GradelineSettings, model_name: str, version: int,
+               data: DataSnapshot) -> WarmStart:
+    """Start from registered `version` of the model: its weights, and how many of the
+    dataset's items the data version it was trained on held (those it has seen)."""
+    registered = get_version(str(settings.mlflow_tracking_uri), model_name, version)
+    if registered.tags.get("dataset") != data.dataset or registered.data_version is None:
+        raise TrainDataError(f"{model_name} version {version} was not trained on dataset "
+                             f"{data.dataset!r}: it cannot be fine-tuned on it")
+    store = DatasetStore(DataRepo(settings.data_dir, settings.dvc_remote,
+                                  settings.s3_endpoint_url, settings.aws_region), data.dataset)
+    return WarmStart(fetch_model(settings, registered), store.items_at(registered.data_version))
+
+
 @contextmanager
 def stage_progress() -> Iterator[Callable[[str, int, int], None]]:
     """Progress bars on stderr, one per stage; yields on_progress(stage, done, total)."""
@@ -125,7 +154,8 @@ def stage_progress() -> Iterator[Callable[[str, int, int], None]]:
 
 @task(cache_policy=NO_CACHE)
 def fit(task_name: str, data: DataSnapshot, params: TrainParams, profile: Profile,
-        work_dir: Path, run: TrainingRun, weights: Path | None) -> TrainResult:
+        work_dir: Path, run: TrainingRun, weights: Path | None,
+        warm: WarmStart | None) -> TrainResult:
     """Train with a progress bar per stage; every epoch's metrics go to the MLflow run."""
     logger = get_run_logger()
     with stage_progress() as on_progress:
@@ -136,7 +166,7 @@ def fit(task_name: str, data: DataSnapshot, params: TrainParams, profile: Profil
                 or k in ("val_qwk", "val_accuracy", "map50", "map50_95")))
 
         return train_task(task_name, data.root, data.classes, params, profile, work_dir,
-                          on_progress, on_epoch, weights)
+                          on_progress, on_epoch, weights, warm)
 
 
 @task(cache_policy=NO_CACHE)
@@ -149,7 +179,7 @@ def log_and_register(settings: GradelineSettings, run: TrainingRun, result: Trai
     # The registered weights are the best epoch's: its scores go in as best_<metric>, beside
     # the per-epoch curves of the same metric.
     run.log_metrics({**{f"best_{k}": v for k, v in result.metrics.items()},
-                     "images_per_s": result.images_per_s,
+                     "images_per_s": result.images_per_s, "train_items": result.train_items,
                      "epochs_run": result.epochs_run, "best_epoch": result.best_epoch,
                      **result.seconds})
     for plot in result.plots:
@@ -170,9 +200,12 @@ def log_and_register(settings: GradelineSettings, run: TrainingRun, result: Trai
 @flow(name="train", persist_result=True)
 def train(task: str = "grade", dataset: str | None = None, data_version: str | None = None,
           profile: Profile = "fast", model_name: str | None = None,
-          weights: str | None = None, params_file: str | None = None) -> dict[str, object]:
+          weights: str | None = None, params_file: str | None = None,
+          warm_from: int | None = None) -> dict[str, object]:
     """Train, track and register one model; returns the TrainSummary as a dict. Budgets come
-    from the `train:` section of `params_file` (default: the project's params.yaml)."""
+    from the `train:` section of `params_file` (default: the project's params.yaml).
+    `warm_from`: a registered version of the model to fine-tune (what retraining does) on the
+    items it has not seen and a replay of those it has, instead of starting from ImageNet."""
     if task not in TASK_NAMES:
         raise TrainDataError(f"unknown task {task!r}; choose one of {', '.join(TASK_NAMES)}")
     started = time.perf_counter()
@@ -181,7 +214,10 @@ def train(task: str = "grade", dataset: str | None = None, data_version: str | N
     dataset = dataset or task
     model_name = model_name or model_name_for(task, params)
     data = resolve_data(settings, dataset, task, data_version)
-    work_dir = settings.cache_dir / "train" / model_name / f"{dataset}-{data.version}-{profile}"
+    warm = warm_start(settings, model_name, warm_from, data) if warm_from is not None else None
+    started_from = f"-warm-{warm_from}" if warm_from is not None else ""
+    work_dir = (settings.cache_dir / "train" / model_name
+                / f"{dataset}-{data.version}-{profile}{started_from}")
     work_dir.mkdir(parents=True, exist_ok=True)
     marker = work_dir / RUN_ID_FILE
     resume_id = marker.read_text().strip() if marker.is_file() else None
@@ -195,13 +231,14 @@ def train(task: str = "grade", dataset: str | None = None, data_version: str | N
                   "git_sha": sha, "profile": profile})
     run.log_params({"task": task, "dataset": dataset, "data_version": data.version,
                     "profile": profile, "git_sha": sha, "model_name": model_name,
-                    "weights": weights or "", **chosen.model_dump(),
+                    "weights": weights or "", "warm_from": warm_from or "",
+                    **chosen.model_dump(),
                     **{f"package.{k}": v for k, v in package_versions().items()}})
     run.log_json({"task": task, "profile": profile, **chosen.model_dump()},
                  "training_config.json")
     try:
         result = fit(task, data, params, profile, work_dir, run,
-                     Path(weights) if weights else None)
+                     Path(weights) if weights else None, warm)
         version, model_uri = log_and_register(settings, run, result, data, model_name, sha)
     except BaseException:
         run.close("FAILED")  # the checkpoint and the run id stay: the next call resumes
@@ -215,7 +252,8 @@ def train(task: str = "grade", dataset: str | None = None, data_version: str | N
         metrics={k: round(v, 4) for k, v in result.metrics.items()},
         epochs_run=result.epochs_run, best_epoch=result.best_epoch,
         resumed_from_epoch=result.resumed_from_epoch,
-        images_per_s=round(result.images_per_s, 1), seconds=round(time.perf_counter() - started, 1))
+        images_per_s=round(result.images_per_s, 1), seconds=round(time.perf_counter() - started, 1),
+        train_items=result.train_items, warm_from=warm_from)
     get_run_logger().info("\n".join(summary.lines()))
     return summary.as_dict()
 
@@ -223,8 +261,8 @@ def train(task: str = "grade", dataset: str | None = None, data_version: str | N
 def run_train(settings: GradelineSettings, task: str = "grade", dataset: str | None = None,
               data_version: str | None = None, profile: Profile = "fast",
               model_name: str | None = None, weights: str | None = None,
-              params_file: str | None = None) -> TrainSummary:
+              params_file: str | None = None, warm_from: int | None = None) -> TrainSummary:
     """Run the flow on these settings' home and return its summary."""
     settings.activate()  # before the flow starts: Prefect reads PREFECT_HOME once
     return TrainSummary(**train(task, dataset, data_version, profile, model_name, weights,
-                                params_file))
+                                params_file, warm_from))

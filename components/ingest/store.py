@@ -104,6 +104,19 @@ class DatasetStore:
     def version(self) -> str | None:
         return self.repo.version_of(self.dataset)
 
+    def items_at(self, version: str) -> int:
+        """How many items the dataset held at `version`: the manifest only grows, so they are
+        its first rows (what a model trained on that version has seen)."""
+        path = self.repo.root / VERSIONS
+        entries = [json.loads(line) for line in path.read_text().splitlines() if line] \
+            if path.is_file() else []
+        found = [entry["items"] for entry in entries
+                 if entry["dataset"] == self.dataset and entry["data_version"] == version]
+        if not found:
+            raise IngestError(f"dataset {self.dataset!r} has no record of version {version!r} "
+                              f"in {path}")
+        return int(found[-1])
+
     @contextmanager
     def locked(self, timeout_s: float = 600.0) -> Iterator[None]:
         """Hold the dataset for one ingest: a second one at the same time would check for

@@ -28,6 +28,10 @@ class BackboneProfile(StrictParams):
     weight_decay: float = Field(ge=0)
     dropout: float = Field(ge=0, lt=1)
     seed: int
+    warm_epochs: int = Field(4, ge=1, description="epochs of a warm start: fine-tuning the "
+                             "model being replaced (retraining)")
+    replay: float = Field(1.0, ge=0, description="older training items replayed per new one "
+                          "in a warm start, so the model keeps what it knew")
 
 
 class DetectProfile(StrictParams):

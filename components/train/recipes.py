@@ -18,7 +18,9 @@ from components.train.detector import DetectorConfig, train_detector
 from components.train.loading import DetectorPredictor, load_predictor, save_detector
 from components.train.metrics import prediction_sheet, training_curves_png
 from components.train.params import DetectProfile, Profile, TrainParams
+from components.train.tasks import TrainDataError
 from components.train.trainer import SAMPLES, Progress, TrainResult, train_backbone
+from components.train.warm import WarmStart
 
 TASK_NAMES = ("grade", "classify", "detect")
 EpochCallback = Callable[[dict[str, float]], None]
@@ -36,17 +38,20 @@ def profile_for(task: str, params: TrainParams, profile: Profile) -> object:
 
 def train_task(task: str, root: Path, classes: tuple[str, ...], params: TrainParams,
                profile: Profile, work_dir: Path, on_progress: Progress,
-               on_epoch: EpochCallback, weights: Path | None = None) -> TrainResult:
+               on_epoch: EpochCallback, weights: Path | None = None,
+               warm: WarmStart | None = None) -> TrainResult:
     """Train `task` on the dataset at `root` with the named profile; `work_dir` holds caches
     and checkpoints, so a second call after a crash resumes. `weights`: a detector's .pt to
-    start from instead of its YAML."""
+    start from instead of its YAML; `warm`: a backbone model to fine-tune (warm.py)."""
     if task not in TASK_NAMES:
         raise ValueError(f"unknown task {task!r}; expected one of {', '.join(TASK_NAMES)}")
     chosen = profile_for(task, params, profile)
     if task == "detect":
+        if warm is not None:
+            raise TrainDataError("a detector starts from a .pt file (weights), not a warm start")
         return _train_detect(root, classes, chosen, work_dir, on_progress, on_epoch, weights)
     return train_backbone(root, task, classes, chosen, work_dir, key=f"{task}/{profile}",
-                          on_progress=on_progress, on_epoch=on_epoch)
+                          on_progress=on_progress, on_epoch=on_epoch, warm=warm)
 
 
 def _train_detect(root: Path, classes: tuple[str, ...], profile: DetectProfile, work_dir: Path,
@@ -75,7 +80,8 @@ def _train_detect(root: Path, classes: tuple[str, ...], profile: DetectProfile, 
                        history=history, epochs_run=result.epochs_run,
                        best_epoch=int(best.get("epoch", result.epochs_run)),
                        images_per_s=result.images_per_s, seconds={}, model_dir=model_dir,
-                       plots=plots, example_image=example)
+                       plots=plots, example_image=example,
+                       train_items=int((manifest["split"] == "train").sum()))
 
 
 def _detection_sheet(root: Path, model_dir: Path, path: Path) -> Path:

@@ -27,10 +27,12 @@ from components.train.augment import augment_card
 from components.train.frozen import FrozenPart
 from components.train.loop import CachedSplit, FitResult, evaluate, fit
 from components.train.metrics import confusion_matrix_png, prediction_sheet, training_curves_png
+from components.train.model import TaskModel
 from components.train.params import BackboneProfile
 from components.train.prepare import prepare_images
-from components.train.spec import ModelSpec, save_model
+from components.train.spec import ModelSpec, load_model, save_model
 from components.train.tasks import BackboneTask, Canvases, TrainDataError, backbone_task
+from components.train.warm import WarmStart, replay_rows
 
 SAMPLES = 12
 Progress = Callable[[str, int, int], None]  # stage, done, total
@@ -52,16 +54,22 @@ class TrainResult:
     plots: list[Path] = field(default_factory=list)
     example_image: Path | None = None
     resumed_from_epoch: int = 0
+    train_items: int = 0  # the items trained on (new and replayed ones in a warm start)
 
 
-def read_splits(root: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The train and val rows of a dataset's manifest; a clear error when either is empty."""
+def read_splits(root: Path, warm: WarmStart | None = None, replay: float = 1.0,
+                seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The train and val rows of a dataset's manifest; a clear error when either is empty.
+    With `warm`, the train rows are what the starting model has not seen plus `replay` times
+    as many it has (warm.py)."""
     manifest_path = root / "manifest.csv"
     if not manifest_path.is_file():
         raise TrainDataError(f"{root} has no manifest.csv: ingest a batch first")
     manifest = pd.read_csv(manifest_path, dtype={"item_id": str})
     splits = {name: manifest[manifest["split"] == name].reset_index(drop=True)
               for name in ("train", "val")}
+    if warm is not None:
+        splits["train"] = replay_rows(manifest, warm.seen_items, replay, seed)
     for name, rows in splits.items():
         if rows.empty:
             raise TrainDataError(f"{manifest_path} has no {name!r} items "
@@ -99,12 +107,15 @@ def train_backbone(
     on_progress: Progress | None = None,
     on_epoch: Callable[[dict[str, float]], None] | None = None,
     workers: int | None = None,
+    warm: WarmStart | None = None,
 ) -> TrainResult:
     """Train `task_name` on the dataset at `root`; caches and the checkpoint live in `work_dir`,
-    so running again with the same `key` resumes instead of starting over."""
+    so running again with the same `key` resumes instead of starting over. With `warm`, fine-tune
+    that model for `profile.warm_epochs` on new items and a replay of older ones (warm.py); its
+    caches need a `work_dir` of their own."""
     progress = on_progress or (lambda stage, done, total: None)
     task = backbone_task(task_name, classes)
-    train_rows, val_rows = read_splits(root)
+    train_rows, val_rows = read_splits(root, warm, profile.replay, profile.seed)
     for rows in (train_rows, val_rows):  # labels the task cannot train on fail before any work
         task.targets(rows)
     spec = ModelSpec(task=task.name, classes=tuple(classes), size=profile.size,
@@ -139,6 +150,10 @@ def train_backbone(
     started = time.perf_counter()
     torch.manual_seed(profile.seed)
     model = spec.build(imagenet=True)
+    if warm is not None:
+        load_start_weights(model, spec, warm.model_dir)
+        profile = profile.model_copy(update={"epochs": profile.warm_epochs})
+        key = f"{key}/warm-{warm.seen_items}"
     progress("cache frozen features", 0, profile.views + 1)
 
     def cache_activations() -> dict[str, np.ndarray]:
@@ -175,7 +190,18 @@ def train_backbone(
                        epochs_run=fitted.epochs_run, best_epoch=fitted.best_epoch,
                        images_per_s=fitted.images_per_s, seconds=timings, model_dir=model_dir,
                        plots=plots, example_image=example,
-                       resumed_from_epoch=fitted.resumed_from_epoch)
+                       resumed_from_epoch=fitted.resumed_from_epoch, train_items=n_train)
+
+
+def load_start_weights(model: TaskModel, spec: ModelSpec, folder: Path) -> None:
+    """Load the weights saved in `folder` into `model`, which must be built the same way."""
+    start, saved = load_model(folder)
+    differs = [name for name in ("task", "classes", "size", "frozen_blocks")
+               if getattr(saved, name) != getattr(spec, name)]
+    if differs:
+        raise TrainDataError(f"cannot warm-start from {folder}: its " + ", ".join(
+            f"{name} {getattr(saved, name)!r} is not {getattr(spec, name)!r}" for name in differs))
+    model.load_state_dict(start.state_dict())
 
 
 def _plots(task: BackboneTask, outputs: torch.Tensor, val: CachedSplit, val_pixels: np.ndarray,

@@ -106,6 +106,31 @@ def test_a_past_data_version_is_restored_for_training_without_touching_the_datas
     assert version.tags["data_version"] == first
 
 
+def test_a_retraining_fine_tunes_the_version_it_replaces_on_new_and_replayed_items(
+        home: Path, factory_batches: dict[str, Path]) -> None:
+    _ingest(factory_batches["first"])  # 40 cards
+    first = run_train(load_settings(), "grade", params_file=str(TINY))
+    _ingest(factory_batches["bad"])  # 60 more
+    warm = run_train(load_settings(), "grade", params_file=str(TINY), warm_from=first.version)
+
+    manifest = pd.read_csv(home / "data" / "grade" / "manifest.csv")
+    training = manifest["split"] == "train"
+    new, older = int(training[40:].sum()), int(training[:40].sum())
+    assert warm.warm_from == 1 and warm.version == 2
+    assert warm.train_items == new + min(new, older) < first.train_items + new
+    assert warm.epochs_run == 2  # tiny_params.yaml: warm_epochs
+    run = _client().get_run(warm.run_id)
+    assert run.data.params["warm_from"] == "1" and run.data.metrics["train_items"] == \
+        warm.train_items
+    assert "fine-tuned from version 1" in "\n".join(warm.lines())
+
+    run_ingest(load_settings(), str(factory_batches["first"]), "grade", dataset="other")
+    with pytest.raises(Exception, match="was not trained on dataset 'other'"):
+        run_train(load_settings(), "grade", dataset="other", params_file=str(TINY),
+                  warm_from=first.version)
+    assert len(_versions("card-grader")) == 2
+
+
 def test_an_unknown_data_version_is_refused_by_name(
         home: Path, factory_batches: dict[str, Path]) -> None:
     _ingest(factory_batches["first"])
