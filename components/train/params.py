@@ -32,6 +32,8 @@ class BackboneProfile(StrictParams):
                              "model being replaced (retraining)")
     replay: float = Field(1.0, ge=0, description="older training items replayed per new one "
                           "in a warm start, so the model keeps what it knew")
+    warm_lr_scale: float = Field(0.2, gt=0, le=1, description="a warm start's peak learning "
+                                 "rates as a share of the profile's: it refines a trained model")
 
 
 class DetectProfile(StrictParams):

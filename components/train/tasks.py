@@ -155,12 +155,16 @@ class GradeTask:
 
 
 def _map_loss(maps: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Mean distance on the cells a labeled defect covers plus the mean severity read on the
-    clean cells: defects and clean paper count alike however few cells defects cover."""
+    """The mean severity read on clean cells plus, per defect class labeled in the batch, the
+    mean distance on the cells its defects cover: clean paper and every class count alike,
+    however few cells they cover (a stain is a few cells, four worn corners many)."""
     covered, clean = targets > 0, targets == 0
     loss = maps[clean].mean() if clean.any() else maps.sum() * 0
-    if covered.any():
-        loss = loss + (maps[covered] - targets[covered]).abs().mean()
+    cells = covered.sum(dim=(0, 2, 3))
+    labeled = cells > 0
+    if labeled.any():
+        distance = ((maps - targets).abs() * covered).sum(dim=(0, 2, 3))
+        loss = loss + (distance[labeled] / cells[labeled]).mean()
     return loss
 
 

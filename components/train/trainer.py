@@ -111,8 +111,8 @@ def train_backbone(
 ) -> TrainResult:
     """Train `task_name` on the dataset at `root`; caches and the checkpoint live in `work_dir`,
     so running again with the same `key` resumes instead of starting over. With `warm`, fine-tune
-    that model for `profile.warm_epochs` on new items and a replay of older ones (warm.py); its
-    caches need a `work_dir` of their own."""
+    that model for `profile.warm_epochs` at `warm_lr_scale` of the learning rates, on new items
+    and a replay of older ones (warm.py); its caches need a `work_dir` of their own."""
     progress = on_progress or (lambda stage, done, total: None)
     task = backbone_task(task_name, classes)
     train_rows, val_rows = read_splits(root, warm, profile.replay, profile.seed)
@@ -152,7 +152,10 @@ def train_backbone(
     model = spec.build(imagenet=True)
     if warm is not None:
         load_start_weights(model, spec, warm.model_dir)
-        profile = profile.model_copy(update={"epochs": profile.warm_epochs})
+        scale = profile.warm_lr_scale
+        profile = profile.model_copy(update={
+            "epochs": profile.warm_epochs, "lr": profile.lr * scale,
+            "head_lr": profile.head_lr * scale, "geometry_lr": profile.geometry_lr * scale})
         key = f"{key}/warm-{warm.seen_items}"
     progress("cache frozen features", 0, profile.views + 1)
 
