@@ -29,6 +29,7 @@ from components.evaluate.agreement import (
     human_bar,
 )
 from components.evaluate.calibration import (
+    chance_ece,
     expected_calibration_error,
     fit_temperature,
     ordinal_probabilities,
@@ -74,6 +75,7 @@ class GraderEvaluation:
     temperatures: dict[str, float]
     ece_before: float
     ece_after: float
+    ece_chance: dict[str, float]  # what a perfectly calibrated model would show (mean, p95)
     conformal: ConformalGrades
     coverage: dict[str, object]
     parity: list[Parity]
@@ -102,6 +104,8 @@ class GraderEvaluation:
             **{f"eval.qwk_{name}": s["qwk"] for name, s in self.agreement.per_subgrade.items()},
             **{f"eval.qwk_camera_{c}": s["qwk"] for c, s in self.agreement.per_camera.items()},
             "eval.ece_before": self.ece_before, "eval.ece_after": self.ece_after,
+            "eval.ece_chance_mean": self.ece_chance["mean"],
+            "eval.ece_chance_p95": self.ece_chance["p95"],
             "eval.temperature": self.temperatures["grade"],
             "eval.coverage": float(self.coverage["coverage"]),
             "eval.mean_set_size": float(self.coverage["mean_set_size"]),
@@ -123,6 +127,7 @@ class GraderEvaluation:
             "experts": self.human_bar.as_dict(),
             "ece_before": self.ece_before,
             "ece_after": self.ece_after,
+            "ece_chance": self.ece_chance,
             "temperatures": self.temperatures,
             "coverage": self.coverage["coverage"],
             "mean_set_size": self.coverage["mean_set_size"],
@@ -352,7 +357,8 @@ def evaluate_grader(model_dir: Path, root: Path, out_dir: Path, params: Evaluate
     return GraderEvaluation(
         agreement=agreement, human_bar=bar, verdict=bar.verdict(agreement.overall["qwk"]),
         temperatures=dict(zip(ORDINAL_TARGETS, temperatures.tolist(), strict=True)),
-        ece_before=ece_before, ece_after=ece_after, conformal=conformal, coverage=coverage,
+        ece_before=ece_before, ece_after=ece_after, ece_chance=chance_ece(after[:, 0]),
+        conformal=conformal, coverage=coverage,
         parity=parities, int8=int8, latency=latency, tensorrt=tensorrt,
         gates=grader_gates(agreement.overall["qwk"], bar.metric("qwk"), ece_after,
                            float(coverage["coverage"]), parities, params),

@@ -112,7 +112,10 @@ def _grader_sections(summary: dict) -> str:
         f"<p>Expected calibration error of the most likely grade (15 bins): "
         f"{summary['ece_before']:.3f} before temperature scaling, {summary['ece_after']:.3f} "
         f"after (temperature {summary['temperatures']['grade']:.2f}, fitted on the calibration "
-        f"split; the exported graph applies it).</p>",
+        f"split; the exported graph applies it). A perfectly calibrated model with these "
+        f"probabilities would show {summary['ece_chance']['mean']:.3f} on as many cards (95% of "
+        f"the time under {summary['ece_chance']['p95']:.3f}): below that, the ECE measured is "
+        f"sampling noise.</p>",
         "<h2>Conformal grade sets</h2>",
         f"<p>Coverage {conformal['coverage']:.1%} on the test split (target "
         f"{conformal['target']:.0%}): the share of cards whose grade set holds the experts' "
@@ -172,7 +175,9 @@ def summary_lines(summary: dict) -> list[str]:
         lines += [f"  QWK {summary['kappa']:.3f} vs the experts' {summary['human_bar']:.3f}: "
                   f"{summary['verdict']} their own agreement",
                   f"  ECE {summary['ece_before']:.3f} -> {summary['ece_after']:.3f} after "
-                  f"temperature {summary['temperatures']['grade']:.2f}",
+                  f"temperature {summary['temperatures']['grade']:.2f} (a calibrated model: "
+                  f"{summary['ece_chance']['mean']:.3f}, 95% under "
+                  f"{summary['ece_chance']['p95']:.3f})",
                   f"  conformal sets: coverage {summary['coverage']:.1%}, mean size "
                   f"{summary['mean_set_size']:.2f}"]
         if summary.get("segmentation"):

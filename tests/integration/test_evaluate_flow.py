@@ -108,8 +108,8 @@ def test_a_grader_version_is_judged_exported_and_gated(
     assert "below the experts' own agreement" in report and "data:image/png;base64," in report
     metrics = client.get_run(version.run_id).data.metrics
     assert metrics["gate.kappa"] == pytest.approx(summary["kappa"])
-    assert {"eval.ece_before", "eval.ece_after", "eval.coverage", "latency.onnx_fp32.p50_ms",
-            "parity.onnx_fp32.max_abs_diff"} <= set(metrics)
+    assert {"eval.ece_before", "eval.ece_after", "eval.ece_chance_p95", "eval.coverage",
+            "latency.onnx_fp32.p50_ms", "parity.onnx_fp32.max_abs_diff"} <= set(metrics)
     logged = mlflow.get_logged_model(version.source.removeprefix("models:/"))
     assert "gate.kappa" in {m.key for m in logged.metrics}
 

@@ -14,6 +14,7 @@ import torch
 
 from components.evaluate.calibration import (
     _nll,
+    chance_ece,
     expected_calibration_error,
     fit_temperature,
     ordinal_probabilities,
@@ -115,6 +116,20 @@ def test_a_certain_correct_answer_falls_in_the_last_bin_and_is_calibrated() -> N
 def test_ece_needs_items() -> None:
     with pytest.raises(ValueError, match="no items"):
         expected_calibration_error(np.empty((0, K)), np.array([], int))
+    with pytest.raises(ValueError, match="no items"):
+        chance_ece(np.empty((0, K)))
+
+
+def test_a_calibrated_model_on_few_cards_shows_the_ece_chance_predicts() -> None:
+    probabilities = ordinal_probabilities(corn_logits(226, seed=7, sharpness=1.0))
+    chance = chance_ece(probabilities, draws=300, seed=1)
+    measured = [expected_calibration_error(probabilities, draw_grades(probabilities, seed=s))
+                for s in range(100)]
+    assert 0.03 < chance["mean"] < chance["p95"]  # a few hundred cards: far from zero
+    assert abs(np.mean(measured) - chance["mean"]) < 0.01
+    assert np.mean(np.array(measured) <= chance["p95"]) > 0.88
+    many = ordinal_probabilities(corn_logits(20_000, seed=7, sharpness=1.0))
+    assert chance_ece(many, draws=20)["p95"] < 0.02  # and vanishes with many
 
 
 # fit_temperature

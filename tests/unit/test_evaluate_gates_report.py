@@ -172,6 +172,7 @@ def grader_summary() -> dict:
         "kind": "grader", "kappa": agreement.overall["qwk"], "human_bar": bar.metric("qwk"),
         "verdict": bar.verdict(agreement.overall["qwk"]), "agreement": agreement.as_dict(),
         "experts": bar.as_dict(), "ece_before": 0.21, "ece_after": 0.08,
+        "ece_chance": {"mean": 0.061, "p95": 0.094},
         "temperatures": {"grade": 1.73, "centering": 1.0, "corners": 1.2, "edges": 1.0,
                          "surface": 1.0},
         "coverage": coverage["coverage"], "mean_set_size": coverage["mean_set_size"],
@@ -283,7 +284,8 @@ def test_summary_lines_of_a_grader(grader_summary: dict) -> None:
     assert lines[1] == (f"  QWK {grader_summary['kappa']:.3f} vs the experts' "
                         f"{grader_summary['human_bar']:.3f}: {grader_summary['verdict']} "
                         f"their own agreement")
-    assert lines[2] == "  ECE 0.210 -> 0.080 after temperature 1.73"
+    assert lines[2] == ("  ECE 0.210 -> 0.080 after temperature 1.73 (a calibrated model: "
+                        "0.061, 95% under 0.094)")
     assert lines[3].startswith("  conformal sets: coverage ")
     assert "  gate ece: FAIL (0.08; ECE after scaling <= 0.05)" in lines
     assert "  latency onnx fp32: p50 4.2 ms, p99 6.5 ms (batch 1), 900.5 images/s (batch 32)" \
