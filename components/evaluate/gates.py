@@ -13,8 +13,15 @@ import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
+from scipy.stats import binom
+
 from components.evaluate.params import EvaluateParams
 from components.evaluate.parity import Parity
+
+# Coverage below its floor fails only when a model meeting the floor would score that low this
+# rarely: on the demo's 45 test cards, one covering exactly 90% falls below 88% 29% of the
+# time.
+COVERAGE_ALPHA = 0.05
 
 
 @dataclass(frozen=True)
@@ -47,18 +54,32 @@ def parity_gates(parities: Sequence[Parity]) -> list[Gate]:
                  f"{p.same_prediction:.2%})") for p in parities]
 
 
+def coverage_gate(coverage: float, items: int, params: EvaluateParams) -> Gate:
+    """Conformal coverage of `items` test cards at least the target minus the margin, or below
+    it by no more than chance: a one-sided binomial test at COVERAGE_ALPHA."""
+    floor = params.coverage - params.gates.coverage_margin
+    rule = f"conformal coverage >= {floor:.2f} (target {params.coverage:g} - " \
+        f"{params.gates.coverage_margin:g})"
+    if math.isnan(coverage) or items < 1:
+        return Gate("coverage", False, float(coverage), rule)
+    chance = float(binom.cdf(round(coverage * items), items, floor))
+    return Gate("coverage", coverage >= floor or chance >= COVERAGE_ALPHA, float(coverage),
+                f"{rule}, or below it by chance on {items} cards (binomial p {chance:.2f} >= "
+                f"{COVERAGE_ALPHA:g})")
+
+
 def grader_gates(qwk: float, human_bar_qwk: float, ece_after: float, coverage: float,
-                 parities: Sequence[Parity], params: EvaluateParams) -> list[Gate]:
-    """The grader's gates: agreement with the experts, calibration, coverage and parity."""
+                 coverage_items: int, parities: Sequence[Parity],
+                 params: EvaluateParams) -> list[Gate]:
+    """The grader's gates: agreement with the experts, calibration, coverage (of
+    `coverage_items` test cards) and parity."""
     gates = params.gates
     kappa_floor = human_bar_qwk - gates.kappa_margin
-    coverage_floor = params.coverage - gates.coverage_margin
     return [
         at_least("kappa", qwk, kappa_floor, f"qwk >= {kappa_floor:.3f} (human bar "
                  f"{human_bar_qwk:.3f} - {gates.kappa_margin:g})"),
         at_most("ece", ece_after, gates.max_ece, f"ECE after scaling <= {gates.max_ece:g}"),
-        at_least("coverage", coverage, coverage_floor, f"conformal coverage >= "
-                 f"{coverage_floor:.2f} (target {params.coverage:g} - {gates.coverage_margin:g})"),
+        coverage_gate(coverage, coverage_items, params),
         *parity_gates(parities),
     ]
 

@@ -361,7 +361,7 @@ def evaluate_grader(model_dir: Path, root: Path, out_dir: Path, params: Evaluate
         conformal=conformal, coverage=coverage,
         parity=parities, int8=int8, latency=latency, tensorrt=tensorrt,
         gates=grader_gates(agreement.overall["qwk"], bar.metric("qwk"), ece_after,
-                           float(coverage["coverage"]), parities, params),
+                           float(coverage["coverage"]), len(labels), parities, params),
         onnx=onnx_path, onnx_int8=int8_path if int8["kept"] else None,
         example={"pixels": val.pixels[:2].astype(np.float32), "geometry": val.geometry[:2]},
         plots=plots,
