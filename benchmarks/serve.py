@@ -22,6 +22,7 @@ import httpx
 import numpy as np
 
 from components.cards import synthesize_batch
+from components.serving.keys import KeyStore, Role
 from components.serving.models import OnnxGrader
 from components.serving.source import ServedModels
 from tests.graphs import grader_graph
@@ -41,11 +42,13 @@ class FixedModels:
         return self.current
 
 
-def _serve(graph: Path, port: int, max_batch: int, max_queue: int, log_uri: str) -> None:
+def _serve(graph: Path, port: int, max_batch: int, max_queue: int, log_uri: str,
+           keys_file: Path) -> None:
     """The service's app on uvicorn, in this (child) process."""
     import uvicorn
 
     from components.serving.app import create_app
+    from components.serving.keys import KeyStore
     from components.serving.metrics import ServiceMetrics
     from components.serving.predlog import PredictionLog
     from components.serving.service import GradingService, ServiceConfig
@@ -53,10 +56,11 @@ def _serve(graph: Path, port: int, max_batch: int, max_queue: int, log_uri: str)
     service = GradingService(FixedModels(graph), PredictionLog(log_uri), ServiceMetrics(),
                              ServiceConfig(max_batch=max_batch, max_queue=max_queue,
                                            refresh_seconds=3600))
-    uvicorn.run(create_app(service), host="127.0.0.1", port=port, log_level="warning")
+    uvicorn.run(create_app(service, KeyStore(keys_file)), host="127.0.0.1", port=port,
+                log_level="warning")
 
 
-async def _load(url: str, photos: list[bytes], requests: int,
+async def _load(url: str, key: str, photos: list[bytes], requests: int,
                 concurrency: int) -> tuple[list[float], list[int], float, bool]:
     """Send `requests` photos from `concurrency` clients; latencies (ms) of answered ones,
     every status, the wall time, and whether every 503 carried Retry-After."""
@@ -68,7 +72,8 @@ async def _load(url: str, photos: list[bytes], requests: int,
         for i in sent:
             started = time.perf_counter()
             response = await http.post(f"{url}/v1/grade",
-                                       files={"file": ("card.jpg", photos[i % len(photos)])})
+                                       files={"file": ("card.jpg", photos[i % len(photos)])},
+                                       headers={"Authorization": f"Bearer {key}"})
             statuses.append(response.status_code)
             if response.status_code == 200:
                 latencies.append((time.perf_counter() - started) * 1000)
@@ -85,16 +90,19 @@ async def _load(url: str, photos: list[bytes], requests: int,
 def _measure(graph: Path, workdir: Path, photos: list[bytes], max_batch: int, max_queue: int,
              requests: int, concurrency: int) -> dict[str, object]:
     port = free_port()
+    keys_file = workdir / "serve" / "keys.json"
+    _, key = KeyStore(keys_file).create("bench client", Role.CLIENT)
     server = multiprocessing.get_context("spawn").Process(
         target=_serve, args=(graph, port, max_batch, max_queue,
-                             f"sqlite:///{workdir}/predictions-{max_batch}-{max_queue}.db"))
+                             f"sqlite:///{workdir}/predictions-{max_batch}-{max_queue}.db",
+                             keys_file))
     server.start()
     url = f"http://127.0.0.1:{port}"
     try:
         wait_until_up(f"{url}/readyz", server.is_alive, timeout=120)
-        asyncio.run(_load(url, photos, concurrency * 2, concurrency))  # warm-up
+        asyncio.run(_load(url, key, photos, concurrency * 2, concurrency))  # warm-up
         latencies, statuses, seconds, retry_after = asyncio.run(
-            _load(url, photos, requests, concurrency))
+            _load(url, key, photos, requests, concurrency))
     finally:
         server.terminate()
         server.join(timeout=30)

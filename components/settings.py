@@ -86,6 +86,10 @@ class GradelineSettings(BaseSettings):
         None, description="Append-only log of every release stage change; "
         "default <home>/audit/releases.jsonl"
     )
+    keys_file: Path | None = Field(
+        None, description="Hashed API keys of the grading service (`gradeline keys`); "
+        "default <home>/keys.json"
+    )
     thumbnails_dir: Path | None = Field(
         None, description="Small copies of served photos, for drift contact sheets; "
         "default <home>/served"
@@ -137,6 +141,7 @@ class GradelineSettings(BaseSettings):
             "quarantine_dir": home / "quarantine",
             "audit_log": home / "audit" / "releases.jsonl",
             "reports_dir": home / "reports",
+            "keys_file": home / "keys.json",
             "thumbnails_dir": home / "served",
             "evidently_workspace": home / "evidently",
             "inbox_dir": home / "inbox",

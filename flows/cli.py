@@ -7,6 +7,7 @@
     gradeline train --task grade|detect|classify [--data-version V] [--profile fast|full]
         [--warm-from VERSION] [--json]
     gradeline evaluate --model card-grader [--version N] [--json]
+    gradeline keys create --name NAME --role client|expert|operator | list | revoke KEY_ID
     gradeline serve [--host 127.0.0.1] [--port 8080]
     gradeline promote --model card-grader --version N [--first] [--no-wait] [--json]
     gradeline approve | reject --model card-grader --version N --by NAME
@@ -38,6 +39,7 @@ from components.cards.sheet import legend
 from components.centering import CenteringError, draw_centering, measure_centering
 from components.settings import load_settings
 from flows.config_cli import config_app
+from flows.keys_cli import keys_app
 from flows.monitor_cli import register as register_monitor_commands
 from flows.release_cli import register as register_release_commands
 from flows.stack import register as register_stack_commands
@@ -47,6 +49,7 @@ app = typer.Typer(help="Gradeline: keep vision grading models correct in product
 data_app = typer.Typer(help="Make and inspect labeled image batches.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 app.add_typer(config_app, name="config")
+app.add_typer(keys_app, name="keys")
 register_release_commands(app)
 register_monitor_commands(app)
 register_stack_commands(app)

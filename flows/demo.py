@@ -4,7 +4,8 @@ The Prefect flow `demo` tells the story of one card grader in simulated days:
 
 - day 0: a studio batch comes out of the card factory and is ingested (a repeat changes
   nothing); a grader is trained, evaluated against the expert panel and made the first champion,
-  and `gradeline serve` starts on loopback;
+  and `gradeline serve` starts on loopback, with API keys made for the demo's client and its
+  expert panel;
 - days 1 to 3: studio traffic, with experts' grades sent back for each photo; each day the
   `monitor` flow compares the day with the champion's reference and finds nothing;
 - day 4: a new camera (the factory's `--camera`) shifts the photos; monitoring detects the drift
@@ -47,7 +48,8 @@ from pydantic import Field
 from components.cards import contact_sheet, synthesize_batch
 from components.cards.panel import PANEL, panel_agreement
 from components.params import StrictParams, load_params
-from components.serving.traffic import Traffic, photos_of_batch
+from components.serving.keys import KeyStore, Role
+from components.serving.traffic import Traffic, TrafficKeys, photos_of_batch
 from components.settings import GradelineSettings, find_project_root, load_settings
 from flows.evaluate import evaluate
 from flows.ingest import ingest
@@ -210,11 +212,14 @@ def crown_first(settings: GradelineSettings, version: int) -> Figures:
 
 @contextmanager
 def grading_service(settings: GradelineSettings, params_file: Path,
-                    log: Path) -> Iterator[str]:
-    """`gradeline serve` as its own process on a free loopback port; its URL until the block
-    ends."""
+                    log: Path) -> Iterator[tuple[str, TrafficKeys]]:
+    """`gradeline serve` as its own process on a free loopback port, and new keys of a client
+    and of the expert panel; its URL and those keys until the block ends."""
     import socket
 
+    store = KeyStore(settings.keys_file)
+    keys = TrafficKeys(client=store.create("demo client", Role.CLIENT)[1],
+                       expert=store.create("demo expert panel", Role.EXPERT)[1])
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -227,7 +232,7 @@ def grading_service(settings: GradelineSettings, params_file: Path,
                                    stdout=output, stderr=subprocess.STDOUT)
     try:
         served_version(url, None, process, timeout=180)
-        yield url
+        yield url, keys
     finally:
         process.terminate()
         process.wait(timeout=60)
@@ -252,12 +257,12 @@ def served_version(url: str, wanted: int | None, process: subprocess.Popen | Non
     raise DemoFailed(f"the service did not serve champion {wanted} within {timeout:.0f}s: {seen}")
 
 
-def serve_day(url: str, photos: Path, camera: str, seed: int, count: int,
+def serve_day(url: str, keys: TrafficKeys, photos: Path, camera: str, seed: int, count: int,
               clients: int) -> Figures:
     """A day of traffic: `count` new cards photographed by `camera` (kept in `photos`), each
     sent once, and the experts' grades sent back."""
     synthesize_batch(photos, n=count, seed=seed, camera=camera)
-    figures = Traffic(url, photos_of_batch(photos), photos.name, clients).run(count)
+    figures = Traffic(url, photos_of_batch(photos), photos.name, keys, clients).run(count)
     if figures.failures:
         raise DemoFailed(f"{len(figures.failures)} requests failed: {figures.failures[:3]}")
     return figures.as_dict(), []
@@ -282,13 +287,13 @@ def monitor_day(since: datetime, until: datetime, params_file: str, expect: str)
     return figures, files
 
 
-def retrain_on_drift(settings: GradelineSettings, url: str, photos: Path,
+def retrain_on_drift(settings: GradelineSettings, url: str, keys: TrafficKeys, photos: Path,
                      params_file: str) -> Figures:
     """The retrain flow, as the drift event's trigger starts it, while live traffic from the
     new camera gives the release its shadow and canary requests. The traffic starts once there
     is a challenger to watch: on a 2-core machine, requests during training only slow it."""
     releases = releases_of(settings)
-    with Traffic(url, photos_of_batch(photos), "release", clients=2,
+    with Traffic(url, photos_of_batch(photos), "release", keys, clients=2,
                  start_when=lambda: releases.version_for(GRADER, "challenger") is not None
                  ) as traffic:
         summary = retrain(GRADER, dataset=DEMO_DATASET, reason="drift detected on day 4",
@@ -353,12 +358,13 @@ def demo_flow(settings: GradelineSettings, params_source: Path,
     step("day 0: train card grader", lambda: train_grader(flows_params))
     step("day 0: evaluate card grader", lambda: evaluate_grader(flows_params))
     step("day 0: first champion", lambda: crown_first(settings, steps[-1].figures["version"]))
-    with grading_service(settings, params_file, workdir / "serve.log") as url:
+    with grading_service(settings, params_file, workdir / "serve.log") as (url, keys):
 
         def day(number: int, camera: str, expect: str) -> None:
             photos, since = workdir / f"traffic-day{number}", datetime.now(UTC)
             step(f"day {number}: {camera} traffic", lambda: serve_day(
-                url, photos, camera, 10 + number, params.traffic_per_day, params.clients))
+                url, keys, photos, camera, 10 + number, params.traffic_per_day,
+                params.clients))
             until = datetime.now(UTC)
             step(f"day {number}: monitor", lambda: monitor_day(since, until, flows_params,
                                                               expect))
@@ -370,7 +376,8 @@ def demo_flow(settings: GradelineSettings, params_source: Path,
         step(f"day {change}: labeled batch from the {params.new_camera} camera lands in the "
              "inbox", lambda: synthesize(new, params.new_camera_cards, 3, params.new_camera))
         step(f"day {change}: retrain, as the drift event triggers it (ingest, train, evaluate, "
-             "release)", lambda: retrain_on_drift(settings, url, workdir / f"traffic-day{change}",
+             "release)", lambda: retrain_on_drift(settings, url, keys,
+                                                  workdir / f"traffic-day{change}",
                                                   flows_params))
         step(f"day {change}: approval", lambda: approve_in_demo_mode(settings, url))
         day(change + 1, params.new_camera, "ok")

@@ -47,15 +47,22 @@ def serve(
     params: ParamsOption = None,
 ) -> None:
     """Run the grading service (FastAPI on uvicorn) with the registry's champion; it follows the
-    aliases, so promotions and rollbacks need no restart. Stop it with Ctrl-C."""
+    aliases, so promotions and rollbacks need no restart. It answers only holders of API keys
+    (`gradeline keys create`) and will not start without one. Stop it with Ctrl-C."""
     import uvicorn
 
     from components.params import load_params
     from components.serving.app import app_from_settings
+    from components.serving.keys import KeyStore
     from components.serving.params import ServeParams
 
+    settings = load_settings()
+    if not KeyStore(settings.keys_file).active():
+        raise _fail(f"no active API key in {settings.keys_file}: every route but the health "
+                    "checks needs one; create one first with `gradeline keys create --name "
+                    "NAME --role client`")
     serve_params = load_params("serve", ServeParams, params)
-    uvicorn.run(app_from_settings(load_settings(), serve_params),
+    uvicorn.run(app_from_settings(settings, serve_params),
                 host=host or serve_params.host, port=port or serve_params.port,
                 log_level="info")
 

@@ -1,29 +1,38 @@
-"""The grading service's HTTP API: FastAPI routes over a `GradingService`.
+"""The grading service's HTTP API: FastAPI routes over a `GradingService`, behind API keys.
 
-    app = create_app(service)                 # uvicorn.run(app, host="127.0.0.1", port=8080)
+    app = create_app(service, KeyStore(settings.keys_file))   # uvicorn.run(app, port=8080)
 
-    curl -F file=@card.jpg http://127.0.0.1:8080/v1/grade
-    curl -F files=@a.jpg -F files=@b.jpg http://127.0.0.1:8080/v1/grade/batch
-    curl -H 'Content-Type: application/json' -d '{"request_id": "abc", "grade": 8,
-         "grader": "ada"}' http://127.0.0.1:8080/v1/feedback
+    curl -H "Authorization: Bearer $KEY" -F file=@card.jpg http://127.0.0.1:8080/v1/grade
+    curl -H "Authorization: Bearer $KEY" -F files=@a.jpg -F files=@b.jpg \
+         http://127.0.0.1:8080/v1/grade/batch
+    curl -H "Authorization: Bearer $EXPERT_KEY" -H 'Content-Type: application/json' \
+         -d '{"request_id": "<id of the answer>", "grade": 8}' http://127.0.0.1:8080/v1/feedback
 
-Each handler only translates HTTP to the service and its errors back: an unreadable upload is a
-4xx naming the problem, a full queue or a missing champion a 503 with Retry-After. A client may
-send its own `X-Request-ID`; the answer carries the id either way.
+Every route but /healthz and /readyz needs a key (`keys.Role`): any role grades, experts send
+their grades (recorded under the key's name, never a name in the body), operators read metrics
+and make the service re-read the registry. Each handler only translates HTTP to the service and
+its errors back: an unreadable upload is a 4xx naming the problem, a full queue or a missing
+champion a 503 with Retry-After. Bodies are capped while they stream in (`bodies.py`). The
+service names every request itself; the `X-Request-ID` a client sends comes back as its
+`correlation_id`.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import AsyncIterator
+import re
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Annotated
 
-from fastapi import FastAPI, File, HTTPException, Request, UploadFile
-from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, Field
+from fastapi import Depends, FastAPI, HTTPException, Request, Response
+from fastapi.responses import JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, ConfigDict, Field
 
 from components.serving.batcher import Overloaded
+from components.serving.bodies import BodyLimit, read_files
+from components.serving.keys import AccessDenied, ApiKey, KeyStore, Role
 from components.serving.metrics import ServiceMetrics
 from components.serving.params import ServeParams
 from components.serving.predlog import PredictionLog
@@ -33,28 +42,41 @@ from components.serving.uploads import UploadRejected
 from components.settings import GradelineSettings
 
 REQUEST_ID_HEADER = "X-Request-ID"
-
-
-async def _read_upload(upload: UploadFile, service: GradingService) -> bytes:
-    """The upload's bytes, refused once it passes the size limit (never read further)."""
-    limit = service.config.upload_limits.max_bytes
-    data = await upload.read(limit + 1)
-    if len(data) > limit:
-        raise UploadRejected(413, f"{upload.filename or 'upload'} is over the "
-                                  f"{limit / 1e6:.1f} MB limit")
-    return data
+MULTIPART_OVERHEAD = 64 * 1024  # boundaries and part headers around the files of one request
+SMALL_BODY = 16 * 1024  # feedback and every other route: a few fields of JSON
+_CORRELATION_ID = re.compile(r"[\x21-\x7e]{1,128}")  # printable ASCII, no spaces
+_bearer = HTTPBearer(auto_error=False, description="an API key from `gradeline keys create`")
+_PHOTO_FORM = {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
+    "type": "object", "properties": {"file": {"type": "string", "format": "binary"}},
+    "required": ["file"]}}}}}
+_PHOTOS_FORM = {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
+    "type": "object", "required": ["files"], "properties": {
+        "files": {"type": "array", "items": {"type": "string", "format": "binary"}}}}}}}}
 
 
 class ExpertGrade(BaseModel):
-    """An expert's grade of a photo the service graded, sent back by the client."""
+    """An expert's grade of a photo the service graded; who graded it is the key's holder."""
 
-    request_id: str = Field(description="the request id of the graded photo")
+    model_config = ConfigDict(extra="forbid")
+
+    request_id: str = Field(min_length=1, max_length=128,
+                            description="the request_id of the service's answer")
     grade: int = Field(ge=1, le=10)
-    grader: str = Field(min_length=1, description="who graded it")
 
 
-def create_app(service: GradingService) -> FastAPI:
-    """The API over `service`, which it starts and stops with the app."""
+def _correlation_id(request: Request) -> str | None:
+    """The client's own request id, kept beside the service's; refused when it could not be
+    logged as it is."""
+    value = request.headers.get(REQUEST_ID_HEADER)
+    if value is not None and not _CORRELATION_ID.fullmatch(value):
+        raise UploadRejected(422, f"{REQUEST_ID_HEADER} must be 1 to 128 printable ASCII "
+                                  "characters without spaces", "bad_request_id")
+    return value
+
+
+def create_app(service: GradingService, keys: KeyStore) -> FastAPI:
+    """The API over `service`, which it starts and stops with the app; `keys` says who may
+    call it."""
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -64,14 +86,39 @@ def create_app(service: GradingService) -> FastAPI:
         finally:
             await service.stop()
 
+    def allowed(*roles: Role) -> Callable[..., ApiKey]:
+        """A dependency: the caller's key, which must hold one of `roles`."""
+        def authorized(credentials: Annotated[HTTPAuthorizationCredentials | None,
+                                              Depends(_bearer)]) -> ApiKey:
+            key = keys.authenticate(credentials.credentials if credentials else None)
+            if key.role not in roles:
+                raise AccessDenied(403, f"key {key.key_id} ({key.name}) has role {key.role}; "
+                                        f"this needs {' or '.join(roles)}")
+            return key
+        return authorized
+
+    anyone = Depends(allowed(Role.CLIENT, Role.EXPERT, Role.OPERATOR))
+    an_expert = Depends(allowed(Role.EXPERT))
+    limits = service.config.upload_limits
     app = FastAPI(title="Gradeline grading service", lifespan=lifespan,
                   description="Grades of trading-card photos with the registry's champion model.")
+    app.add_middleware(BodyLimit, default=SMALL_BODY, limits={
+        "/v1/grade": limits.max_bytes + MULTIPART_OVERHEAD,
+        "/v1/grade/batch": service.config.max_files_per_request * limits.max_bytes
+        + MULTIPART_OVERHEAD})
+
+    @app.exception_handler(AccessDenied)
+    async def denied(_: Request, error: AccessDenied) -> JSONResponse:
+        service.metrics.count_denied(error.status)
+        return JSONResponse({"error": error.message}, status_code=error.status,
+                            headers={"WWW-Authenticate": "Bearer"} if error.status == 401
+                            else None)
 
     @app.exception_handler(UploadRejected)
     async def rejected(request: Request, error: UploadRejected) -> JSONResponse:
         service.metrics.count_rejected_upload(error.reason)
         return JSONResponse({"error": error.message,
-                             "request_id": request.headers.get(REQUEST_ID_HEADER)},
+                             "correlation_id": request.headers.get(REQUEST_ID_HEADER)},
                             status_code=error.status)
 
     @app.exception_handler(Overloaded)
@@ -79,31 +126,42 @@ def create_app(service: GradingService) -> FastAPI:
     async def unavailable(request: Request, error: Overloaded | NotReady) -> JSONResponse:
         service.metrics.count_request(service.source.grader_name, "", "", 503)
         return JSONResponse({"error": str(error) or "the service is at capacity",
-                             "request_id": request.headers.get(REQUEST_ID_HEADER)},
+                             "correlation_id": request.headers.get(REQUEST_ID_HEADER)},
                             status_code=503,
                             headers={"Retry-After": str(math.ceil(error.retry_after_s))})
 
-    @app.post("/v1/grade", summary="Grade one photo")
-    async def grade(request: Request,
-                    file: Annotated[UploadFile, File()]) -> dict[str, object]:
-        data = await _read_upload(file, service)
-        return await service.grade(data, request.headers.get(REQUEST_ID_HEADER))
+    @app.post("/v1/grade", summary="Grade one photo", dependencies=[anyone],
+              openapi_extra=_PHOTO_FORM)
+    async def grade(request: Request, response: Response) -> dict[str, object]:
+        correlation_id = _correlation_id(request)
+        [(_, data)] = await read_files(request, "file", 1, limits.max_bytes)
+        answer = await service.grade(data, correlation_id)
+        response.headers[REQUEST_ID_HEADER] = str(answer["request_id"])
+        return answer
 
-    @app.post("/v1/grade/batch", summary="Grade several photos; each gets its own answer")
-    async def grade_batch(request: Request,
-                          files: Annotated[list[UploadFile], File()]) -> dict[str, object]:
-        uploads = [await _read_upload(upload, service) for upload in files]
-        return {"results": await service.grade_many(uploads,
-                                                    request.headers.get(REQUEST_ID_HEADER))}
+    @app.post("/v1/grade/batch", summary="Grade several photos; each gets its own answer",
+              dependencies=[anyone], openapi_extra=_PHOTOS_FORM)
+    async def grade_batch(request: Request) -> dict[str, object]:
+        correlation_id = _correlation_id(request)
+        uploads = await read_files(request, "files", service.config.max_files_per_request,
+                                   limits.max_bytes)
+        return {"results": await service.grade_many([data for _, data in uploads],
+                                                    correlation_id)}
 
     @app.post("/v1/feedback", status_code=202,
               summary="An expert's grade of a served photo, for canary analysis and monitoring")
-    async def feedback(expert: ExpertGrade) -> dict[str, str]:
+    async def feedback(expert: ExpertGrade, key: ApiKey = an_expert) -> dict[str, str]:
         try:
-            await service.record_expert_grade(expert.request_id, expert.grade, expert.grader)
+            await service.record_expert_grade(expert.request_id, expert.grade, key.name)
         except KeyError as error:
             raise HTTPException(404, str(error.args[0])) from None
-        return {"status": "recorded", "request_id": expert.request_id}
+        return {"status": "recorded", "request_id": expert.request_id, "grader": key.name}
+
+    @app.post("/v1/admin/refresh", dependencies=[Depends(allowed(Role.OPERATOR))],
+              summary="Re-read the registry's aliases now instead of at the next refresh")
+    async def refresh() -> dict[str, object]:
+        models = await service.refresh()
+        return {"loaded": models.loaded(), "canary_share": models.canary_share}
 
     @app.get("/healthz", summary="The process is alive")
     async def healthz() -> dict[str, str]:
@@ -114,7 +172,8 @@ def create_app(service: GradingService) -> FastAPI:
         ready, details = service.readiness()
         return JSONResponse({"ready": ready, **details}, status_code=200 if ready else 503)
 
-    @app.get("/metrics", summary="Prometheus metrics")
+    @app.get("/metrics", summary="Prometheus metrics",
+             dependencies=[Depends(allowed(Role.OPERATOR))])
     async def metrics() -> Response:
         body, content_type = service.metrics.exposition()
         return Response(body, media_type=content_type)
@@ -123,9 +182,10 @@ def create_app(service: GradingService) -> FastAPI:
 
 
 def app_from_settings(settings: GradelineSettings, params: ServeParams) -> FastAPI:
-    """The service of this home: its registry, its prediction log, graphs cached under
-    <cache>/serving, thumbnails of served photos in the home's thumbnails folder."""
+    """The service of this home: its registry, its prediction log, its keys, graphs cached
+    under <cache>/serving, thumbnails of served photos in the home's thumbnails folder."""
     source = ModelSource(str(settings.mlflow_tracking_uri), settings.cache_dir / "serving")
     return create_app(GradingService(source, PredictionLog(str(settings.prediction_log_uri)),
                                      ServiceMetrics(),
-                                     params.service_config(settings.thumbnails_dir)))
+                                     params.service_config(settings.thumbnails_dir)),
+                      KeyStore(settings.keys_file))

@@ -54,6 +54,9 @@ class ServiceMetrics:
         self._rejected = Counter("gradeline_rejected_uploads_total",
                                  "Uploads refused before grading, by reason", ("reason",),
                                  registry=self.registry)
+        self._denied = Counter("gradeline_denied_requests_total",
+                               "Requests refused for their API key: 401 (missing, unknown, "
+                               "revoked) or 403 (role)", ("status",), registry=self.registry)
         self._shadow_pairs: dict[tuple[str, str, str], list[int]] = {}
         self._loaded: dict[tuple[str, str], tuple[str, str, str, str]] = {}
 
@@ -100,6 +103,10 @@ class ServiceMetrics:
     def count_rejected_upload(self, reason: str) -> None:
         """One upload refused for `reason` (e.g. too_large, not_an_image)."""
         self._rejected.labels(str(reason)).inc()
+
+    def count_denied(self, status: int) -> None:
+        """One request refused for its key, with the status it got (401 or 403)."""
+        self._denied.labels(str(status)).inc()
 
     def exposition(self) -> tuple[bytes, str]:
         """The metrics in Prometheus text format, and the content type to send them with."""

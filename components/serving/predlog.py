@@ -53,6 +53,7 @@ class PredictionRecord:
     error: str | None
     properties: dict[str, float]
     embedding: list[float] | None = None
+    correlation_id: str | None = None  # the id the client sent (X-Request-ID), kept for tracing
 
     def __post_init__(self) -> None:
         if self.role not in ROLES:
@@ -94,6 +95,7 @@ def _table(metadata: sa.MetaData) -> sa.Table:
         sa.Column("error", sa.Text),
         *(sa.Column(name, sa.Float) for name in PROPERTY_NAMES),
         sa.Column("embedding", sa.Text),
+        sa.Column("correlation_id", sa.String(128)),
         sa.Index("ix_predictions_model_time", "model", "time"),
     )
 
@@ -132,6 +134,7 @@ class PredictionLog:
         metadata = sa.MetaData()
         self._table, self._experts = _table(metadata), _expert_table(metadata)
         metadata.create_all(self._engine)
+        _add_missing_columns(self._engine, self._table)
         # One writer at a time per process: SQLite has a single write lock, and queueing here
         # is cheaper than its busy-wait.
         self._write_lock = threading.Lock()
@@ -173,12 +176,19 @@ class PredictionLog:
                 "time": _utc(time, "time")}])
 
     def expert_grades(self) -> pd.DataFrame:
-        """request_id and grade of every expert grade received, the latest per request."""
+        """request_id and grade of every photo experts graded: each expert's latest grade
+        counts (an expert may correct their own, never another's), and the photo's grade is
+        the median of its experts' (rounded half up), as a panel's consensus is."""
         column = self._experts.c
-        query = sa.select(column.request_id, column.grade).order_by(column.time, column.id)
+        query = (sa.select(column.request_id, column.grader, column.grade)
+                 .order_by(column.time, column.id))
         with self._engine.connect() as connection:
-            frame = pd.DataFrame(connection.execute(query).all(), columns=["request_id", "grade"])
-        return frame.drop_duplicates("request_id", keep="last")
+            frame = pd.DataFrame(connection.execute(query).all(),
+                                 columns=["request_id", "grader", "grade"])
+        latest = frame.drop_duplicates(["request_id", "grader"], keep="last")
+        median = latest.groupby("request_id", sort=False)["grade"].median()
+        return pd.DataFrame({"request_id": median.index,
+                             "grade": np.floor(median.to_numpy(float) + 0.5).astype(int)})
 
     def count(self, since: datetime | None = None, until: datetime | None = None,
               model: str | None = None, roles: Sequence[str] | None = None,
@@ -204,6 +214,18 @@ class PredictionLog:
         if version is not None:
             filters.append(column.version == version)
         return filters
+
+
+def _add_missing_columns(engine: sa.Engine, table: sa.Table) -> None:
+    """Add the columns a log written by an older version lacks (nullable ones only), so an
+    existing home keeps its history."""
+    present = {column["name"] for column in sa.inspect(engine).get_columns(table.name)}
+    with engine.begin() as connection:
+        for column in table.columns:
+            if column.name not in present:
+                kind = column.type.compile(dialect=engine.dialect)
+                connection.execute(sa.text(f"ALTER TABLE {table.name} "
+                                           f"ADD COLUMN {column.name} {kind}"))
 
 
 def _utc(moment: datetime, what: str) -> datetime:

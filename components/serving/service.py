@@ -3,11 +3,12 @@
     service = GradingService(ModelSource(tracking_uri, cache), PredictionLog(uri),
                              ServiceMetrics(), ServiceConfig())
     await service.start()                              # loads the champion, starts the batchers
-    answer = await service.grade(upload_bytes, request_id="abc")
+    answer = await service.grade(upload_bytes, correlation_id="client-abc")
 
-Routing follows the release stage the registry gives the challenger: with a canary share, the
-requests whose id falls in that share are answered by the challenger (a deterministic split, so a
-client retrying a request sees the same model) and the champion scores them off the response path;
+Every request gets the service's own id (random, so no client can choose which model answers it);
+the id a client sends is kept beside it as a correlation id. Routing follows the release stage
+the registry gives the challenger: with a canary share, the requests whose id falls in that share
+are answered by the challenger and the champion scores them off the response path;
 with no share the challenger is in shadow and scores every request off the response path. Either
 way both answers land in the prediction log, where the promote flow compares them. A challenger
 that fails on a request never fails the client: the champion answers, and the error is counted
@@ -68,6 +69,15 @@ class ServiceConfig:
     max_files_per_request: int = 32
     refresh_seconds: float = 5.0
     thumbnails: Path | None = None  # where a small copy of each served photo goes (monitoring)
+
+
+@dataclass(frozen=True)
+class _Trace:
+    """What ties every record of one request together: the service's id, the client's."""
+
+    request_id: str
+    correlation_id: str | None
+    properties: dict[str, float]
 
 
 @dataclass(frozen=True)
@@ -165,9 +175,11 @@ class GradingService:
                                                   "canary_share": self.models.canary_share,
                                                   "problems": dict(self.source.problems)}
 
-    async def grade(self, data: bytes, request_id: str | None = None) -> dict[str, object]:
+    async def grade(self, data: bytes, correlation_id: str | None = None,
+                    request_id: str | None = None) -> dict[str, object]:
         """The answer for one uploaded photo; UploadRejected, Overloaded or NotReady when it
-        cannot be given.
+        cannot be given. `request_id` is the service's (a new random one when None), never
+        the client's: the client's id is `correlation_id`.
 
         At most `max_queue` photos are inside the service at once, counted from their arrival:
         one more is refused before any work is spent on it, since decoding and rectifying cost
@@ -178,14 +190,16 @@ class GradingService:
         self._in_flight += 1
         started = time.perf_counter()
         try:
-            answer = await self._grade(data, request_id or uuid.uuid4().hex, started)
+            answer = await self._grade(data, request_id or uuid.uuid4().hex, correlation_id,
+                                       started)
         finally:
             self._in_flight -= 1
         # A moving average of answered requests' time: the Retry-After a refused client gets.
         self._request_seconds += 0.1 * (time.perf_counter() - started - self._request_seconds)
         return answer
 
-    async def _grade(self, data: bytes, request_id: str, started: float) -> dict[str, object]:
+    async def _grade(self, data: bytes, request_id: str, correlation_id: str | None,
+                     started: float) -> dict[str, object]:
         models = self.models
         if models.champion is None:
             raise NotReady("no champion model is loaded yet", self.config.refresh_seconds)
@@ -202,35 +216,38 @@ class GradingService:
             failed_challenger = scored  # the champion answers the client instead
             prepared = await asyncio.to_thread(models.champion.prepare, photo)
             scored = await self._score(models.champion, CHAMPION, prepared)
+        trace = _Trace(request_id, correlation_id, properties)
         if scored.error is not None:
-            self._record([(scored, True)], request_id, properties)
+            self._record([(scored, True)], trace)
             raise RuntimeError(scored.error)
         defects = await self._detect(models.detector, photo)
         self._record([(scored, True)] + ([(failed_challenger, False)] if failed_challenger
-                                         else []), request_id, properties)
+                                         else []), trace)
         self.metrics.count_request(scored.model.model, scored.model.version, scored.role, 200)
         if roles[other] is not None and failed_challenger is None:
-            self._off_path(roles[other], other, photo, scored, request_id, properties)
-        answer = self._response(request_id, scored, prepared, defects, models.detector)
+            self._off_path(roles[other], other, photo, scored, trace)
+        answer = self._response(trace, scored, prepared, defects, models.detector)
         answer["latency_ms"] = round((time.perf_counter() - started) * 1000, 2)
         return answer
 
     async def grade_many(self, uploads: list[bytes],
-                         request_id: str | None = None) -> list[dict[str, object]]:
-        """Answers for several photos of one request (ids `<request id>-<i>`); a photo that
-        cannot be read gets its own error entry and does not fail the others."""
+                         correlation_id: str | None = None) -> list[dict[str, object]]:
+        """Answers for several photos of one request (ids `<request id>-<i>`, all with the
+        client's `correlation_id`); a photo that cannot be read gets its own error entry and
+        does not fail the others."""
         if len(uploads) > self.config.max_files_per_request:
             raise UploadRejected(413, f"{len(uploads)} files in one request, over the limit of "
                                       f"{self.config.max_files_per_request}")
-        request_id = request_id or uuid.uuid4().hex
-        results = await asyncio.gather(*(self.grade(data, f"{request_id}-{i}")
+        request_id = uuid.uuid4().hex
+        results = await asyncio.gather(*(self.grade(data, correlation_id, f"{request_id}-{i}")
                                          for i, data in enumerate(uploads)),
                                        return_exceptions=True)
         for result in results:
             if isinstance(result, (Overloaded, NotReady)):
                 raise result  # the whole request is retried later
         return [result if not isinstance(result, BaseException) else
-                {"request_id": f"{request_id}-{i}", "error": getattr(result, "message",
+                {"request_id": f"{request_id}-{i}", "correlation_id": correlation_id,
+                 "error": getattr(result, "message",
                                                                      str(result)),
                  "status": getattr(result, "status", 500)}
                 for i, result in enumerate(results)]
@@ -269,7 +286,7 @@ class GradingService:
         return await self._detectors[(detector.model, detector.version)].submit(photo)
 
     def _off_path(self, model: OnnxGrader, role: str, photo: np.ndarray, answered: _Scored,
-                  request_id: str, properties: dict[str, float]) -> None:
+                  trace: _Trace) -> None:
         """Score the request with the other model after the client has its answer."""
         async def shadow() -> None:
             try:
@@ -277,7 +294,7 @@ class GradingService:
                 scored = await self._score(model, role, prepared)
             except Overloaded:
                 return  # off-path work yields to clients: a skipped pair, not an error
-            self._record([(scored, False)], request_id, properties)
+            self._record([(scored, False)], trace)
             if scored.answer is not None:
                 champion, challenger = ((answered, scored) if role == CHALLENGER
                                         else (scored, answered))
@@ -289,8 +306,7 @@ class GradingService:
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
-    def _record(self, scored: list[tuple[_Scored, bool]], request_id: str,
-                properties: dict[str, float]) -> None:
+    def _record(self, scored: list[tuple[_Scored, bool]], trace: _Trace) -> None:
         """Metrics now, prediction log rows in a background thread."""
         now = datetime.now(UTC)
         records = []
@@ -299,7 +315,8 @@ class GradingService:
                                             item.seconds, item.error is not None)
             answer = item.answer
             records.append(PredictionRecord(
-                request_id=request_id, time=now, model=item.model.model,
+                request_id=trace.request_id, correlation_id=trace.correlation_id,
+                time=now, model=item.model.model,
                 version=item.model.version, role=item.role, answered=answered,
                 data_version=item.model.data_version,
                 grade=answer.grade if answer else None,
@@ -309,19 +326,19 @@ class GradingService:
                 probabilities=answer.probabilities if answer else None,
                 subgrades=answer.subgrades if answer else None,
                 latency_ms=round(item.seconds * 1000, 2), error=item.error,
-                properties=properties,
+                properties=trace.properties,
                 embedding=answer.embedding if answer else None))
         task = asyncio.create_task(asyncio.to_thread(self.log.write, records))
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
     @staticmethod
-    def _response(request_id: str, scored: _Scored, prepared: GraderInput,
+    def _response(trace: _Trace, scored: _Scored, prepared: GraderInput,
                   defects: list[Defect] | None,
                   detector: OnnxDetector | None) -> dict[str, object]:
         answer, model = scored.answer, scored.model
         return {
-            "request_id": request_id,
+            "request_id": trace.request_id, "correlation_id": trace.correlation_id,
             "model": model.model, "version": model.version, "role": scored.role,
             "data_version": model.data_version,
             "grade": answer.grade,

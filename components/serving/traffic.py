@@ -2,12 +2,14 @@
 experts' grades sent back for a share of them, as client services do.
 
     photos = photos_of_batch(Path("batch"))            # a factory batch: photo + experts' grade
-    figures = Traffic(url, photos, "day1").run(60)      # 60 requests, then stop
-    with Traffic(url, photos, "release") as traffic:    # until the block ends
+    keys = TrafficKeys(client=client_token, expert=expert_token)  # `gradeline keys create`
+    figures = Traffic(url, photos, "day1", keys).run(60)          # 60 requests, then stop
+    with Traffic(url, photos, "release", keys) as traffic:        # until the block ends
         promote(...)
 
-Every request id is `<prefix>-<n>`, so the prediction log and thumbnails of one burst of traffic
-are easy to find; a photo's expert grade goes to /v1/feedback once it has been answered.
+Every request's correlation id (X-Request-ID) is `<prefix>-<n>`, so the prediction log rows of
+one burst of traffic are easy to find; a photo's expert grade goes to /v1/feedback, with the
+expert's key, under the request id of the service's answer.
 """
 
 from __future__ import annotations
@@ -40,6 +42,15 @@ def photos_of_batch(batch: Path) -> list[Photo]:
                 for row in csv.DictReader(handle)]
 
 
+@dataclass(frozen=True)
+class TrafficKeys:
+    """The API keys traffic is sent with: a client's for grading, an expert's for feedback
+    (no feedback is sent without one)."""
+
+    client: str
+    expert: str | None = None
+
+
 @dataclass
 class TrafficFigures:
     """What a burst of traffic saw: every answer, and every failure."""
@@ -65,16 +76,17 @@ class TrafficFigures:
 
 
 class Traffic:
-    """`clients` threads posting `photos` in turn to the service at `url`; each answered photo
-    with an expert grade gets it sent back when `with_feedback` is set. With `start_when`, the
-    clients wait until it returns True (asked every second), then send."""
+    """`clients` threads posting `photos` in turn to the service at `url` with `keys`; each
+    answered photo with an expert grade gets it sent back when `with_feedback` is set. With
+    `start_when`, the clients wait until it returns True (asked every second), then send."""
 
-    def __init__(self, url: str, photos: list[Photo], prefix: str, clients: int = 2,
+    def __init__(self, url: str, photos: list[Photo], prefix: str, keys: TrafficKeys,
+                 clients: int = 2,
                  with_feedback: bool = True, pause_seconds: float = 0.0,
                  start_when: Callable[[], bool] | None = None) -> None:
         if not photos:
             raise ValueError("traffic needs at least one photo")
-        self.url, self.photos, self.prefix = url.rstrip("/"), photos, prefix
+        self.url, self.photos, self.prefix, self.keys = url.rstrip("/"), photos, prefix, keys
         self.clients, self.with_feedback, self.pause = clients, with_feedback, pause_seconds
         self.start_when = start_when
         self.figures = TrafficFigures()
@@ -129,7 +141,8 @@ class Traffic:
         sending it, so a grade sent at once may find no request yet (404): it is retried."""
         for attempt in range(FEEDBACK_ATTEMPTS):
             response = client.post("/v1/feedback", json={"request_id": request_id,
-                                                         "grade": grade, "grader": "panel"})
+                                                         "grade": grade},
+                                   headers=_bearer(self.keys.expert))
             if response.status_code != 404:
                 break
             time.sleep(0.1 * (attempt + 1))
@@ -137,16 +150,18 @@ class Traffic:
 
     def _send(self, client: httpx.Client, number: int) -> None:
         photo, request_id = self.photos[number % len(self.photos)], f"{self.prefix}-{number}"
-        feedback = self.with_feedback and photo.expert_grade is not None
+        feedback = (self.with_feedback and photo.expert_grade is not None
+                    and self.keys.expert is not None)
         try:
-            response = client.post("/v1/grade", headers={"X-Request-ID": request_id},
+            response = client.post("/v1/grade", headers={"X-Request-ID": request_id,
+                                                         **_bearer(self.keys.client)},
                                    files={"file": (photo.path.name, photo.path.read_bytes())})
             if response.status_code != 200:
                 raise httpx.HTTPStatusError(f"{response.status_code} {response.text}",
                                             request=response.request, response=response)
             answer = response.json()
             if feedback:
-                self._send_feedback(client, request_id, photo.expert_grade)
+                self._send_feedback(client, str(answer["request_id"]), photo.expert_grade)
         except httpx.HTTPError as error:
             with self._lock:
                 self.figures.sent += 1
@@ -156,3 +171,7 @@ class Traffic:
             self.figures.sent += 1
             self.figures.feedback += int(feedback)
             self.figures.answers.append(answer)
+
+
+def _bearer(token: str | None) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}

@@ -33,7 +33,7 @@ from typer.testing import CliRunner
 
 from components.evaluate.graph import read_metadata
 from components.evaluate.mlflow_onnx import log_onnx_model, sha256
-from components.serving.traffic import Photo, Traffic
+from components.serving.traffic import Photo, Traffic, TrafficKeys
 from components.settings import load_settings
 from components.train.prepare import prepare_photo
 from components.train.tracking import TrainingRun
@@ -101,7 +101,20 @@ def _in_release_home(_no_gradeline_env: None, release_home: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def service(release_home: Path) -> Iterator[str]:
+def keys(release_home: Path) -> dict[str, str]:
+    """A key per role, made as an operator would: `gradeline keys create --out FILE`."""
+    gradeline = shutil.which("gradeline", path=str(Path(sys.executable).parent))
+    tokens = {}
+    for role in ("client", "expert", "operator"):
+        out = release_home.parent / f"{role}.key"
+        subprocess.run([gradeline, "--home", str(release_home), "keys", "create", "--name",
+                        f"e2e {role}", "--role", role, "--out", str(out)], check=True)
+        tokens[role] = out.read_text().strip()
+    return tokens
+
+
+@pytest.fixture(scope="module")
+def service(release_home: Path, keys: dict[str, str]) -> Iterator[str]:
     """`gradeline serve` as its own process on a free loopback port; its URL."""
     port = free_port()
     params = release_home.parent / "params.yaml"
@@ -156,13 +169,15 @@ def mlflow_ui(release_home: Path, tmp_path: Path) -> Iterator[str]:
 
 
 def test_a_challenger_approved_in_the_mlflow_ui_becomes_champion_without_a_restart(
-        release_home: Path, service: str, mlflow_ui: str, factory_batches: dict[str, Path],
+        release_home: Path, service: str, keys: dict[str, str], mlflow_ui: str,
+        factory_batches: dict[str, Path],
         tmp_path: Path) -> None:
     params = release_home.parent / "params.yaml"
     challenger = _register(release_home.parent / "grader.onnx")
     photos = [Photo(path) for path in sorted((factory_batches["first"] / "images").glob("*.jpg"))]
 
-    with Traffic(service, photos, "approval") as traffic:
+    with Traffic(service, photos, "approval", TrafficKeys(keys["client"], keys["expert"])
+                 ) as traffic:
         thread, outcome = _in_background(_promote(challenger, params))
         _wait_for(lambda: _stage(challenger) == "awaiting_approval" or not thread.is_alive(),
                   300, lambda: "the canary to finish")
@@ -200,7 +215,8 @@ def test_a_challenger_approved_in_the_mlflow_ui_becomes_champion_without_a_resta
         load_settings(home=release_home).audit_log).read(GRADER) if e.to_stage]
     assert [stage for v, stage in audit if v == challenger] == [
         "shadow", "canary", "awaiting_approval", "champion"]
-    metrics = httpx.get(f"{service}/metrics").text
+    metrics = httpx.get(f"{service}/metrics",
+                        headers={"Authorization": f"Bearer {keys['operator']}"}).text
     assert "gradeline_shadow_agreement" in metrics and "gradeline_request_seconds" in metrics
 
 
@@ -218,8 +234,9 @@ class _Receiver(BaseHTTPRequestHandler):
 
 
 def test_a_challenger_that_errs_is_rolled_back_and_on_call_is_told(
-        release_home: Path, service: str, factory_batches: dict[str, Path],
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        release_home: Path, service: str, keys: dict[str, str],
+        factory_batches: dict[str, Path], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
     params = release_home.parent / "params.yaml"
     photos = [Photo(path) for path in sorted((factory_batches["first"] / "images").glob("*.jpg"))]
     # The graph sees the rectified card: split the photos at the median of what it sees.
@@ -234,7 +251,7 @@ def test_a_challenger_that_errs_is_rolled_back_and_on_call_is_told(
     champion = httpx.get(f"{service}/readyz").json()["loaded"]["champion"]["version"]
 
     try:
-        with Traffic(service, photos, "erring") as traffic:
+        with Traffic(service, photos, "erring", TrafficKeys(keys["client"])) as traffic:
             thread, outcome = _in_background(_promote(erring, params))
             thread.join(timeout=240)
     finally:

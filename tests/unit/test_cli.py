@@ -2,6 +2,7 @@
 
 import json
 import os
+import stat
 from pathlib import Path
 
 import cv2
@@ -10,6 +11,7 @@ from click.testing import Result
 from typer.testing import CliRunner
 
 from components.cards import synthesize_batch
+from components.serving.keys import AccessDenied, KeyStore
 from flows.cli import app
 
 runner = CliRunner()
@@ -117,3 +119,25 @@ def test_land_puts_a_batch_in_the_inbox_once(tmp_path: Path, batch: Path) -> Non
     assert (tmp_path / "inbox" / batch.name / "manifest.csv").is_file()
     again = _run(tmp_path, "land", str(batch))
     assert again.exit_code == 2 and "a batch lands once" in again.output
+
+
+def test_serve_refuses_to_start_without_a_key(tmp_path: Path) -> None:
+    result = _run(tmp_path, "serve", "--host", "0.0.0.0")
+    assert result.exit_code == 2
+    assert "no active API key" in result.output and "gradeline keys create" in result.output
+
+
+def test_keys_cli_creates_lists_and_revokes_without_showing_hashes(tmp_path: Path) -> None:
+    created = _run(tmp_path, "keys", "create", "--name", "ada", "--role", "expert",
+                   "--out", str(tmp_path / "ada.key"))
+    [key] = json.loads(_run(tmp_path, "keys", "list", "--json").stdout)
+    revoked = _run(tmp_path, "keys", "revoke", key["key_id"])
+    after = json.loads(_run(tmp_path, "keys", "list", "--json").stdout)
+
+    assert created.exit_code == 0 and created.stdout == ""  # written to the file, not printed
+    token = (tmp_path / "ada.key").read_text().strip()
+    assert stat.S_IMODE((tmp_path / "ada.key").stat().st_mode) == 0o600
+    assert key["name"] == "ada" and key["role"] == "expert" and "token_sha256" not in key
+    assert revoked.exit_code == 0 and after[0]["revoked"]
+    with pytest.raises(AccessDenied):
+        KeyStore(tmp_path / "keys.json").authenticate(token)

@@ -17,6 +17,7 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from components.serving.app import create_app
+from components.serving.keys import KeyStore, Role
 from components.serving.metrics import ServiceMetrics
 from components.serving.models import GradeAnswer, GradedDefect, GraderInput
 from components.serving.predlog import PredictionLog
@@ -85,10 +86,18 @@ def _service(tmp_path: Path, models: ServedModels, **config: object) -> GradingS
                           ServiceMetrics(), ServiceConfig(refresh_seconds=60, **config))
 
 
+def _api(service: GradingService, tmp_path: Path) -> tuple[TestClient, dict[str, dict]]:
+    """A test client of the service's API and the headers of a key per role."""
+    store = KeyStore(tmp_path / "keys.json")
+    headers = {role.value: {"Authorization": f"Bearer {store.create(f'the {role}', role)[1]}"}
+               for role in Role}
+    return TestClient(create_app(service, store)), headers
+
+
 async def _grade_all(service: GradingService, request_ids: list[str]) -> list[dict]:
     await service.start()
     try:
-        return [await service.grade(_photo(), request_id) for request_id in request_ids]
+        return [await service.grade(_photo(), request_id=request_id) for request_id in request_ids]
     finally:
         await service.stop()
 
@@ -159,27 +168,32 @@ def test_no_champion_means_not_ready(tmp_path: Path) -> None:
 
 def test_the_api_answers_grades_and_refuses_bad_uploads_with_clear_4xx(tmp_path: Path) -> None:
     service = _service(tmp_path, ServedModels(StandInGrader(1, 9)), max_files_per_request=3)
-    with TestClient(create_app(service)) as client:
+    api, keys = _api(service, tmp_path)
+    with api as client:
         one = client.post("/v1/grade", files={"file": ("card.jpg", _photo())},
-                          headers={"X-Request-ID": "abc"})
-        batch = client.post("/v1/grade/batch", files=[
+                          headers={"X-Request-ID": "abc", **keys["client"]})
+        served_id = one.json()["request_id"]
+        batch = client.post("/v1/grade/batch", headers=keys["client"], files=[
             ("files", ("a.jpg", _photo())), ("files", ("notes.txt", b"not a photo at all"))])
-        text = client.post("/v1/grade", files={"file": ("notes.txt", b"hello")})
-        too_many = client.post("/v1/grade/batch", files=[("files", (f"{i}.jpg", _photo()))
-                                                         for i in range(4)])
-        tiny = client.post("/v1/grade", files={"file": ("tiny.jpg", _photo(8, 8))})
-        feedback = client.post("/v1/feedback", json={"request_id": "abc", "grade": 8,
-                                                     "grader": "ada"})
-        unknown = client.post("/v1/feedback", json={"request_id": "nope", "grade": 8,
-                                                    "grader": "ada"})
-        out_of_range = client.post("/v1/feedback", json={"request_id": "abc", "grade": 0,
-                                                         "grader": "ada"})
+        text = client.post("/v1/grade", files={"file": ("notes.txt", b"hello")},
+                           headers=keys["client"])
+        too_many = client.post("/v1/grade/batch", headers=keys["client"],
+                               files=[("files", (f"{i}.jpg", _photo())) for i in range(4)])
+        tiny = client.post("/v1/grade", files={"file": ("tiny.jpg", _photo(8, 8))},
+                           headers=keys["client"])
+        feedback = client.post("/v1/feedback", json={"request_id": served_id, "grade": 8},
+                               headers=keys["expert"])
+        unknown = client.post("/v1/feedback", json={"request_id": "nope", "grade": 8},
+                              headers=keys["expert"])
+        out_of_range = client.post("/v1/feedback", json={"request_id": served_id, "grade": 0},
+                                   headers=keys["expert"])
         ready, health = client.get("/readyz"), client.get("/healthz")
-        metrics = client.get("/metrics").text
+        metrics = client.get("/metrics", headers=keys["operator"]).text
 
-    assert one.status_code == 200
+    assert one.status_code == 200 and one.headers["X-Request-ID"] == served_id
     body = one.json()
-    assert body["request_id"] == "abc" and body["grade"] == 9 and body["grade_set"] == [9]
+    assert body["correlation_id"] == "abc" and served_id != "abc"
+    assert body["grade"] == 9 and body["grade_set"] == [9]
     assert body["needs_review"] is False and body["subgrades"] == {"corners": 6}
     assert body["probabilities"]["9"] == 1.0 and body["defects"] is None
     assert body["capped_by"] == "corners" and body["graded_defects"] == [
@@ -188,11 +202,12 @@ def test_the_api_answers_grades_and_refuses_bad_uploads_with_clear_4xx(tmp_path:
     assert [r.get("status", 200) for r in batch.json()["results"]] == [200, 415]
     assert batch.json()["results"][1]["request_id"].endswith("-1")
     assert text.status_code == 415 and "JPEG" in text.json()["error"]
-    assert too_many.status_code == 413 and "over the limit of 3" in too_many.json()["error"]
+    assert too_many.status_code == 413 and "more than 3 files" in too_many.json()["error"]
     assert tiny.status_code == 422
     assert feedback.status_code == 202 and unknown.status_code == 404
     assert out_of_range.status_code == 422
-    assert service.log.expert_grades().to_dict("records") == [{"request_id": "abc", "grade": 8}]
+    assert service.log.expert_grades().to_dict("records") == [{"request_id": served_id,
+                                                               "grade": 8}]
     assert ready.status_code == 200 and ready.json()["loaded"]["champion"]["version"] == 1
     assert health.json() == {"status": "ok"}
     assert 'gradeline_requests_total{model="card-grader",role="champion",status="200"' \
@@ -225,9 +240,11 @@ def test_a_full_queue_gets_503_with_retry_after_not_an_unbounded_wait(tmp_path: 
 
 
 def test_without_a_champion_the_api_is_not_ready(tmp_path: Path) -> None:
-    with TestClient(create_app(_service(tmp_path, ServedModels()))) as client:
+    api, keys = _api(_service(tmp_path, ServedModels()), tmp_path)
+    with api as client:
         ready = client.get("/readyz")
-        grade = client.post("/v1/grade", files={"file": ("card.jpg", _photo())})
+        grade = client.post("/v1/grade", files={"file": ("card.jpg", _photo())},
+                            headers=keys["client"])
     assert ready.status_code == 503 and ready.json()["ready"] is False
     assert grade.status_code == 503 and grade.headers["Retry-After"] == "60"
 
