@@ -7,8 +7,9 @@ metrics, and its gates, which decide whether it stays a candidate or is rejected
 
 Gates are written as tags `gate.<name>` = `pass`/`fail` with the judged value as the metric
 `gate.<name>` of the version's model, so the model version page shows both. A failed gate moves
-a candidate to `stage=rejected`; a version already past candidate keeps its stage (an
-evaluation of a serving champion reports, it does not demote).
+a candidate to `stage=rejected`, which is final: evaluating it again with looser gates reports,
+it does not revive it. A version already past candidate keeps its stage too (an evaluation of a
+serving champion reports, it does not demote).
 """
 
 from __future__ import annotations
@@ -82,7 +83,7 @@ def record_gates(tracking_uri: str, name: str, version: int,
     log_version_metrics(tracking_uri, current,
                         {GATE_PREFIX + gate: value for gate, (_, value) in gates.items()})
     stage = current.stage
-    if stage in (STAGE_CANDIDATE, STAGE_REJECTED, None):
+    if stage in (STAGE_CANDIDATE, None):
         stage = STAGE_CANDIDATE if all(passed for passed, _ in gates.values()) else STAGE_REJECTED
         client.set_model_version_tag(name, str(version), TAG_STAGE, stage)
     return stage

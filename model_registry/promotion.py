@@ -136,6 +136,10 @@ class Releases:
         number = self.aliases(name).get(alias)
         return None if number is None else self._get(name, number)
 
+    def version(self, name: str, version: int) -> RegisteredVersion:
+        """Version `version` of `name`; VersionNotFound when there is none."""
+        return self._get(name, version)
+
     def approval(self, name: str, version: int) -> Approval | None:
         """The reviewer's decision, None when there is none yet."""
         return _approval_of(self._get(name, version))

@@ -40,6 +40,9 @@ from components.serving.service import GradingService, NotReady
 from components.serving.source import ModelSource
 from components.serving.uploads import UploadRejected
 from components.settings import GradelineSettings
+from model_registry.audit import AuditLog
+from model_registry.guard import GuardReport, restore_release
+from model_registry.promotion import Releases
 
 REQUEST_ID_HEADER = "X-Request-ID"
 MULTIPART_OVERHEAD = 64 * 1024  # boundaries and part headers around the files of one request
@@ -182,10 +185,19 @@ def create_app(service: GradingService, keys: KeyStore) -> FastAPI:
 
 
 def app_from_settings(settings: GradelineSettings, params: ServeParams) -> FastAPI:
-    """The service of this home: its registry, its prediction log, its keys, graphs cached
-    under <cache>/serving, thumbnails of served photos in the home's thumbnails folder."""
-    source = ModelSource(str(settings.mlflow_tracking_uri), settings.cache_dir / "serving")
+    """The service of this home: its registry guarded by its release audit log, its prediction
+    log, its keys, graphs cached under <cache>/serving, thumbnails of served photos in the
+    home's thumbnails folder."""
+    tracking_uri = str(settings.mlflow_tracking_uri)
+    metrics = ServiceMetrics()
+    releases = Releases(tracking_uri, AuditLog(settings.audit_log))
+
+    def put_back(report: GuardReport) -> None:
+        metrics.count_tampering(report.model)
+        restore_release(releases, report, actor="grading service guard")
+
+    source = ModelSource(tracking_uri, settings.cache_dir / "serving", releases=releases,
+                         on_tamper=put_back)
     return create_app(GradingService(source, PredictionLog(str(settings.prediction_log_uri)),
-                                     ServiceMetrics(),
-                                     params.service_config(settings.thumbnails_dir)),
+                                     metrics, params.service_config(settings.thumbnails_dir)),
                       KeyStore(settings.keys_file))

@@ -57,6 +57,10 @@ class ServiceMetrics:
         self._denied = Counter("gradeline_denied_requests_total",
                                "Requests refused for their API key: 401 (missing, unknown, "
                                "revoked) or 403 (role)", ("status",), registry=self.registry)
+        self._tampering = Counter("gradeline_release_tampering_total",
+                                  "Release states (aliases, canary share, stages) found changed "
+                                  "outside the release flow and put back", ("model",),
+                                  registry=self.registry)
         self._shadow_pairs: dict[tuple[str, str, str], list[int]] = {}
         self._loaded: dict[tuple[str, str], tuple[str, str, str, str]] = {}
 
@@ -107,6 +111,10 @@ class ServiceMetrics:
     def count_denied(self, status: int) -> None:
         """One request refused for its key, with the status it got (401 or 403)."""
         self._denied.labels(str(status)).inc()
+
+    def count_tampering(self, model: str) -> None:
+        """One release state of `model` found changed by hand (and served as audited)."""
+        self._tampering.labels(model).inc()
 
     def exposition(self) -> tuple[bytes, str]:
         """The metrics in Prometheus text format, and the content type to send them with."""

@@ -8,6 +8,11 @@
 refresh downloads the new version's graph, verifies its checksum and swaps it in, while requests
 keep being answered by the snapshot they started with. A version that fails to download or verify
 is not served; the one before it stays, and `problems` says why.
+
+A guarded source (`releases` given, as the service always runs) serves what the release audit
+log says the aliases and the canary share are, not what the registry says: a hand-moved alias or
+tag is noticed at the next refresh, never served, and handed to `on_tamper` (the service puts
+the registry back and counts it for on-call).
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from pathlib import Path
 from typing import Generic, TypeVar
 
 from components.serving.models import OnnxDetector, OnnxGrader
+from model_registry.guard import GuardReport, check_release
 from model_registry.names import (
     ALIAS_CHALLENGER,
     ALIAS_CHAMPION,
@@ -26,6 +32,7 @@ from model_registry.names import (
     GRADER,
     TAG_CANARY_SHARE,
 )
+from model_registry.promotion import Releases
 from model_registry.serving import alias_versions, download_graph, graph_checksum
 from model_registry.versions import RegisteredVersion
 
@@ -70,13 +77,13 @@ class _Loaded(Generic[Model]):
         self.by_version = {v: m for v, m in self.by_version.items() if v in versions}
 
 
-def _canary_share(version: RegisteredVersion | None) -> float:
-    """The challenger's canary share tag; anything unreadable counts as shadow (0)."""
+def _canary_share(tag: str | None) -> float:
+    """A canary share tag's value; anything unreadable counts as shadow (0)."""
     try:
-        share = float(version.tags.get(TAG_CANARY_SHARE, 0)) if version else 0.0
+        share = float(tag) if tag is not None else 0.0
     except ValueError:
         return 0.0
-    return min(max(share, 0.0), 1.0)
+    return min(max(share, 0.0), 1.0) if share == share else 0.0
 
 
 class ModelSource:
@@ -84,13 +91,15 @@ class ModelSource:
     `champion`, loading each new version once its graph's checksum is verified."""
 
     def __init__(self, tracking_uri: str, cache_dir: Path, grader: str = GRADER,
-                 detector: str = DETECTOR) -> None:
+                 detector: str = DETECTOR, releases: Releases | None = None,
+                 on_tamper: Callable[[GuardReport], None] | None = None) -> None:
         self.tracking_uri, self.cache_dir = tracking_uri, cache_dir
         self.grader_name, self.detector_name = grader, detector
         self.graders: _Loaded[OnnxGrader] = _Loaded(OnnxGrader.load)
         self.detectors: _Loaded[OnnxDetector] = _Loaded(OnnxDetector.load)
         self.current = ServedModels()
         self.problems: dict[str, str] = {}
+        self.releases, self.on_tamper = releases, on_tamper
 
     def _resolve(self, loaded: _Loaded[Model], role: str, version: RegisteredVersion | None,
                  previous: Model | None) -> Model | None:
@@ -111,18 +120,44 @@ class ModelSource:
 
     def refresh(self) -> ServedModels:
         """Read the aliases, load what changed, and return the new snapshot."""
-        graders = alias_versions(self.tracking_uri, self.grader_name,
-                                 (ALIAS_CHAMPION, ALIAS_CHALLENGER))
-        detectors = alias_versions(self.tracking_uri, self.detector_name, (ALIAS_CHAMPION,))
-        challenger_version = graders.get(ALIAS_CHALLENGER)
+        graders, share = self._released(self.grader_name, (ALIAS_CHAMPION, ALIAS_CHALLENGER))
+        detectors, _ = self._released(self.detector_name, (ALIAS_CHAMPION,))
         champion = self._resolve(self.graders, "champion", graders.get(ALIAS_CHAMPION),
                                  self.current.champion)
-        challenger = self._resolve(self.graders, "challenger", challenger_version, None)
+        challenger = self._resolve(self.graders, "challenger", graders.get(ALIAS_CHALLENGER),
+                                   None)
         detector = self._resolve(self.detectors, "detector", detectors.get(ALIAS_CHAMPION),
                                  self.current.detector)
         self.graders.keep_only({m.version for m in (champion, challenger) if m is not None})
         self.detectors.keep_only({detector.version} if detector else set())
-        self.current = ServedModels(champion, challenger,
-                                    _canary_share(challenger_version) if challenger else 0.0,
-                                    detector)
+        self.current = ServedModels(champion, challenger, share if challenger else 0.0, detector)
         return self.current
+
+    def _released(self, name: str, aliases: tuple[str, ...]
+                  ) -> tuple[dict[str, RegisteredVersion], float]:
+        """The versions to serve as `aliases` of model `name`, and the challenger's canary
+        share: as the registry says, or as the audit log says when the source is guarded."""
+        if self.releases is None:
+            found = alias_versions(self.tracking_uri, name, aliases)
+            challenger = found.get(ALIAS_CHALLENGER)
+            return found, _canary_share(challenger.tags.get(TAG_CANARY_SHARE)
+                                        if challenger else None)
+        report = check_release(self.releases, name)
+        problem = f"release of {name}"
+        if report.findings:
+            if self.problems.get(problem) != "; ".join(report.findings):
+                logger.error("%s changed outside the release flow: %s", name,
+                             "; ".join(report.findings))
+                try:
+                    if self.on_tamper is not None:
+                        self.on_tamper(report)
+                except Exception:  # the audited state is served whether or not it is put back
+                    logger.exception("could not put the release of %s back", name)
+            self.problems[problem] = "; ".join(report.findings)
+        else:
+            self.problems.pop(problem, None)
+        expected = report.expected
+        found = {alias: self.releases.version(name, expected.aliases[alias])
+                 for alias in aliases if alias in expected.aliases}
+        share = expected.canary_shares.get(expected.challenger) if expected.challenger else None
+        return found, _canary_share(share)

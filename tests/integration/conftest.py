@@ -8,6 +8,12 @@ import shutil
 from pathlib import Path
 
 import pytest
+from mlflow import MlflowClient
+
+from model_registry.audit import AuditLog
+from model_registry.names import GRADER
+from model_registry.promotion import Releases
+from model_registry.versions import registry_client
 
 
 @pytest.fixture()
@@ -22,3 +28,32 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, prefect_server: None) 
 def copy_batch(source: Path, target: Path) -> Path:
     shutil.copytree(source, target)
     return target
+
+
+@pytest.fixture(scope="session")
+def migrated_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An empty registry database made once: creating MLflow's tables takes seconds."""
+    path = tmp_path_factory.mktemp("store") / "mlflow.db"
+    registry_client(f"sqlite:///{path}").search_registered_models()
+    return path
+
+
+@pytest.fixture()
+def uri(tmp_path: Path, migrated_store: Path) -> str:
+    """A registry of the test's own: a copy of the empty store."""
+    shutil.copyfile(migrated_store, tmp_path / "mlflow.db")
+    return f"sqlite:///{tmp_path}/mlflow.db"
+
+
+@pytest.fixture()
+def client(uri: str, tmp_path: Path) -> MlflowClient:
+    """A client of that store, with the card grader registered (no versions yet)."""
+    found = registry_client(uri)
+    found.create_registered_model(GRADER)
+    return found
+
+
+@pytest.fixture()
+def releases(uri: str, tmp_path: Path, client: MlflowClient) -> Releases:
+    """The release state of that registry, audited under tmp_path."""
+    return Releases(uri, AuditLog(tmp_path / "audit" / "releases.jsonl"))

@@ -3,13 +3,12 @@ stages, aliases, approval and the audit log."""
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
 from mlflow import MlflowClient
 
-from model_registry.audit import ACTION_ALIAS, ACTION_APPROVAL, ACTION_ROLLBACK, AuditLog
+from model_registry.audit import ACTION_ALIAS, ACTION_APPROVAL, ACTION_ROLLBACK
 from model_registry.names import (
     ALIAS_CHALLENGER,
     ALIAS_CHAMPION,
@@ -26,37 +25,10 @@ from model_registry.names import (
     TAG_STAGE,
 )
 from model_registry.promotion import Approval, PromotionError, Releases
-from model_registry.versions import registry_client
 
 pytestmark = pytest.mark.integration
 
 MODEL = "card-grader"
-
-
-@pytest.fixture(scope="module")
-def migrated_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """An empty registry database made once: creating MLflow's tables takes seconds."""
-    path = tmp_path_factory.mktemp("store") / "mlflow.db"
-    registry_client(f"sqlite:///{path}").search_registered_models()
-    return path
-
-
-@pytest.fixture()
-def uri(tmp_path: Path, migrated_store: Path) -> str:
-    shutil.copyfile(migrated_store, tmp_path / "mlflow.db")
-    return f"sqlite:///{tmp_path}/mlflow.db"
-
-
-@pytest.fixture()
-def client(uri: str, tmp_path: Path) -> MlflowClient:
-    found = registry_client(uri)
-    found.create_registered_model(MODEL)
-    return found
-
-
-@pytest.fixture()
-def releases(uri: str, tmp_path: Path, client: MlflowClient) -> Releases:
-    return Releases(uri, AuditLog(tmp_path / "audit" / "releases.jsonl"))
 
 
 def candidate(client: MlflowClient, source: Path, **gates: str) -> int:

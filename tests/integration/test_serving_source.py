@@ -13,7 +13,10 @@ from mlflow import MlflowClient
 from components.evaluate.mlflow_onnx import log_onnx_model, sha256
 from components.serving.source import ModelSource
 from components.train.tracking import TrainingRun
-from model_registry.names import DETECTOR, TAG_ONNX_SHA256, TAG_ONNX_URI
+from model_registry.audit import AuditLog
+from model_registry.guard import restore_release
+from model_registry.names import DETECTOR, TAG_ONNX_SHA256, TAG_ONNX_URI, TAG_STAGE
+from model_registry.promotion import Releases
 from tests.graphs import DETECTOR_IMGSZ, detector_graph
 
 pytestmark = pytest.mark.integration
@@ -56,3 +59,35 @@ def test_the_source_follows_the_alias_and_refuses_a_graph_that_does_not_match(
 
     client.set_registered_model_alias(DETECTOR, "champion", good)
     assert source.refresh().detector.version == int(good) and source.problems == {}
+
+
+def test_a_guarded_source_serves_the_audited_champion_when_the_alias_is_moved_by_hand(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    client.create_registered_model(DETECTOR)
+    graph = detector_graph(tmp_path / "detector.onnx",
+                           np.array([[32], [32], [8], [8], [0.9], [0.0]], np.float32))
+    released, unreleased = (_register_detector(client, uri, graph, sha256(graph))
+                            for _ in range(2))
+    for version in (released, unreleased):
+        client.set_model_version_tag(DETECTOR, version, TAG_STAGE, "candidate")
+        client.set_model_version_tag(DETECTOR, version, "gate.recall", "pass")
+    releases = Releases(uri, AuditLog(tmp_path / "audit.jsonl"))
+    releases.crown(DETECTOR, int(released), "release-flow", "first", first=True)
+    reports = []
+    source = ModelSource(uri, tmp_path / "cache", grader="card-grader", releases=releases,
+                         on_tamper=reports.append)
+    assert source.refresh().detector.version == int(released) and not reports
+
+    client.set_registered_model_alias(DETECTOR, "champion", unreleased)
+    served = source.refresh()
+
+    assert served.detector.version == int(released)  # never the hand-moved one
+    assert "champion points at version" in source.problems[f"release of {DETECTOR}"]
+    assert [report.found.champion for report in reports] == [int(unreleased)]
+    source.refresh()
+    assert len(reports) == 1  # told once per change, not at every refresh
+    restore_release(releases, reports[0], actor="guard")
+    assert source.refresh().detector.version == int(released) and source.problems == {}

@@ -24,6 +24,8 @@ def _exported_series() -> set[str]:
     metrics.set_queue_depth(3)
     metrics.set_loaded("card-grader", "champion", 1, "d-1")
     metrics.count_rejected_upload("too_large")
+    metrics.count_denied(401)
+    metrics.count_tampering("card-grader")
     text = metrics.exposition()[0].decode()
     return {sample.name for family in text_string_to_metric_families(text)
             for sample in family.samples}
