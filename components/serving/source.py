@@ -11,8 +11,8 @@ is not served; the one before it stays, and `problems` says why.
 
 A guarded source (`releases` given, as the service always runs) serves what the release audit
 log says the aliases and the canary share are, not what the registry says: a hand-moved alias or
-tag is noticed at the next refresh, never served, and handed to `on_tamper` (the service puts
-the registry back and counts it for on-call).
+tag is never served, and once two refreshes in a row have seen it, it is handed to `on_tamper`
+(the service puts the registry back and counts it for on-call).
 """
 
 from __future__ import annotations
@@ -100,6 +100,7 @@ class ModelSource:
         self.current = ServedModels()
         self.problems: dict[str, str] = {}
         self.releases, self.on_tamper = releases, on_tamper
+        self._unexplained: dict[str, str] = {}  # by model: what the last refresh found
 
     def _resolve(self, loaded: _Loaded[Model], role: str, version: RegisteredVersion | None,
                  previous: Model | None) -> Model | None:
@@ -143,19 +144,20 @@ class ModelSource:
             return found, _canary_share(challenger.tags.get(TAG_CANARY_SHARE)
                                         if challenger else None)
         report = check_release(self.releases, name)
-        problem = f"release of {name}"
-        if report.findings:
-            if self.problems.get(problem) != "; ".join(report.findings):
-                logger.error("%s changed outside the release flow: %s", name,
-                             "; ".join(report.findings))
-                try:
-                    if self.on_tamper is not None:
-                        self.on_tamper(report)
-                except Exception:  # the audited state is served whether or not it is put back
-                    logger.exception("could not put the release of %s back", name)
-            self.problems[problem] = "; ".join(report.findings)
-        else:
+        problem, text = f"release of {name}", "; ".join(report.findings)
+        if not text:
             self.problems.pop(problem, None)
+        elif self._unexplained.get(name) == text and self.problems.get(problem) != text:
+            # Seen on two refreshes in a row: a release step writes its audit line right
+            # after its registry change, so one sighting alone may be a step in progress.
+            self.problems[problem] = text
+            logger.error("%s changed outside the release flow: %s", name, text)
+            try:
+                if self.on_tamper is not None:
+                    self.on_tamper(report)
+            except Exception:  # the audited state is served whether or not it is put back
+                logger.exception("could not put the release of %s back", name)
+        self._unexplained[name] = text
         expected = report.expected
         found = {alias: self.releases.version(name, expected.aliases[alias])
                  for alias in aliases if alias in expected.aliases}
