@@ -61,6 +61,13 @@ class ServiceMetrics:
                                   "Release states (aliases, canary share, stages) found changed "
                                   "outside the release flow and put back", ("model",),
                                   registry=self.registry)
+        self._log_failures = Counter("gradeline_prediction_log_failures_total",
+                                     "Prediction log writes that failed (their records are "
+                                     "kept and written with the next write)",
+                                     registry=self.registry)
+        self._log_pending = Gauge("gradeline_prediction_log_pending",
+                                  "Prediction records waiting for the log to accept them",
+                                  registry=self.registry)
         self._shadow_pairs: dict[tuple[str, str, str], list[int]] = {}
         self._loaded: dict[tuple[str, str], tuple[str, str, str, str]] = {}
 
@@ -115,6 +122,14 @@ class ServiceMetrics:
     def count_tampering(self, model: str) -> None:
         """One release state of `model` found changed by hand (and served as audited)."""
         self._tampering.labels(model).inc()
+
+    def count_log_failure(self) -> None:
+        """One failed prediction log write."""
+        self._log_failures.inc()
+
+    def set_log_pending(self, pending: int) -> None:
+        """How many prediction records wait for the log (0 when it is healthy)."""
+        self._log_pending.set(pending)
 
     def exposition(self) -> tuple[bytes, str]:
         """The metrics in Prometheus text format, and the content type to send them with."""

@@ -244,6 +244,43 @@ def _row(record: PredictionRecord) -> dict[str, Any]:
     return row
 
 
+class SpooledWriter:
+    """Writes records to a PredictionLog without losing them when a write fails (a locked
+    database, a full disk): the failure is counted and its records are kept, up to
+    `max_pending`, and written with the next write that succeeds. Past that, the oldest are
+    dropped and counted, so memory stays bounded while the log is down."""
+
+    def __init__(self, log: PredictionLog, max_pending: int = 10_000) -> None:
+        self.log, self.max_pending = log, max_pending
+        self.failures = self.dropped = 0
+        self.last_error: str | None = None
+        self._pending: list[PredictionRecord] = []
+        self._lock = threading.Lock()
+
+    def write(self, records: Sequence[PredictionRecord]) -> bool:
+        """Write `records` and any kept from failed writes; False when this write failed."""
+        with self._lock:
+            batch, self._pending = [*self._pending, *records], []
+        try:
+            self.log.write(batch)
+        except Exception as error:  # any database error: keep the records, say so
+            with self._lock:
+                kept = [*batch, *self._pending]
+                self.dropped += max(0, len(kept) - self.max_pending)
+                self._pending = kept[-self.max_pending:]
+                self.failures += 1
+                self.last_error = f"{type(error).__name__}: {error}"
+            return False
+        return True
+
+    def state(self) -> dict[str, object]:
+        """What /readyz shows: healthy when nothing waits to be written."""
+        with self._lock:
+            return {"healthy": not self._pending, "pending": len(self._pending),
+                    "failed_writes": self.failures, "dropped": self.dropped,
+                    "last_error": self.last_error}
+
+
 @dataclass(frozen=True)
 class RoleComparison:
     """Champion against challenger over the same window. Error rates are 0.0 for a side without

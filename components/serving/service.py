@@ -38,7 +38,7 @@ from components.serving.models import (
     OnnxGrader,
     centering_answer,
 )
-from components.serving.predlog import PredictionLog, PredictionRecord
+from components.serving.predlog import PredictionLog, PredictionRecord, SpooledWriter
 from components.serving.properties import image_properties
 from components.serving.routing import answers_with_challenger
 from components.serving.source import ModelSource, ServedModels
@@ -104,6 +104,7 @@ class GradingService:
         self._in_flight = 0
         self._request_seconds = 0.0
         self._background: set[asyncio.Task] = set()
+        self._log_writer = SpooledWriter(log)
         self._refresher: asyncio.Task | None = None
 
     async def start(self) -> None:
@@ -119,6 +120,7 @@ class GradingService:
                 await self._refresher
         while self._background:  # off-path scoring may start prediction log writes
             await asyncio.gather(*list(self._background), return_exceptions=True)
+        await asyncio.to_thread(self._write_log, [])  # a last try for records still waiting
         for batcher in [*self._graders.values(), *self._detectors.values()]:
             await batcher.stop()
 
@@ -173,7 +175,8 @@ class GradingService:
         """Ready when a champion grader is loaded; with what is loaded and what failed."""
         return self.models.champion is not None, {"loaded": self.models.loaded(),
                                                   "canary_share": self.models.canary_share,
-                                                  "problems": dict(self.source.problems)}
+                                                  "problems": dict(self.source.problems),
+                                                  "prediction_log": self._log_writer.state()}
 
     async def grade(self, data: bytes, correlation_id: str | None = None,
                     request_id: str | None = None) -> dict[str, object]:
@@ -328,9 +331,19 @@ class GradingService:
                 latency_ms=round(item.seconds * 1000, 2), error=item.error,
                 properties=trace.properties,
                 embedding=answer.embedding if answer else None))
-        task = asyncio.create_task(asyncio.to_thread(self.log.write, records))
+        task = asyncio.create_task(asyncio.to_thread(self._write_log, records))
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+
+    def _write_log(self, records: list[PredictionRecord]) -> None:
+        """One write through the spool; a failure is logged and counted, never raised."""
+        written = self._log_writer.write(records)
+        state = self._log_writer.state()
+        self.metrics.set_log_pending(int(state["pending"]))
+        if not written:
+            self.metrics.count_log_failure()
+            logger.error("prediction log write failed (%s records waiting): %s",
+                         state["pending"], state["last_error"])
 
     @staticmethod
     def _response(trace: _Trace, scored: _Scored, prepared: GraderInput,

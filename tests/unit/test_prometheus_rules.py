@@ -26,6 +26,8 @@ def _exported_series() -> set[str]:
     metrics.count_rejected_upload("too_large")
     metrics.count_denied(401)
     metrics.count_tampering("card-grader")
+    metrics.count_log_failure()
+    metrics.set_log_pending(3)
     text = metrics.exposition()[0].decode()
     return {sample.name for family in text_string_to_metric_families(text)
             for sample in family.samples}

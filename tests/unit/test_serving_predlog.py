@@ -15,6 +15,7 @@ from components.serving.predlog import (
     PredictionLog,
     PredictionRecord,
     RoleComparison,
+    SpooledWriter,
     compare_roles,
 )
 from components.serving.properties import PROPERTY_NAMES
@@ -174,3 +175,19 @@ def test_expert_grades_give_each_side_its_kappa(log: PredictionLog) -> None:
         log.record_expert_grade("unknown", 5, "ada", START)
     with pytest.raises(ValueError, match="not in 1..10"):
         log.record_expert_grade("r0", 11, "ada", START)
+
+
+def test_the_spool_keeps_at_most_its_bound_while_the_log_is_down_and_counts_the_rest(
+        log: PredictionLog, monkeypatch: pytest.MonkeyPatch) -> None:
+    writer = SpooledWriter(log, max_pending=3)
+    write = log.write
+    monkeypatch.setattr(log, "write", lambda records: (_ for _ in ()).throw(OSError("disk full")))
+
+    for number in range(5):
+        assert writer.write([_record(f"r-{number}")]) is False
+    assert writer.state() == {"healthy": False, "pending": 3, "failed_writes": 5, "dropped": 2,
+                              "last_error": "OSError: disk full"}
+
+    monkeypatch.setattr(log, "write", write)
+    assert writer.write([]) is True and writer.state()["healthy"]
+    assert sorted(log.window()["request_id"]) == ["r-2", "r-3", "r-4"]  # the newest kept

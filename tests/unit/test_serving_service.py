@@ -269,3 +269,45 @@ def test_a_request_in_flight_when_the_champion_moves_still_gets_its_answer(
     before, after = asyncio.run(promote_midway())
     assert (before["version"], before["grade"]) == (1, 7)
     assert (after["version"], after["grade"]) == (2, 8)
+
+
+class _LockedLog(PredictionLog):
+    """A prediction log whose writes fail while `locked` is set, as a locked database's do."""
+
+    locked = True
+
+    def write(self, records: list) -> None:
+        if self.locked and records:
+            raise OSError("database is locked")
+        super().write(records)
+
+
+def test_a_failed_prediction_log_write_is_counted_kept_and_written_later(
+        tmp_path: Path) -> None:
+    log = _LockedLog(f"sqlite:///{tmp_path}/p.db")
+    service = GradingService(StandInSource(ServedModels(StandInGrader(1, 7))), log,
+                             ServiceMetrics(), ServiceConfig(refresh_seconds=60))
+
+    async def serve() -> tuple[dict, dict]:
+        await service.start()
+        try:
+            await service.grade(_photo())
+            await service.grade(_photo())
+            await asyncio.gather(*list(service._background))
+            degraded = service.readiness()[1]["prediction_log"]
+            log.locked = False
+            await service.grade(_photo())
+            await asyncio.gather(*list(service._background))
+            return degraded, service.readiness()[1]["prediction_log"]
+        finally:
+            await service.stop()
+
+    degraded, healthy = asyncio.run(serve())
+    metrics = service.metrics.exposition()[0].decode()
+
+    assert degraded["healthy"] is False and degraded["pending"] == 2
+    assert degraded["failed_writes"] == 2 and "database is locked" in degraded["last_error"]
+    assert healthy["healthy"] is True and healthy["dropped"] == 0
+    assert log.count() == 3  # nothing lost: the two kept records went in with the third
+    assert "gradeline_prediction_log_failures_total 2.0" in metrics
+    assert "gradeline_prediction_log_pending 0.0" in metrics
