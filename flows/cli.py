@@ -12,6 +12,7 @@
     gradeline promote --model card-grader --version N [--first] [--no-wait] [--json]
     gradeline approve | reject --model card-grader --version N --by NAME
     gradeline rollback --model card-grader --by NAME [--reason TEXT]
+    gradeline release abort --model card-grader --by NAME [--reason TEXT]
     gradeline monitor [--model card-grader] [--window 24h] [--json]
     gradeline silence --model card-grader --hours 12 --by NAME --reason TEXT
     gradeline retrain [--model card-grader] [--no-promote] [--json]

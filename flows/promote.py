@@ -43,6 +43,7 @@ from model_registry.names import (
     STAGE_CHAMPION,
     STAGE_REJECTED,
     STAGE_ROLLED_BACK,
+    STAGE_SHADOW,
 )
 
 ACTOR = "promote flow"
@@ -98,15 +99,30 @@ def _judged(releases: Releases, settings: GradelineSettings, watch: Watch,
 @flow(name="promote")
 def promote(model: str, version: int, params_file: str | None = None) -> dict[str, object]:
     """Shadow, then canary steps, then awaiting_approval; stops with `rolled_back` at the first
-    failed analysis. Returns each step's verdict and the stage reached."""
+    failed analysis. Returns each step's verdict and the stage reached. Holds the model's
+    release lock throughout. Run again on a release that was interrupted (the process killed),
+    it takes the challenger off traffic first and judges its steps again."""
     settings = load_settings()
     params = load_params("promote", PromoteParams, Path(params_file) if params_file else None)
     releases = releases_of(settings)
+    with releases.lock(model, f"promote of {model} version {version}"):
+        return _release(settings, params, releases, model, version)
+
+
+def _release(settings: GradelineSettings, params: PromoteParams, releases: Releases,
+             model: str, version: int) -> dict[str, object]:
     champion = releases.version_for(model, ALIAS_CHAMPION)
     if champion is None:
         raise PromotionError(f"{model} has no champion to compare with; make the first one with "
                              f"`gradeline promote --model {model} --version {version} --first`")
-    releases.enter_shadow(model, version, ACTOR, f"challenges champion {champion.version}")
+    stage = releases.version(model, version).stage
+    resumed = stage in (STAGE_SHADOW, STAGE_CANARY) and \
+        releases.aliases(model).get(ALIAS_CHALLENGER) == version
+    if resumed:
+        releases.take_off_traffic(model, version, ACTOR, f"resumed an interrupted release in "
+                                                         f"{stage}: its steps are judged again")
+    else:
+        releases.enter_shadow(model, version, ACTOR, f"challenges champion {champion.version}")
     steps: list[StepVerdict] = []
 
     def run(step: str, minimum: int, max_wait: float) -> bool:
@@ -115,10 +131,12 @@ def promote(model: str, version: int, params_file: str | None = None) -> dict[st
         steps.append(watch_step(settings, watch, params))
         return _judged(releases, settings, watch, steps[-1])
 
-    summary = {"model": model, "version": version, "champion": champion.version, "steps": steps}
-    if not run("shadow", params.shadow.min_pairs, params.shadow.max_wait_seconds):
-        return {**summary, "stage": STAGE_ROLLED_BACK}
-    releases.set_stage(model, version, STAGE_CANARY, ACTOR, "shadow analysis passed")
+    summary = {"model": model, "version": version, "champion": champion.version,
+               "resumed": resumed, "steps": steps}
+    if stage != STAGE_CANARY or not resumed:
+        if not run("shadow", params.shadow.min_pairs, params.shadow.max_wait_seconds):
+            return {**summary, "stage": STAGE_ROLLED_BACK}
+        releases.set_stage(model, version, STAGE_CANARY, ACTOR, "shadow analysis passed")
     for share in params.canary.steps:
         releases.set_canary_share(model, version, share, ACTOR, f"canary step {share:.0%}")
         if not run(f"canary_{round(share * 100)}", params.canary.min_requests,
@@ -136,8 +154,12 @@ def conclude_release(model: str, version: int) -> dict[str, object]:
     """Act on the reviewer's decision: crown an approved version, stop a rejected one. A
     version without a decision, or whose decision lacks `approved_by`, is left waiting: the
     audit log names who decided."""
-    settings = load_settings()
-    releases = releases_of(settings)
+    releases = releases_of(load_settings())
+    with releases.lock(model, f"conclusion of {model} version {version}"):
+        return _conclude(releases, model, version)
+
+
+def _conclude(releases: Releases, model: str, version: int) -> dict[str, object]:
     approval = releases.approval(model, version)
     if approval is None or not approval.by:  # a decision counts once it names its reviewer
         return {"model": model, "version": version, "stage": STAGE_AWAITING_APPROVAL}

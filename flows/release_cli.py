@@ -1,10 +1,11 @@
-"""The release commands of `gradeline`: serve, promote, approve, reject and rollback.
+"""The release commands of `gradeline`: serve, promote, approve, reject, rollback, release abort.
 
     gradeline serve [--host 127.0.0.1] [--port 8080]
     gradeline promote --model card-grader --version 4 [--first] [--no-wait] [--json]
     gradeline approve --model card-grader --version 4 --by ada
     gradeline reject --model card-grader --version 4 --by ada --reason "corners drift"
     gradeline rollback --model card-grader --by bob --reason "p99 doubled"
+    gradeline release abort --model card-grader --by bob --reason "promote was killed"
 
 Mounted by the main CLI with `register(app)`.
 """
@@ -113,6 +114,7 @@ def promote(
     from flows.promote import run_promote
     from flows.registry import releases_of
     from model_registry import PromotionError, VersionNotFound
+    from model_registry.locks import ReleaseLocked
     from model_registry.names import STAGE_AWAITING_APPROVAL, STAGE_CHAMPION
 
     settings = load_settings()
@@ -132,7 +134,7 @@ def promote(
                 report["conclusion"] = _wait_for_decision(model, version, poll,
                                                           approval_timeout)
                 report["stage"] = report["conclusion"]["stage"]
-    except (PromotionError, VersionNotFound) as error:
+    except (PromotionError, VersionNotFound, ReleaseLocked) as error:
         raise _fail(str(error)) from None
     typer.echo(json.dumps(report, indent=2, default=str) if as_json
                else f"{model} version {version}: {report['stage']}")
@@ -146,12 +148,13 @@ def _decide(model: str, version: int, decision: str, by: str, reason: str,
     from flows.promote import run_conclude
     from flows.registry import releases_of
     from model_registry import PromotionError, VersionNotFound
+    from model_registry.locks import ReleaseLocked
 
     settings = load_settings()
     try:
         releases_of(settings).decide(model, version, decision, by, reason)
         report = run_conclude(settings, model, version)
-    except (PromotionError, VersionNotFound) as error:
+    except (PromotionError, VersionNotFound, ReleaseLocked) as error:
         raise _fail(str(error)) from None
     typer.echo(json.dumps(report, indent=2, default=str) if as_json
                else f"{model} version {version}: {report['stage']}")
@@ -194,7 +197,33 @@ def rollback(model: ModelOption = "card-grader", by: ByOption = ...,
                f"(version {moved['rolled_back']} rolled back)")
 
 
+release_app = typer.Typer(help="Act on a release in flight.", no_args_is_help=True)
+
+
+@release_app.command("abort")
+def abort(model: ModelOption = "card-grader", by: ByOption = ...,
+          reason: Annotated[str, typer.Option(help="Why, for the audit log and on-call.")]
+          = "release aborted", as_json: JsonFlag = False) -> None:
+    """Stop the release in flight at once, whatever state a killed `promote` left it in: the
+    challenger leaves traffic (its alias and canary share go) and becomes rolled_back, or
+    rejected when it was awaiting approval. The champion keeps answering."""
+    from flows.alerts import tell_on_call
+    from flows.registry import releases_of
+    from model_registry import PromotionError, VersionNotFound
+
+    settings = load_settings()
+    try:
+        stopped = releases_of(settings).abort(model, by, reason)
+    except (PromotionError, VersionNotFound) as error:
+        raise _fail(str(error)) from None
+    tell_on_call(settings, f"{model} version {stopped.version} release aborted",
+                 f"{by}: {reason}; version {stopped.version} is {stopped.stage}")
+    typer.echo(json.dumps({"model": model, "version": stopped.version, "stage": stopped.stage})
+               if as_json else f"{model} version {stopped.version}: {stopped.stage}")
+
+
 def register(app: typer.Typer) -> None:
     """Add the release commands to the main CLI."""
     for command in (serve, promote, approve, reject, rollback):
         app.command(command.__name__)(command)
+    app.add_typer(release_app, name="release")

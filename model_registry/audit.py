@@ -27,6 +27,7 @@ ACTION_ALIAS = "alias"
 ACTION_APPROVAL = "approval"
 ACTION_CANARY_SHARE = "canary_share"
 ACTION_ROLLBACK = "rollback"
+ACTION_ABORT = "abort"  # an operator stopped a release in flight
 ACTION_RESTORE = "restore"  # the guard put back a state changed outside Releases
 
 

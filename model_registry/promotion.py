@@ -14,13 +14,14 @@ Stages move only along TRANSITIONS. A move into or out of `champion` goes with t
 so only `crown` and `rollback` make it; `set_stage` refuses it. Every method validates everything
 before its first write, so one that raises leaves the registry as it was. Clients follow the
 `champion` alias, and each switch of it is one `set_registered_model_alias` call: a server polling
-the alias sees the old version or the new one, never a mix. There is no lock: two releases of one
-model at a time are kept apart by the single `challenger` alias, not by this class.
+the alias sees the old version or the new one, never a mix. The flows hold `lock(model)` for a
+whole release or crown, so two never interleave; `abort` stops a release in flight without it.
 """
 
 from __future__ import annotations
 
 import math
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from numbers import Integral, Real
 
@@ -28,6 +29,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import RESOURCE_DOES_NOT_EXIST, ErrorCode
 
 from model_registry.audit import (
+    ACTION_ABORT,
     ACTION_ALIAS,
     ACTION_APPROVAL,
     ACTION_CANARY_SHARE,
@@ -38,6 +40,7 @@ from model_registry.audit import (
     utc_now,
 )
 from model_registry.evaluation import VersionNotFound
+from model_registry.locks import release_lock
 from model_registry.names import (
     ALIAS_CHALLENGER,
     ALIAS_CHAMPION,
@@ -319,6 +322,36 @@ class Releases:
         self._move(restored, STAGE_CHAMPION, actor, reason, ACTION_STAGE,
                    {"replaces": demoted.version})
         return {"champion": restored.version, "rolled_back": demoted.version}
+
+    # -- one release at a time, and its interruption ---------------------------------------
+
+    def lock(self, name: str, holder: str) -> AbstractContextManager[None]:
+        """The model's release lock (ReleaseLocked while another process holds it)."""
+        return release_lock(self.audit.path.parent / "locks", name, holder)
+
+    def take_off_traffic(self, name: str, version: int, actor: str, reason: str) -> None:
+        """Drop a canary's share, so that it only scores in shadow until a step sets one
+        again: what a resumed release does first."""
+        current = self._get(name, version)
+        _require_actor(actor)
+        cleared = self._drop_canary_share(current)
+        if cleared:
+            self._record(current, ACTION_CANARY_SHARE, None, None, actor, reason, cleared)
+
+    def abort(self, name: str, actor: str, reason: str) -> RegisteredVersion:
+        """Stop the release in flight (gradeline release abort): a challenger in shadow or
+        canary is rolled back, one awaiting approval rejected; it loses `challenger` and its
+        canary share at once. Returns the stopped version; PromotionError if none is in
+        flight."""
+        _require_actor(actor)
+        challenger = self.version_for(name, ALIAS_CHALLENGER)
+        if challenger is None or challenger.stage not in IN_FLIGHT:
+            holder = f"{challenger.version}, {challenger.stage}" if challenger else "none"
+            raise PromotionError(f"{name} has no release in flight (challenger: {holder})")
+        to_stage = STAGE_REJECTED if challenger.stage == STAGE_AWAITING_APPROVAL \
+            else STAGE_ROLLED_BACK
+        self._stop(challenger, to_stage, actor, reason, ACTION_ABORT, {})
+        return self._get(name, challenger.version)
 
     # -- stopping a challenger -------------------------------------------------------------
 

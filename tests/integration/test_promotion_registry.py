@@ -296,3 +296,23 @@ def test_audit_file_only_grows(releases: Releases, client: MlflowClient, tmp_pat
         seen = now
     assert len(releases.audit.read()) == len(seen.splitlines())
     assert releases.audit.read("defect-detector") == []
+
+
+def test_abort_takes_a_canary_off_traffic_and_refuses_when_nothing_is_in_flight(
+        client: MlflowClient, releases: Releases, tmp_path: Path) -> None:
+    champion, challenger = candidate(client, tmp_path), candidate(client, tmp_path)
+    releases.crown(MODEL, champion, "release-flow", "first", first=True)
+    with pytest.raises(PromotionError, match="no release in flight"):
+        releases.abort(MODEL, "bob", "nothing to stop")
+    releases.enter_shadow(MODEL, challenger, "release-flow")
+    releases.set_stage(MODEL, challenger, STAGE_CANARY, "release-flow", "shadow passed")
+    releases.set_canary_share(MODEL, challenger, 0.5, "release-flow")
+
+    stopped = releases.abort(MODEL, "bob", "promote was killed")
+
+    assert stopped.stage == STAGE_ROLLED_BACK == stage_of(client, challenger)
+    assert TAG_CANARY_SHARE not in client.get_model_version(MODEL, str(challenger)).tags
+    assert ALIAS_CHALLENGER not in client.get_registered_model(MODEL).aliases
+    event = releases.audit.read(MODEL)[-1]
+    assert (event.action, event.actor, event.to_stage) == ("abort", "bob", STAGE_ROLLED_BACK)
+    assert event.details[TAG_CANARY_SHARE] == {"from": "0.5", "to": None}
