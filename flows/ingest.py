@@ -66,6 +66,7 @@ class IngestSummary:
     suite_failures: list[str] = field(default_factory=list)
     label_divergence: float | None = None
     message: str = ""
+    repaired: str | None = None  # what an interrupted earlier ingest left, put back first
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -73,6 +74,8 @@ class IngestSummary:
     def lines(self) -> list[str]:
         """The summary for a person: outcome, counts by reason, version, where to look."""
         lines = [f"{self.status}: {self.message}"]
+        if self.repaired:
+            lines.insert(0, f"repaired first: {self.repaired}")
         if self.status != "already_ingested":
             lines.append(f"received {self.received} = accepted {self.accepted} + quarantined "
                          f"{self.quarantined}  ({self.format}, batch {self.batch_id})")
@@ -190,6 +193,9 @@ def ingest(source: str, task: str = "grade", dataset: str | None = None) -> dict
     summary = IngestSummary(source=source, dataset=dataset, task=task, status="accepted")
     home = settings.ensure_dirs().home
     with store.locked(), tempfile.TemporaryDirectory(prefix="stage-", dir=home) as staging:
+        summary.repaired = store.repair_interrupted()
+        if summary.repaired:
+            get_run_logger().warning("repaired: %s", summary.repaired)
         summary.previous_data_version = store.version()
         staged = stage_source(source, Path(staging))
         fingerprint = batch_fingerprint(staged.root)

@@ -11,8 +11,9 @@
     <data_dir>/versions.jsonl                                    each data version: batch, source,
                                                                  time
 
-Adding a batch is all or nothing: if copying, `dvc add` or `dvc push` fails, every file written
-is removed and the manifest, ledger and `.dvc` file are put back as they were.
+Adding a batch is all or nothing: if copying, `dvc add` or `dvc push` fails, or the process is
+killed, every file written is removed and the manifest, ledger and `.dvc` file are put back as
+they were (by the next ingest of the dataset, from the journal, after a kill).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import json
+import os
 import shutil
 import time
 from collections.abc import Iterator
@@ -152,41 +154,89 @@ class DatasetStore:
         """Copy the accepted items in, extend the manifest and ledger, commit and push with
         DVC, and return the new data version; on any failure leave everything as it was.
 
+        The files it changes are journalled first (`_journal`): a process killed half way
+        leaves the journal, and the next ingest of the dataset puts them back before anything
+        else (`repair_interrupted`), so an interrupted batch is never taken as ingested.
         Only `ledger_entry` enters the versioned folder, so the same batches give the same data
         version on any machine; where they came from and when goes to versions.jsonl."""
         batch_id = str(ledger_entry["batch_id"])
-        kept = {name: (self.root / name).read_bytes() if (self.root / name).is_file() else None
-                for name in (MANIFEST, INFO, LEDGER, f"../{self.dataset}.dvc")}
-        new_folders = [self.root / "images" / batch_id, self.root / "labels" / batch_id]
-        if not self.root.exists():
-            new_folders.append(self.root)
-        self.root.mkdir(parents=True, exist_ok=True)
+        self._write_journal(batch_id)
         try:
+            self.root.mkdir(parents=True, exist_ok=True)
             rows = [self._store_item(batch, item, facts, batch_id, classes)
                     for item, facts in accepted]
             manifest = pd.concat([self.manifest(), pd.DataFrame(rows)], ignore_index=True)
-            manifest.to_csv(self.root / MANIFEST, index=False)
-            (self.root / INFO).write_text(json.dumps({"task": task, "classes": list(classes)},
-                                                     indent=2) + "\n")
+            _replace(self.root / MANIFEST, manifest.to_csv(index=False).encode())
+            _replace(self.root / INFO, (json.dumps({"task": task, "classes": list(classes)},
+                                                   indent=2) + "\n").encode())
             with (self.root / LEDGER).open("a") as ledger:
                 ledger.write(json.dumps(ledger_entry) + "\n")
             version = self.repo.commit(self.dataset)
+            with (self.repo.root / VERSIONS).open("a") as versions:
+                versions.write(json.dumps({"dataset": self.dataset, "data_version": version,
+                                           "batch_id": batch_id, "items": len(manifest),
+                                           "source": source,
+                                           "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+                               + "\n")
         except BaseException:
-            for folder in new_folders:
-                shutil.rmtree(folder, ignore_errors=True)
-            for name, content in kept.items():
-                path = self.root / name
-                if content is None or not path.parent.exists():
-                    path.unlink(missing_ok=True)
-                else:
-                    path.write_bytes(content)
+            self._roll_back()
             raise
-        with (self.repo.root / VERSIONS).open("a") as versions:
-            versions.write(json.dumps({"dataset": self.dataset, "data_version": version,
-                                       "batch_id": batch_id, "items": len(manifest),
-                                       "source": source,
-                                       "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")}) + "\n")
+        shutil.rmtree(self._journal)  # the commit point: the batch is in
         return version
+
+    def repair_interrupted(self) -> str | None:
+        """Put the dataset back as it was before an ingest that was killed half way (its
+        journal is still there); says what was repaired, None when nothing was. Call it with
+        the dataset locked."""
+        state = self._journal / "state.json"
+        if not state.is_file():
+            shutil.rmtree(self._journal, ignore_errors=True)  # killed before it changed a file
+            return None
+        batch_id = json.loads(state.read_text())["batch_id"]
+        self._roll_back()
+        return (f"an earlier ingest of {batch_id} into {self.dataset} was interrupted before "
+                f"its data version was committed and pushed; its files were removed and the "
+                f"manifest, ledger and .dvc file put back as they were")
+
+    def _journalled(self) -> dict[str, Path]:
+        """The files an ingest rewrites, by the name their copy has in the journal."""
+        return {MANIFEST: self.root / MANIFEST, INFO: self.root / INFO,
+                LEDGER: self.root / LEDGER, "dvc": self.repo.root / f"{self.dataset}.dvc"}
+
+    @property
+    def _journal(self) -> Path:
+        return self.repo.root / f".{self.dataset}.ingest-journal"
+
+    def _write_journal(self, batch_id: str) -> None:
+        """Copies of the files an ingest changes, then (last, atomically) what it will add."""
+        shutil.rmtree(self._journal, ignore_errors=True)
+        self._journal.mkdir(parents=True)
+        kept = {}
+        for name, path in self._journalled().items():
+            kept[name] = path.is_file()
+            if path.is_file():
+                shutil.copyfile(path, self._journal / name)
+        _replace(self._journal / "state.json", json.dumps({
+            "batch_id": batch_id, "created_root": not self.root.exists(), "kept": kept,
+            "versions_lines": _line_count(self.repo.root / VERSIONS)}).encode())
+
+    def _roll_back(self) -> None:
+        """Undo what the journalled ingest wrote, then drop the journal."""
+        state = json.loads((self._journal / "state.json").read_text())
+        if state["created_root"]:
+            shutil.rmtree(self.root, ignore_errors=True)
+        else:
+            for folder in ("images", "labels"):
+                shutil.rmtree(self.root / folder / state["batch_id"], ignore_errors=True)
+            for name, path in self._journalled().items():
+                if state["kept"][name]:
+                    _replace(path, (self._journal / name).read_bytes())
+                else:
+                    path.unlink(missing_ok=True)
+        if not self.root.exists():
+            (self.repo.root / f"{self.dataset}.dvc").unlink(missing_ok=True)
+        _truncate_lines(self.repo.root / VERSIONS, state["versions_lines"])
+        shutil.rmtree(self._journal)
 
     def _store_item(self, batch: SourceBatch, item: SourceItem, facts: ImageFacts,
                     batch_id: str, classes: tuple[str, ...]) -> dict[str, object]:
@@ -216,3 +266,22 @@ class DatasetStore:
                 "n_boxes": len(item.boxes or ()), "width": facts.width, "height": facts.height,
                 "aspect": facts.aspect, "brightness": facts.brightness,
                 "contrast": facts.contrast, "sharpness": facts.sharpness}
+
+
+def _replace(path: Path, content: bytes) -> None:
+    """Write `path` whole or not at all: a temporary file beside it, then one rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.partial")
+    temporary.write_bytes(content)
+    os.replace(temporary, path)
+
+
+def _line_count(path: Path) -> int:
+    return len(path.read_bytes().splitlines()) if path.is_file() else 0
+
+
+def _truncate_lines(path: Path, lines: int) -> None:
+    """Keep the first `lines` lines of `path` (a line appended by an undone ingest goes)."""
+    if path.is_file() and _line_count(path) > lines:
+        kept = path.read_bytes().splitlines(keepends=True)[:lines]
+        _replace(path, b"".join(kept))

@@ -6,9 +6,13 @@ from __future__ import annotations
 
 import csv
 import json
+import multiprocessing
+import os
 import shutil
+import signal
 from pathlib import Path
 
+import prefect.settings
 import pytest
 import yaml
 
@@ -34,6 +38,40 @@ def _reconciles(summary: dict) -> None:
 def _dvc_version(home: Path, dataset: str) -> str:
     document = yaml.safe_load((home / "data" / f"{dataset}.dvc").read_text())
     return document["outs"][0]["md5"].removesuffix(".dir")
+
+
+def _ingest_and_die_before_the_commit(home: str, batch: str, api_url: str) -> None:
+    """In a child process: the ingest flow, killed (SIGKILL) at its worst point, with the
+    batch's files and ledger line written and its DVC commit not yet made."""
+    os.environ.update(GRADELINE_HOME=home, PREFECT_API_URL=api_url)
+    from components.ingest.versioning import DataRepo
+    from components.settings import load_settings
+    from flows.ingest import run_ingest
+
+    DataRepo.commit = lambda *_: os.kill(os.getpid(), signal.SIGKILL)
+    run_ingest(load_settings(), batch)
+
+
+def test_an_ingest_killed_before_its_commit_is_put_back_and_versioned_by_the_rerun(
+        home: Path, factory_batches: dict[str, Path]) -> None:
+    child = multiprocessing.get_context("spawn").Process(
+        target=_ingest_and_die_before_the_commit,
+        args=(str(home), str(factory_batches["first"]), prefect.settings.PREFECT_API_URL.value()))
+    child.start()
+    child.join(timeout=300)
+    ledger = home / "data" / "grade" / "batches.jsonl"
+    journal = home / "data" / ".grade.ingest-journal"
+    assert child.exitcode == -signal.SIGKILL
+    assert ledger.is_file() and journal.is_dir()  # the ledger names a batch DVC never versioned
+
+    summary = ingest(str(factory_batches["first"]))
+
+    assert summary["status"] == "accepted", summary["message"]
+    assert "batch-" in summary["repaired"] and "interrupted" in summary["repaired"]
+    assert summary["data_version"] == _dvc_version(home, "grade")
+    assert len(ledger.read_text().splitlines()) == 1 and not journal.exists()
+    assert len((home / "data" / "versions.jsonl").read_text().splitlines()) == 1
+    assert ingest(str(factory_batches["first"]))["status"] == "already_ingested"
 
 
 def test_a_factory_batch_becomes_a_pushed_data_version_and_a_second_run_changes_nothing(
