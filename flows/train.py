@@ -36,7 +36,13 @@ from components.train.tasks import TrainDataError
 from components.train.tracking import TrainingRun, git_sha, package_versions
 from components.train.trainer import TrainResult
 from components.train.warm import WarmStart
-from model_registry import RegisteredVersion, download_version, get_version, register_candidate
+from model_registry import (
+    RegisteredVersion,
+    download_version,
+    get_version,
+    register_candidate,
+    version_of_run,
+)
 
 RUN_ID_FILE = "mlflow_run_id"
 
@@ -173,8 +179,16 @@ def fit(task_name: str, data: DataSnapshot, params: TrainParams, profile: Profil
 def log_and_register(settings: GradelineSettings, run: TrainingRun, result: TrainResult,
                      data: DataSnapshot, model_name: str, sha: str) -> tuple[int, str]:
     """Log the finished model (pyfunc, signature, example), plots and metrics, then register
-    it as a candidate; returns (version, model URI)."""
+    it as a candidate; returns (version, model URI). A run that registered before it was
+    killed is not registered twice: its version is returned."""
     import mlflow
+
+    earlier = version_of_run(str(settings.mlflow_tracking_uri), model_name, run.run_id)
+    if earlier is not None:
+        get_run_logger().warning("run %s registered %s version %s before it was interrupted; "
+                                 "not registering it again", run.run_id, model_name,
+                                 earlier.version)
+        return earlier.version, earlier.source
 
     # The registered weights are the best epoch's: its scores go in as best_<metric>, beside
     # the per-epoch curves of the same metric.

@@ -21,7 +21,12 @@ from model_registry.names import (
     TAG_STAGE,
 )
 from model_registry.promotion import Approval, PromotionError, Releases
-from model_registry.versions import RegisteredVersion, register_candidate, versions_of
+from model_registry.versions import (
+    RegisteredVersion,
+    register_candidate,
+    version_of_run,
+    versions_of,
+)
 
 __all__ = [
     "DETECTOR",
@@ -44,5 +49,6 @@ __all__ = [
     "log_version_metrics",
     "record_gates",
     "register_candidate",
+    "version_of_run",
     "versions_of",
 ]

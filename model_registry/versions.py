@@ -83,6 +83,14 @@ def register_candidate(
     return as_registered(created)
 
 
+def version_of_run(tracking_uri: str, name: str, run_id: str) -> RegisteredVersion | None:
+    """The version of `name` registered from run `run_id`, if any: a training run registers
+    once, so a rerun after a crash finds it instead of registering a second one."""
+    found = registry_client(tracking_uri).search_model_versions(
+        f"name = '{name}' and run_id = '{run_id}'")
+    return as_registered(min(found, key=lambda v: int(v.version))) if found else None
+
+
 def versions_of(tracking_uri: str, name: str) -> list[RegisteredVersion]:
     """Every version of `name`, newest first; empty when the model was never registered."""
     found = registry_client(tracking_uri).search_model_versions(f"name = '{name}'")

@@ -134,13 +134,14 @@ def test_a_grader_version_is_judged_exported_and_gated(
     assert metadata["temperatures"] == pytest.approx(list(summary["temperatures"].values()))
     assert metadata["version"] == 1 and metadata["conformal"]["coverage"] == 0.9
 
-    # Re-evaluated under gates it meets (through the CLI), it is a candidate again.
+    # Re-evaluated under gates it meets (through the CLI), it reports them passed, but a
+    # rejected version stays rejected: looser params do not revive it.
     result = CliRunner().invoke(app, ["evaluate", "--model", "card-grader", "--version", "1",
                                       "--params", str(_lenient(tmp_path)), "--json"])
     assert result.exit_code == 0, result.output
     again = json.loads(result.stdout)
     version = client.get_model_version("card-grader", "1")
-    assert again["stage"] == version.tags["stage"] == "candidate"
+    assert again["stage"] == version.tags["stage"] == "rejected"
     assert all(version.tags[f"gate.{g}"] == "pass" for g in ("kappa", "ece", "coverage"))
 
 

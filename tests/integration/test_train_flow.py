@@ -5,6 +5,7 @@ model quality at real sizes."""
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import signal
 import subprocess
@@ -181,6 +182,43 @@ def test_a_killed_training_registers_nothing_and_resumes_in_the_same_run(
     steps = [m.step for m in _client().get_metric_history(killed_run, "train_loss")]
     assert steps[-1] == LONG_EPOCHS  # at most the killed epoch is missing:
     assert len(set(steps)) >= LONG_EPOCHS - 1
+
+
+def _train_and_die_after_registering(home: str, params: str, api_url: str) -> None:
+    """In a child process: the train flow, killed (SIGKILL) just after its version was
+    registered, before its run was closed and its checkpoint removed."""
+    os.environ.update(GRADELINE_HOME=home, PREFECT_API_URL=api_url)
+    import flows.train
+
+    register = flows.train.register_candidate
+
+    def register_then_die(*args: object, **kwargs: object) -> None:
+        register(*args, **kwargs)
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    flows.train.register_candidate = register_then_die
+    run_train(load_settings(), "grade", params_file=params)
+
+
+def test_a_training_killed_after_registering_registers_nothing_twice(
+        home: Path, factory_batches: dict[str, Path]) -> None:
+    _ingest(factory_batches["first"])
+    child = multiprocessing.get_context("spawn").Process(
+        target=_train_and_die_after_registering,
+        args=(str(home), str(TINY), str(PREFECT_API_URL.value())))
+    child.start()
+    child.join(timeout=400)
+    assert child.exitcode == -signal.SIGKILL
+    [registered] = _versions("card-grader")
+    (marker,) = (home / "cache" / "train" / "card-grader").glob(f"*/{RUN_ID_FILE}")
+    assert marker.read_text() == registered.run_id  # left for the rerun to resume
+
+    summary = run_train(load_settings(), "grade", params_file=str(TINY))
+
+    assert summary.version == int(registered.version) == 1
+    assert summary.run_id == registered.run_id and summary.model_uri == registered.source
+    assert len(_versions("card-grader")) == 1
+    assert _client().get_run(registered.run_id).info.status == "FINISHED"
 
 
 def test_a_defect_detector_is_trained_with_yolo_and_registered(
