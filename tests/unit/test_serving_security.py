@@ -54,8 +54,8 @@ def test_every_route_but_the_health_checks_needs_a_key_of_the_right_role(
         refresh = {role: client.post("/v1/admin/refresh", headers=keys[role]).status_code
                    for role in keys}
         health = client.get("/healthz").status_code, client.get("/readyz").status_code
-        KeyStore(tmp_path / "keys.json").revoke(
-            KeyStore(tmp_path / "keys.json").active()[0].key_id)
+        store = KeyStore(tmp_path / "keys.json")  # as `gradeline keys revoke` would
+        store.revoke(next(key.key_id for key in store.active() if key.role is Role.CLIENT))
         after_revocation = client.post("/v1/grade", files=photo, headers=keys["client"])
 
     assert anonymous.status_code == forged.status_code == 401
