@@ -316,7 +316,7 @@ def retrain_on_drift(settings: GradelineSettings, url: str, keys: TrafficKeys, p
     return figures, [summary["report"]]
 
 
-def approve_in_demo_mode(settings: GradelineSettings, url: str) -> Figures:
+def approve_in_demo_mode(settings: GradelineSettings, url: str, params_file: str) -> Figures:
     """The reviewer's approval, given by the demo itself (demo mode), then the new champion."""
     releases = releases_of(settings)
     challenger = releases.version_for(GRADER, "challenger")
@@ -324,7 +324,7 @@ def approve_in_demo_mode(settings: GradelineSettings, url: str) -> Figures:
         raise DemoFailed("no challenger awaits approval")
     releases.decide(GRADER, challenger.version, APPROVED, DEMO_REVIEWER,
                     "demo mode: approved by the demo")
-    concluded = conclude_release(GRADER, challenger.version)
+    concluded = conclude_release(GRADER, challenger.version, params_file)
     served = served_version(url, challenger.version)
     return {"approved_by": "the demo itself (demo mode)", "stage": concluded["stage"],
             "champion": served, "previous": concluded["aliases"]["previous"]}, \
@@ -379,7 +379,8 @@ def demo_flow(settings: GradelineSettings, params_source: Path,
              "release)", lambda: retrain_on_drift(settings, url, keys,
                                                   workdir / f"traffic-day{change}",
                                                   flows_params))
-        step(f"day {change}: approval", lambda: approve_in_demo_mode(settings, url))
+        step(f"day {change}: approval", lambda: approve_in_demo_mode(settings, url,
+                                                                         flows_params))
         day(change + 1, params.new_camera, "ok")
     return steps
 

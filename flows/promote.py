@@ -150,20 +150,31 @@ def _release(settings: GradelineSettings, params: PromoteParams, releases: Relea
 
 
 @flow(name="conclude-release")
-def conclude_release(model: str, version: int) -> dict[str, object]:
+def conclude_release(model: str, version: int,
+                     params_file: str | None = None) -> dict[str, object]:
     """Act on the reviewer's decision: crown an approved version, stop a rejected one. A
-    version without a decision, or whose decision lacks `approved_by`, is left waiting: the
-    audit log names who decided."""
+    version without a decision, or whose `approved_by` is not one of `promote.reviewers`, is
+    left waiting: the audit log names who decided."""
+    reviewers = load_params("promote", PromoteParams,
+                            Path(params_file) if params_file else None).reviewers
     releases = releases_of(load_settings())
     with releases.lock(model, f"conclusion of {model} version {version}"):
-        return _conclude(releases, model, version)
+        return _conclude(releases, model, version, reviewers)
 
 
-def _conclude(releases: Releases, model: str, version: int) -> dict[str, object]:
+def _conclude(releases: Releases, model: str, version: int,
+              reviewers: tuple[str, ...]) -> dict[str, object]:
     approval = releases.approval(model, version)
+    waiting = {"model": model, "version": version, "stage": STAGE_AWAITING_APPROVAL}
     if approval is None or not approval.by:  # a decision counts once it names its reviewer
-        return {"model": model, "version": version, "stage": STAGE_AWAITING_APPROVAL}
+        return waiting
     by = approval.by
+    if by not in reviewers:
+        get_run_logger().warning("%s version %s: the decision %s by %r is ignored: not one of "
+                                 "promote.reviewers %s", model, version, approval.decision, by,
+                                 list(reviewers))
+        return {**waiting, "ignored": f"{approval.decision} by {by!r}, who is not one of "
+                                      f"promote.reviewers"}
     if approval.decision == APPROVED:
         aliases = releases.crown(model, version, ACTOR, f"approved by {by}")
         get_run_logger().info("%s version %s is champion (previous: %s)", model, version,
@@ -175,7 +186,8 @@ def _conclude(releases: Releases, model: str, version: int) -> dict[str, object]
 
 
 @flow(name="conclude-releases")
-def conclude_releases(models: tuple[str, ...] = (GRADER, DETECTOR)) -> dict[str, object]:
+def conclude_releases(models: tuple[str, ...] = (GRADER, DETECTOR),
+                      params_file: str | None = None) -> dict[str, object]:
     """Conclude every challenger awaiting approval whose reviewer has decided: the scheduled
     deployment that lands approvals given in the MLflow UI without a waiting CLI."""
     releases = releases_of(load_settings())
@@ -186,7 +198,7 @@ def conclude_releases(models: tuple[str, ...] = (GRADER, DETECTOR)) -> dict[str,
         except VersionNotFound:
             continue  # not registered here
         if challenger is not None and challenger.stage == STAGE_AWAITING_APPROVAL:
-            concluded[model] = conclude_release(model, challenger.version)
+            concluded[model] = conclude_release(model, challenger.version, params_file)
     return concluded
 
 
@@ -198,7 +210,8 @@ def run_promote(settings: GradelineSettings, model: str, version: int,
     return {**summary, "steps": [step.as_dict() for step in summary["steps"]]}
 
 
-def run_conclude(settings: GradelineSettings, model: str, version: int) -> dict[str, object]:
+def run_conclude(settings: GradelineSettings, model: str, version: int,
+                 params_file: str | None = None) -> dict[str, object]:
     """Run `conclude-release` on these settings' home."""
     settings.activate()
-    return conclude_release(model, version)
+    return conclude_release(model, version, params_file)

@@ -15,11 +15,14 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from components.settings import load_settings
+
+if TYPE_CHECKING:
+    from components.release.analysis import PromoteParams
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 ModelOption = Annotated[str, typer.Option(help="Registered model name.")]
@@ -68,9 +71,10 @@ def serve(
                 log_level="info")
 
 
-def _wait_for_decision(model: str, version: int, poll_seconds: float,
+def _wait_for_decision(model: str, version: int, params: PromoteParams, params_file: str | None,
                        timeout_seconds: float) -> dict[str, object]:
-    """Poll the version until a reviewer decided (then conclude it) or the time is up."""
+    """Poll the version until one of the reviewers decided (then conclude it) or the time is
+    up; a decision by anyone else is said once and ignored."""
     from flows.promote import run_conclude
     from flows.registry import releases_of
     from model_registry import get_version
@@ -79,17 +83,23 @@ def _wait_for_decision(model: str, version: int, poll_seconds: float,
     settings = load_settings()
     releases = releases_of(settings)
     deadline = time.monotonic() + timeout_seconds
-    _say(f"waiting for a reviewer: set the tags approved_by=<name> and approval=approved (or "
+    reviewers = ", ".join(params.reviewers) or "none listed in promote.reviewers"
+    _say(f"waiting for a reviewer ({reviewers}): set the tags approved_by=<name> and "
+         f"approval=approved (or "
          f"rejected) on {model} version {version} in the MLflow UI (`gradeline ui`), or run "
          f"`gradeline approve`")
+    ignored = None
     while time.monotonic() < deadline:
         stage = get_version(str(settings.mlflow_tracking_uri), model, version).stage
         if stage != STAGE_AWAITING_APPROVAL:  # concluded elsewhere (gradeline approve)
             return {"model": model, "version": version, "stage": stage}
         approval = releases.approval(model, version)
-        if approval is not None and approval.by:
-            return run_conclude(settings, model, version)
-        time.sleep(poll_seconds)
+        if approval is not None and approval.by in params.reviewers:
+            return run_conclude(settings, model, version, params_file)
+        if approval is not None and approval.by and approval.by != ignored:
+            ignored = approval.by
+            _say(f"ignoring the decision by {ignored!r}: not one of promote.reviewers")
+        time.sleep(params.poll_seconds)
     return {"model": model, "version": version, "stage": STAGE_AWAITING_APPROVAL}
 
 
@@ -130,9 +140,9 @@ def promote(
                 _say(f"{step['step']}: {'passed' if step['passed'] else 'FAILED'} "
                      + ", ".join(f"{k}={v}" for k, v in step["figures"].items()))
             if wait and report["stage"] == STAGE_AWAITING_APPROVAL:
-                poll = load_params("promote", PromoteParams, params).poll_seconds
-                report["conclusion"] = _wait_for_decision(model, version, poll,
-                                                          approval_timeout)
+                report["conclusion"] = _wait_for_decision(
+                    model, version, load_params("promote", PromoteParams, params),
+                    str(params) if params else None, approval_timeout)
                 report["stage"] = report["conclusion"]["stage"]
     except (PromotionError, VersionNotFound, ReleaseLocked) as error:
         raise _fail(str(error)) from None
@@ -143,17 +153,24 @@ def promote(
 
 
 def _decide(model: str, version: int, decision: str, by: str, reason: str,
-            as_json: bool) -> None:
-    """Write the reviewer's decision, then conclude the release with it."""
+            params: Path | None, as_json: bool) -> None:
+    """Write the reviewer's decision, then conclude the release with it; refused unless `by`
+    is one of promote.reviewers."""
+    from components.params import load_params
+    from components.release.analysis import PromoteParams
     from flows.promote import run_conclude
     from flows.registry import releases_of
     from model_registry import PromotionError, VersionNotFound
     from model_registry.locks import ReleaseLocked
 
+    reviewers = load_params("promote", PromoteParams, params).reviewers
+    if by.strip() not in reviewers:
+        raise _fail(f"{by!r} is not a reviewer: only {', '.join(reviewers) or 'nobody'} may "
+                    f"decide (promote.reviewers in params.yaml)")
     settings = load_settings()
     try:
         releases_of(settings).decide(model, version, decision, by, reason)
-        report = run_conclude(settings, model, version)
+        report = run_conclude(settings, model, version, str(params) if params else None)
     except (PromotionError, VersionNotFound, ReleaseLocked) as error:
         raise _fail(str(error)) from None
     typer.echo(json.dumps(report, indent=2, default=str) if as_json
@@ -162,17 +179,18 @@ def _decide(model: str, version: int, decision: str, by: str, reason: str,
 
 def approve(model: ModelOption = "card-grader", version: VersionOption = ...,
             by: ByOption = ..., reason: Annotated[str, typer.Option()] = "",
-            as_json: JsonFlag = False) -> None:
+            params: ParamsOption = None, as_json: JsonFlag = False) -> None:
     """Approve a version awaiting approval (as the tag approval=approved in the MLflow UI does);
-    it becomes champion."""
-    _decide(model, version, "approved", by, reason, as_json)
+    it becomes champion. `--by` must be one of promote.reviewers."""
+    _decide(model, version, "approved", by, reason, params, as_json)
 
 
 def reject(model: ModelOption = "card-grader", version: VersionOption = ...,
            by: ByOption = ..., reason: Annotated[str, typer.Option()] = "",
-           as_json: JsonFlag = False) -> None:
-    """Reject a version awaiting approval; it stops for good (stage rejected)."""
-    _decide(model, version, "rejected", by, reason, as_json)
+           params: ParamsOption = None, as_json: JsonFlag = False) -> None:
+    """Reject a version awaiting approval; it stops for good (stage rejected). `--by` must be
+    one of promote.reviewers."""
+    _decide(model, version, "rejected", by, reason, params, as_json)
 
 
 def rollback(model: ModelOption = "card-grader", by: ByOption = ...,

@@ -55,6 +55,9 @@ class PromoteParams(StrictParams):
     canary: CanaryParams = CanaryParams()
     analysis: AnalysisParams = AnalysisParams()
     poll_seconds: float = Field(2.0, gt=0, description="how often traffic and approval are read")
+    reviewers: tuple[str, ...] = Field((), description="who may approve or reject a release "
+                                       "(its approved_by tag); a decision by anyone else is "
+                                       "ignored, and with none listed no decision counts")
 
 
 @dataclass(frozen=True)
