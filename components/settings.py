@@ -175,6 +175,15 @@ class GradelineSettings(BaseSettings):
                 shown[name] = mask_uri(str(value))
         return shown
 
+    def mlflow_server_env(self) -> dict[str, str]:
+        """What an MLflow server of this home reads from its environment rather than its command
+        line, where any local user would read a database password (`ps`); only that server
+        process gets it."""
+        return {"MLFLOW_BACKEND_STORE_URI": str(self.mlflow_tracking_uri),
+                "MLFLOW_DEFAULT_ARTIFACT_ROOT": str(self.mlflow_artifact_root),
+                # No background job runners: nothing here uses them, and MLflow starts seven.
+                "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+
     def service_env(self) -> dict[str, str]:
         """Environment variables that make MLflow, Prefect and AWS clients use these settings."""
         env = {

@@ -38,7 +38,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemaining
 from components.cards import CAMERAS, FactoryError, contact_sheet, synthesize_batch
 from components.cards.sheet import legend
 from components.centering import CenteringError, draw_centering, measure_centering
-from components.settings import load_settings
+from components.settings import load_settings, mask_uri
 from flows.config_cli import config_app
 from flows.keys_cli import keys_app
 from flows.monitor_cli import register as register_monitor_commands
@@ -271,13 +271,11 @@ def ui(
     import sys
 
     settings = load_settings()
-    command = [sys.executable, "-m", "mlflow", "ui", "--host", "127.0.0.1", "--port", str(port),
-               "--backend-store-uri", str(settings.mlflow_tracking_uri),
-               "--default-artifact-root", str(settings.mlflow_artifact_root)]
-    typer.echo(f"MLflow UI on http://127.0.0.1:{port} ({' '.join(command[1:])})", err=True)
-    # No background job runners: nothing here uses them, and MLflow starts seven by default.
+    command = [sys.executable, "-m", "mlflow", "ui", "--host", "127.0.0.1", "--port", str(port)]
+    typer.echo(f"MLflow UI on http://127.0.0.1:{port} (store "
+               f"{mask_uri(str(settings.mlflow_tracking_uri))})", err=True)
     raise typer.Exit(subprocess.call(command, env={**os.environ,
-                                                   "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}))
+                                                   **settings.mlflow_server_env()}))
 
 
 @app.command("demo")

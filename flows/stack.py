@@ -274,11 +274,9 @@ def service_commands(stack: Stack, settings: GradelineSettings) -> dict[str, lis
         "prefect-server": [*prefect, "server", "start", "--host", HOST,
                            "--port", str(stack.prefect_port)],
         # One web worker: a local UI for a few reviewers, on a machine shared with training.
+        # The store and artifact root come from its environment (mlflow_server_env).
         "mlflow": [sys.executable, "-m", "mlflow", "server", "--host", HOST,
-                   "--port", str(stack.mlflow_port),
-                   "--backend-store-uri", str(settings.mlflow_tracking_uri),
-                   "--default-artifact-root", str(settings.mlflow_artifact_root),
-                   "--workers", "1"],
+                   "--port", str(stack.mlflow_port), "--workers", "1"],
         # --type process creates the pool when it is missing.
         "worker": [*prefect, "worker", "start", "--pool", POOL, "--type", "process",
                    "--name", stack.worker_name],
@@ -288,9 +286,7 @@ def service_commands(stack: Stack, settings: GradelineSettings) -> dict[str, lis
 def stack_env(stack: Stack, settings: GradelineSettings) -> dict[str, str]:
     """This process's environment with the home's settings, every Prefect client (the worker,
     its flow runs, the UI) pointed at the stack's server."""
-    return {**os.environ, **settings.service_env(), "PREFECT_API_URL": stack.api_url,
-            # No background job runners: nothing here uses them, and they slow the start.
-            "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    return {**os.environ, **settings.service_env(), "PREFECT_API_URL": stack.api_url}
 
 
 def running_services(stack: Stack) -> dict[str, int]:
@@ -315,8 +311,9 @@ def start_stack(stack: Stack, settings: GradelineSettings, wait_s: float,
     started: dict[str, int] = {}
 
     def launch(service: str) -> None:
-        started[service] = start_process(commands[service], env, stack.log_file(service),
-                                         cwd=stack.folder)
+        own = settings.mlflow_server_env() if service == "mlflow" else {}
+        started[service] = start_process(commands[service], {**env, **own},
+                                         stack.log_file(service), cwd=stack.folder)
         stack.pid_file(service).write_text(str(started[service]))
         say(f"starting {service} (log: {stack.log_file(service)})")
 

@@ -28,7 +28,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedCo
 
 from components.ingest import DataRepo, DatasetStore
 from components.params import load_params
-from components.settings import GradelineSettings, find_project_root, load_settings
+from components.settings import GradelineSettings, find_project_root, load_settings, mask_uri
 from components.train.params import Profile, TrainParams
 from components.train.pyfunc import log_image_model, logged_model_folder
 from components.train.recipes import TASK_NAMES, model_name_for, profile_for, train_task
@@ -262,7 +262,7 @@ def train(task: str = "grade", dataset: str | None = None, data_version: str | N
     summary = TrainSummary(
         task=task, dataset=dataset, data_version=data.version, profile=profile,
         model_name=model_name, version=version, run_id=run.run_id, model_uri=model_uri,
-        tracking_uri=str(settings.mlflow_tracking_uri),
+        tracking_uri=mask_uri(str(settings.mlflow_tracking_uri)),
         metrics={k: round(v, 4) for k, v in result.metrics.items()},
         epochs_run=result.epochs_run, best_epoch=result.best_epoch,
         resumed_from_epoch=result.resumed_from_epoch,

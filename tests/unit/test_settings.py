@@ -179,3 +179,17 @@ def test_service_env_reveals_aws_settings_for_the_tools(tmp_path: Path) -> None:
     assert env["AWS_DEFAULT_REGION"] == "us-east-1"
     assert env["AWS_ACCESS_KEY_ID"] == "AKIAKEY"
     assert env["AWS_SECRET_ACCESS_KEY"] == "topsecret"
+
+
+def test_a_database_password_reaches_only_the_mlflow_server_and_never_a_command_line(
+        tmp_path: Path) -> None:
+    from flows.stack import Stack, service_commands, stack_env
+
+    settings = load_settings(home=tmp_path,
+                             mlflow_tracking_uri="postgresql://gradeline:s3cret@db/mlflow")
+    stack = Stack(tmp_path / "stack", 4200, 5000, "worker")
+
+    commands = service_commands(stack, settings)
+    assert not any("s3cret" in part for command in commands.values() for part in command)
+    assert settings.mlflow_server_env()["MLFLOW_BACKEND_STORE_URI"].endswith("s3cret@db/mlflow")
+    assert "MLFLOW_BACKEND_STORE_URI" not in stack_env(stack, settings)  # the worker's, etc.
