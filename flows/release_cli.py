@@ -52,13 +52,13 @@ def serve(
 ) -> None:
     """Run the grading service (FastAPI on uvicorn) with the registry's champion; it follows the
     aliases, so promotions and rollbacks need no restart. It answers only holders of API keys
-    (`gradeline keys create`) and will not start without one. Stop it with Ctrl-C."""
-    import uvicorn
-
+    (`gradeline keys create`) and will not start without one. Stop it with Ctrl-C or SIGTERM:
+    it drains first (serve.drain_seconds)."""
     from components.params import load_params
     from components.serving.app import app_from_settings
     from components.serving.keys import KeyStore
     from components.serving.params import ServeParams
+    from components.serving.server import DrainingServer
 
     settings = load_settings()
     if not KeyStore(settings.keys_file).active():
@@ -66,9 +66,8 @@ def serve(
                     "checks needs one; create one first with `gradeline keys create --name "
                     "NAME --role client`")
     serve_params = load_params("serve", ServeParams, params)
-    uvicorn.run(app_from_settings(settings, serve_params),
-                host=host or serve_params.host, port=port or serve_params.port,
-                log_level="info")
+    app = app_from_settings(settings, serve_params)
+    DrainingServer(app, app.state.service, serve_params, host, port).run()
 
 
 def _wait_for_decision(model: str, version: int, params: PromoteParams, params_file: str | None,

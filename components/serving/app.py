@@ -105,6 +105,7 @@ def create_app(service: GradingService, keys: KeyStore) -> FastAPI:
     limits = service.config.upload_limits
     app = FastAPI(title="Gradeline grading service", lifespan=lifespan,
                   description="Grades of trading-card photos with the registry's champion model.")
+    app.state.service = service
     app.add_middleware(BodyLimit, default=SMALL_BODY, limits={
         "/v1/grade": limits.max_bytes + MULTIPART_OVERHEAD,
         "/v1/grade/batch": service.config.max_files_per_request * limits.max_bytes

@@ -25,6 +25,16 @@ class ServeParams(StrictParams):
     max_upload_bytes: int = Field(20_000_000, ge=1)
     max_pixels: int = Field(40_000_000, ge=1, description="larger images are refused as "
                             "decompression bombs, read from the header before decoding")
+    request_timeout_s: float = Field(30.0, gt=0, description="one photo's whole answer; past "
+                                     "it the client gets 503 with Retry-After")
+    limit_concurrency: int = Field(256, ge=1, description="connections and tasks uvicorn takes "
+                                   "at once before it answers 503 itself (keep it above "
+                                   "max_queue, whose 503s carry Retry-After)")
+    drain_seconds: float = Field(5.0, ge=0, description="after SIGTERM, how long /readyz says "
+                                 "not ready while requests are still answered, so a load "
+                                 "balancer stops sending before the port closes")
+    graceful_shutdown_seconds: float = Field(30.0, gt=0, description="then, how long requests "
+                                             "in flight get to finish")
 
     def service_config(self, thumbnails: Path | None = None) -> ServiceConfig:
         """The service's own settings from these parameters; `thumbnails` is where small
@@ -34,4 +44,5 @@ class ServeParams(StrictParams):
                                        max_pixels=self.max_pixels),
             max_batch=self.max_batch, max_wait_ms=self.max_wait_ms, max_queue=self.max_queue,
             max_files_per_request=self.max_files_per_request,
-            refresh_seconds=self.refresh_seconds, thumbnails=thumbnails)
+            refresh_seconds=self.refresh_seconds, request_timeout_s=self.request_timeout_s,
+            thumbnails=thumbnails)

@@ -51,7 +51,8 @@ DRAIN_SECONDS = 30.0  # how long a replaced model's batcher keeps serving reques
 
 
 class NotReady(RuntimeError):
-    """No champion is loaded yet: the service cannot answer."""
+    """No champion is loaded yet, or a request took longer than its time limit: the service
+    cannot answer it now."""
 
     def __init__(self, message: str, retry_after_s: float) -> None:
         super().__init__(message)
@@ -68,6 +69,7 @@ class ServiceConfig:
     max_queue: int = 64  # photos admitted at once; also the bound of each model's batch queue
     max_files_per_request: int = 32
     refresh_seconds: float = 5.0
+    request_timeout_s: float = 30.0  # one photo's whole answer; past it the client gets 503
     thumbnails: Path | None = None  # where a small copy of each served photo goes (monitoring)
 
 
@@ -105,6 +107,7 @@ class GradingService:
         self._request_seconds = 0.0
         self._background: set[asyncio.Task] = set()
         self._log_writer = SpooledWriter(log)
+        self.draining = False
         self._refresher: asyncio.Task | None = None
 
     async def start(self) -> None:
@@ -171,9 +174,16 @@ class GradingService:
                     await batcher.start()
                     batchers[key] = batcher
 
+    def drain(self) -> None:
+        """Say not ready from now on (a load balancer stops sending new requests) while
+        requests keep being answered: the first step of a graceful shutdown."""
+        self.draining = True
+
     def readiness(self) -> tuple[bool, dict[str, object]]:
-        """Ready when a champion grader is loaded; with what is loaded and what failed."""
-        return self.models.champion is not None, {"loaded": self.models.loaded(),
+        """Ready when a champion grader is loaded and the service is not draining; with what
+        is loaded and what failed."""
+        ready = self.models.champion is not None and not self.draining
+        return ready, {"draining": self.draining, "loaded": self.models.loaded(),
                                                   "canary_share": self.models.canary_share,
                                                   "problems": dict(self.source.problems),
                                                   "prediction_log": self._log_writer.state()}
@@ -193,8 +203,12 @@ class GradingService:
         self._in_flight += 1
         started = time.perf_counter()
         try:
-            answer = await self._grade(data, request_id or uuid.uuid4().hex, correlation_id,
-                                       started)
+            async with asyncio.timeout(self.config.request_timeout_s):
+                answer = await self._grade(data, request_id or uuid.uuid4().hex, correlation_id,
+                                           started)
+        except TimeoutError:
+            raise NotReady(f"the answer took longer than {self.config.request_timeout_s:g} s",
+                           max(1.0, self._request_seconds)) from None
         finally:
             self._in_flight -= 1
         # A moving average of answered requests' time: the Retry-After a refused client gets.

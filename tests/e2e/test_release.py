@@ -52,7 +52,7 @@ SIZE = (96, 128)  # width, height: the tiny budgets' input size
 def _release_params(path: Path) -> Path:
     """A service that re-reads aliases twice a second, and release steps judged on a few
     requests (latency ratio loose: 2 shared cores are noisy)."""
-    params = {"serve": {"refresh_seconds": 0.5, "max_wait_ms": 2},
+    params = {"serve": {"refresh_seconds": 0.5, "max_wait_ms": 2, "drain_seconds": 0.5},
               "promote": {"shadow": {"min_pairs": 12, "max_wait_seconds": 120},
                           "canary": {"steps": [0.25, 0.5], "min_requests": 8,
                                      "max_wait_seconds": 120},

@@ -311,3 +311,15 @@ def test_a_failed_prediction_log_write_is_counted_kept_and_written_later(
     assert log.count() == 3  # nothing lost: the two kept records went in with the third
     assert "gradeline_prediction_log_failures_total 2.0" in metrics
     assert "gradeline_prediction_log_pending 0.0" in metrics
+
+
+def test_a_request_past_its_time_limit_gets_503_not_an_endless_wait(tmp_path: Path) -> None:
+    gate = threading.Event()
+    service = _service(tmp_path, ServedModels(StandInGrader(1, gate=gate)),
+                       request_timeout_s=0.3)
+    try:
+        with pytest.raises(NotReady, match="longer than 0.3 s") as late:
+            asyncio.run(_grade_all(service, ["slow"]))
+    finally:
+        gate.set()
+    assert late.value.retry_after_s >= 1
