@@ -26,7 +26,10 @@ import sqlalchemy as sa
 from components.serving.properties import PROPERTY_NAMES
 
 ROLES = ("champion", "challenger", "shadow")
-_JSON_FIELDS = ("probabilities", "subgrades", "embedding")
+_JSON_FIELDS = ("probabilities", "subgrades")
+# Embeddings are float16 bytes (a 320-value embedding: 640 bytes, not 6 kB of JSON text); rows
+# written before kept theirs as JSON in `embedding`, which is still read.
+_EMBEDDING_BYTES = "embedding_f16"
 _DTYPES = {"version": "int64", "answered": "bool", "grade": "Int64", "grade_set_low": "Int64",
            "grade_set_high": "Int64", "needs_review": "boolean", "latency_ms": "float64"}
 
@@ -96,6 +99,7 @@ def _table(metadata: sa.MetaData) -> sa.Table:
         *(sa.Column(name, sa.Float) for name in PROPERTY_NAMES),
         sa.Column("embedding", sa.Text),
         sa.Column("correlation_id", sa.String(128)),
+        sa.Column(_EMBEDDING_BYTES, sa.LargeBinary),
         sa.Index("ix_predictions_model_time", "model", "time"),
     )
 
@@ -152,14 +156,17 @@ class PredictionLog:
                version: int | None = None) -> pd.DataFrame:
         """Records with since <= time < until (either open), oldest first, as a frame of
         `COLUMNS`: JSON decoded, time tz-aware UTC, missing grades as <NA>."""
-        columns = [self._table.c[name] for name in COLUMNS]
+        columns = [self._table.c[name] for name in (*COLUMNS, _EMBEDDING_BYTES)]
         query = (sa.select(*columns).where(*self._filters(since, until, model, roles, version))
                  .order_by(self._table.c.time, self._table.c.id))
         with self._engine.connect() as connection:
-            frame = pd.DataFrame(connection.execute(query).all(), columns=list(COLUMNS))
+            frame = pd.DataFrame(connection.execute(query).all(),
+                                 columns=[*COLUMNS, _EMBEDDING_BYTES])
         frame["time"] = pd.to_datetime(frame["time"], utc=True)
         for name in _JSON_FIELDS:
             frame[name] = frame[name].map(json.loads, na_action="ignore").astype(object)
+        frame["embedding"] = [_embedding(packed, text) for packed, text in
+                              zip(frame.pop(_EMBEDDING_BYTES), frame["embedding"], strict=True)]
         return frame.astype(_DTYPES)
 
     def record_expert_grade(self, request_id: str, grade: int, grader: str,
@@ -216,6 +223,13 @@ class PredictionLog:
         return filters
 
 
+def _embedding(packed: bytes | None, text: str | None) -> list[float] | None:
+    """An embedding from its float16 bytes, or from the JSON text of an older row."""
+    if packed is not None:
+        return np.frombuffer(packed, np.float16).astype(float).tolist()
+    return None if text is None or text is pd.NA else json.loads(text)
+
+
 def _add_missing_columns(engine: sa.Engine, table: sa.Table) -> None:
     """Add the columns a log written by an older version lacks (nullable ones only), so an
     existing home keeps its history."""
@@ -240,6 +254,9 @@ def _row(record: PredictionRecord) -> dict[str, Any]:
     row["time"] = _utc(record.time, "time")
     for name in _JSON_FIELDS:
         row[name] = None if row[name] is None else json.dumps(row[name])
+    embedding = row.pop("embedding")
+    row[_EMBEDDING_BYTES] = None if embedding is None else \
+        np.asarray(embedding, np.float16).tobytes()
     row.update({name: float(record.properties[name]) for name in PROPERTY_NAMES})
     return row
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import sqlalchemy as sa
 
 from components.serving.predlog import (
     COLUMNS,
@@ -191,3 +192,16 @@ def test_the_spool_keeps_at_most_its_bound_while_the_log_is_down_and_counts_the_
     monkeypatch.setattr(log, "write", write)
     assert writer.write([]) is True and writer.state()["healthy"]
     assert sorted(log.window()["request_id"]) == ["r-2", "r-3", "r-4"]  # the newest kept
+
+
+def test_embeddings_are_stored_as_float16_bytes_and_older_json_rows_still_read(
+        log: PredictionLog) -> None:
+    log.write([_record("new"), _record("old", minute=1)])
+    with log._engine.begin() as connection:  # a row as an older version wrote it
+        connection.execute(sa.text("UPDATE predictions SET embedding_f16 = NULL, "
+                                   "embedding = '[0.5, 1.5]' WHERE request_id = 'old'"))
+        stored = connection.execute(sa.text("SELECT embedding_f16, embedding FROM predictions "
+                                            "WHERE request_id = 'new'")).one()
+
+    assert len(stored[0]) == 2 * 3 and stored[1] is None  # 2 bytes a value, no JSON text
+    assert log.window()["embedding"].tolist() == [[0.25, -1.5, 3.0], [0.5, 1.5]]
