@@ -16,6 +16,7 @@
     gradeline monitor [--model card-grader] [--window 24h] [--json]
     gradeline silence --model card-grader --hours 12 --by NAME --reason TEXT
     gradeline retrain [--model card-grader] [--no-promote] [--json]
+    gradeline prune [--dry-run] [--json]
     gradeline up | down | deploy
     gradeline ui [--port 5000]
     gradeline config show [--json]

@@ -1,9 +1,10 @@
-"""The monitoring commands of `gradeline`: monitor, silence and retrain.
+"""The monitoring commands of `gradeline`: monitor, silence, retrain, land and prune.
 
     gradeline monitor [--model card-grader] [--window 24h] [--json]
     gradeline silence --model card-grader --hours 12 --by ada --reason "new camera, retraining"
     gradeline retrain [--model card-grader] [--reason TEXT] [--no-promote] [--json]
     gradeline land incoming/batch-7 [--task grade] [--dataset cards]
+    gradeline prune [--dry-run] [--json]
 
 Mounted by the main CLI with `register(app)`.
 """
@@ -147,7 +148,26 @@ def land(
     typer.echo(f"{target}: landed and announced to {api_url} (gradeline.batch.landed)")
 
 
+def prune(
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Count, delete nothing.")] = False,
+    params: ParamsOption = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Delete what is past its retention (params.yaml `retention:`): old prediction log rows,
+    thumbnails, reports, Prefect results and cached models no alias names (the Prefect flow
+    `retention`, which the daily-retention deployment runs)."""
+    from flows.retention import run_retention
+
+    summary = run_retention(load_settings(), str(params) if params else None, dry_run)
+    if as_json:
+        typer.echo(json.dumps(summary, indent=2))
+        return
+    verb = "would prune" if dry_run else "pruned"
+    for item in summary["pruned"]:
+        typer.echo(f"{verb} {item['what']}: {item['items']} items, {item['bytes'] / 1e6:.1f} MB")
+
+
 def register(app: typer.Typer) -> None:
     """Add the monitoring commands to the main CLI."""
-    for command in (monitor, silence, retrain, land):
+    for command in (monitor, silence, retrain, land, prune):
         app.command(command.__name__)(command)

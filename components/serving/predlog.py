@@ -197,6 +197,19 @@ class PredictionLog:
         return pd.DataFrame({"request_id": median.index,
                              "grade": np.floor(median.to_numpy(float) + 0.5).astype(int)})
 
+    def prune(self, before: datetime, dry_run: bool = False) -> int:
+        """Delete the records and expert grades older than `before` (retention); how many
+        records went (or would go, with `dry_run`)."""
+        records = self._table.c.time < _utc(before, "before")
+        with self._write_lock, self._engine.begin() as connection:
+            count = int(connection.execute(sa.select(sa.func.count()).select_from(self._table)
+                                           .where(records)).scalar_one())
+            if not dry_run:
+                connection.execute(self._table.delete().where(records))
+                connection.execute(self._experts.delete().where(
+                    self._experts.c.time < _utc(before, "before")))
+        return count
+
     def count(self, since: datetime | None = None, until: datetime | None = None,
               model: str | None = None, roles: Sequence[str] | None = None,
               version: int | None = None) -> int:

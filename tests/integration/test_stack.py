@@ -40,6 +40,10 @@ STAND_INS = {
     "promote.py": '@flow(name="conclude-releases")\n'
                   'def conclude_releases() -> dict:\n'
                   '    return {}\n',
+    "retention.py": '@flow(name="retention")\n'
+                    'def retention(params_file: str | None = None, dry_run: bool = False)'
+                    ' -> dict:\n'
+                    '    return {}\n',
     "ingest.py": '@flow(name="ingest")\n'
                  'def ingest(source: str, task: str = "grade", dataset: str | None = None)'
                  ' -> dict:\n'
@@ -48,6 +52,7 @@ STAND_INS = {
 EXPECTED = {
     "nightly-retrain": {"schedules": ["cron 0 2 * * * (UTC)"], "events": []},
     "hourly-monitor": {"schedules": ["cron 0 * * * * (UTC)"], "events": []},
+    "daily-retention": {"schedules": ["cron 30 3 * * * (UTC)"], "events": []},
     "conclude-releases": {"schedules": ["every 300 s"], "events": []},
     "ingest-new-batch": {"schedules": [], "events": ["gradeline.batch.landed"]},
     "retrain-on-drift": {"schedules": [], "events": ["gradeline.drift.detected"]},

@@ -205,3 +205,17 @@ def test_embeddings_are_stored_as_float16_bytes_and_older_json_rows_still_read(
 
     assert len(stored[0]) == 2 * 3 and stored[1] is None  # 2 bytes a value, no JSON text
     assert log.window()["embedding"].tolist() == [[0.25, -1.5, 3.0], [0.5, 1.5]]
+
+
+def test_pruning_deletes_records_and_expert_grades_before_the_cutoff_only(
+        log: PredictionLog) -> None:
+    log.write([_record("old", minute=0), _record("new", minute=60)])
+    log.record_expert_grade("old", 7, "ada", START)
+    log.record_expert_grade("new", 8, "ada", START + timedelta(minutes=60))
+    cut = START + timedelta(minutes=30)
+
+    assert log.prune(cut, dry_run=True) == 1 and log.count() == 2
+    assert log.prune(cut) == 1
+
+    assert log.window()["request_id"].tolist() == ["new"]
+    assert log.expert_grades()["request_id"].tolist() == ["new"]
