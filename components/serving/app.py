@@ -26,6 +26,7 @@ from contextlib import asynccontextmanager
 from typing import Annotated
 
 from fastapi import Depends, FastAPI, HTTPException, Request, Response
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
@@ -110,6 +111,15 @@ def create_app(service: GradingService, keys: KeyStore) -> FastAPI:
         "/v1/grade": limits.max_bytes + MULTIPART_OVERHEAD,
         "/v1/grade/batch": service.config.max_files_per_request * limits.max_bytes
         + MULTIPART_OVERHEAD})
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_: Request, error: RequestValidationError) -> JSONResponse:
+        # FastAPI's own handler echoes the input, and fails (500) on a body that is not UTF-8.
+        problems = [{"loc": [str(part) for part in problem["loc"]], "msg": problem["msg"]}
+                    for problem in error.errors()]
+        return JSONResponse({"error": "; ".join(f"{'.'.join(p['loc'])}: {p['msg']}"
+                                                for p in problems), "detail": problems},
+                            status_code=422)
 
     @app.exception_handler(AccessDenied)
     async def denied(_: Request, error: AccessDenied) -> JSONResponse:
