@@ -3,12 +3,13 @@ training quality and speed, and a warm-started retraining against a cold one
 (benchmarks/train.py), evaluation figures with the latency table
 of PyTorch, ONNX and int8, the grader's severity maps as a defect segmentation and the served
 grader on every camera (benchmarks/evaluate.py), and the grading service under load
-(benchmarks/serve.py), as a table or JSON.
+(benchmarks/serve.py) and at twice its capacity through a SIGTERM (benchmarks/overload.py), as
+a table or JSON.
 
     python -m benchmarks [--only factory centering ingest train evaluate segment cameras
-        retrain serve] [--cards 1000] [--centering-cards 300] [--ingest 2000 10000]
+        retrain serve overload] [--cards 1000] [--centering-cards 300] [--ingest 2000 10000]
         [--train-cards 2000] [--train grade:fast [detect:fast]] [--camera-cards 300]
-        [--retrain-cards 600] [--requests 300] [--json]
+        [--retrain-cards 600] [--requests 300] [--overload-seconds 300] [--json]
 
 Targets: at least 100 cards/s on 2 cores and centering within 1 percentage point on clean
 studio images (foundation); at least 500 card images/s validated end to end through the ingest
@@ -26,13 +27,14 @@ import time
 from pathlib import Path
 
 from benchmarks.evaluate import bench_cameras, bench_evaluate, bench_segmentation
+from benchmarks.overload import bench_overload
 from benchmarks.serve import bench_serve
 from benchmarks.train import bench_retrain, bench_train
 from components.cards import CAMERAS, synthesize_batch
 from components.centering import centering_accuracy
 
 SECTIONS = ("factory", "centering", "ingest", "train", "evaluate", "segment", "cameras",
-            "retrain", "serve")
+            "retrain", "serve", "overload")
 TITLES = {
     "factory": "card factory (target: >= 100 cards/s on this machine's cores)",
     "centering": "centering vs truth, percentage points (target: studio max_abs <= 1.0)",
@@ -50,6 +52,8 @@ TITLES = {
                "cards (warm start, what `retrain` does) against a new one trained on everything",
     "serve": "grading service over HTTP, full-size photos (targets: micro-batching raises "
              "answered/s over max_batch 1; overload answers 503 with Retry-After)",
+    "overload": "the service at twice its capacity, then SIGTERM under that load (targets: no "
+                "crash, bounded memory, every refusal 503 + Retry-After, no failed answer)",
 }
 
 
@@ -105,10 +109,12 @@ def bench_ingest(workdir: Path, sizes: list[int]) -> list[dict[str, object]]:
 
 
 def _table(rows: list[dict[str, object]]) -> str:
-    columns = list(rows[0])
-    widths = {c: max(len(c), *(len(str(r[c])) for r in rows)) for c in columns}
-    lines = ["  ".join(c.ljust(widths[c]) for c in columns)]
-    lines += ["  ".join(str(r[c]).ljust(widths[c]) for c in columns) for r in rows]
+    """Rows as aligned columns: every key any row has, in order of first use ('-' if absent)."""
+    columns = list(dict.fromkeys(key for row in rows for key in row))
+    cells = [[str(row.get(c, "-")) for c in columns] for row in rows]
+    widths = [max(len(c), *(len(line[i]) for line in cells)) for i, c in enumerate(columns)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True))]
+    lines += ["  ".join(v.ljust(w) for v, w in zip(line, widths, strict=True)) for line in cells]
     return "\n".join(lines)
 
 
@@ -128,6 +134,8 @@ def main() -> None:
     parser.add_argument("--retrain-cards", type=int, default=600,
                         help="new phone cards for the retrain bench")
     parser.add_argument("--requests", type=int, default=300, help="requests per serve run")
+    parser.add_argument("--overload-seconds", type=float, default=300,
+                        help="seconds at twice the service's capacity")
     parser.add_argument("--json", action="store_true", help="print JSON")
     args = parser.parse_args()
     runs = [tuple(pair.split(":", 1)) for pair in args.train]
@@ -141,7 +149,8 @@ def main() -> None:
                    "cameras": lambda: bench_cameras(Path(tmp), args.camera_cards),
                    "retrain": lambda: bench_retrain(Path(tmp), args.train_cards,
                                                     args.retrain_cards),
-                   "serve": lambda: bench_serve(Path(tmp), args.requests)}
+                   "serve": lambda: bench_serve(Path(tmp), args.requests),
+                   "overload": lambda: bench_overload(Path(tmp), args.overload_seconds)}
         results = {name: benches[name]() for name in SECTIONS if name in args.only}
     if args.json:
         print(json.dumps(results, indent=2))

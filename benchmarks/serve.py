@@ -16,6 +16,8 @@ from __future__ import annotations
 import asyncio
 import multiprocessing
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -43,24 +45,49 @@ class FixedModels:
 
 
 def _serve(graph: Path, port: int, max_batch: int, max_queue: int, log_uri: str,
-           keys_file: Path) -> None:
-    """The service's app on uvicorn, in this (child) process."""
-    import uvicorn
-
+           keys_file: Path, drain_seconds: float) -> None:
+    """The service's app on the server `gradeline serve` runs (draining on SIGTERM), in this
+    (child) process."""
+    from components.params import load_params
     from components.serving.app import create_app
     from components.serving.keys import KeyStore
     from components.serving.metrics import ServiceMetrics
+    from components.serving.params import ServeParams
     from components.serving.predlog import PredictionLog
+    from components.serving.server import DrainingServer
     from components.serving.service import GradingService, ServiceConfig
 
     service = GradingService(FixedModels(graph), PredictionLog(log_uri), ServiceMetrics(),
                              ServiceConfig(max_batch=max_batch, max_queue=max_queue,
                                            refresh_seconds=3600))
-    uvicorn.run(create_app(service, KeyStore(keys_file)), host="127.0.0.1", port=port,
-                log_level="warning")
+    params = load_params("serve", ServeParams).model_copy(update={"drain_seconds": drain_seconds})
+    DrainingServer(create_app(service, KeyStore(keys_file)), service, params, "127.0.0.1",
+                   port).run()
 
 
-async def _load(url: str, key: str, photos: list[bytes], requests: int,
+@contextmanager
+def serving(graph: Path, workdir: Path, max_batch: int, max_queue: int,
+            drain_seconds: float = 0.0) -> Iterator[tuple[str, str, multiprocessing.Process]]:
+    """The service in its own process on a free loopback port: its URL, a client key, and the
+    process (stopped at the end of the block)."""
+    port = free_port()
+    keys_file = workdir / "serve" / "keys.json"
+    _, key = KeyStore(keys_file).create("bench client", Role.CLIENT)
+    server = multiprocessing.get_context("spawn").Process(
+        target=_serve, args=(graph, port, max_batch, max_queue,
+                             f"sqlite:///{workdir}/predictions-{max_batch}-{max_queue}.db",
+                             keys_file, drain_seconds))
+    server.start()
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_up(f"{url}/readyz", server.is_alive, timeout=120)
+        yield url, key, server
+    finally:
+        server.terminate()
+        server.join(timeout=60)
+
+
+async def closed_loop(url: str, key: str, photos: list[bytes], requests: int,
                 concurrency: int) -> tuple[list[float], list[int], float, bool]:
     """Send `requests` photos from `concurrency` clients; latencies (ms) of answered ones,
     every status, the wall time, and whether every 503 carried Retry-After."""
@@ -89,23 +116,10 @@ async def _load(url: str, key: str, photos: list[bytes], requests: int,
 
 def _measure(graph: Path, workdir: Path, photos: list[bytes], max_batch: int, max_queue: int,
              requests: int, concurrency: int) -> dict[str, object]:
-    port = free_port()
-    keys_file = workdir / "serve" / "keys.json"
-    _, key = KeyStore(keys_file).create("bench client", Role.CLIENT)
-    server = multiprocessing.get_context("spawn").Process(
-        target=_serve, args=(graph, port, max_batch, max_queue,
-                             f"sqlite:///{workdir}/predictions-{max_batch}-{max_queue}.db",
-                             keys_file))
-    server.start()
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_until_up(f"{url}/readyz", server.is_alive, timeout=120)
-        asyncio.run(_load(url, key, photos, concurrency * 2, concurrency))  # warm-up
+    with serving(graph, workdir, max_batch, max_queue) as (url, key, _):
+        asyncio.run(closed_loop(url, key, photos, concurrency * 2, concurrency))  # warm-up
         latencies, statuses, seconds, retry_after = asyncio.run(
-            _load(url, key, photos, requests, concurrency))
-    finally:
-        server.terminate()
-        server.join(timeout=30)
+            closed_loop(url, key, photos, requests, concurrency))
     answered = len(latencies)
     return {"max_batch": max_batch, "max_queue": max_queue, "concurrency": concurrency,
             "requests": requests, "answered_per_s": round(answered / seconds, 1),
@@ -124,13 +138,20 @@ def _fast_profile_graph(path: Path) -> Path:
     return grader_graph(path, profile.size, profile.frozen_blocks)
 
 
-def bench_serve(workdir: Path, requests: int = 300) -> list[dict[str, object]]:
-    """Throughput and latency without and with micro-batching, then an overload."""
-    graph = _fast_profile_graph(workdir / "serve" / "model.onnx")
+def served_graph_and_photos(workdir: Path) -> tuple[Path, list[bytes]]:
+    """The fast profile's graph and 48 full-size factory photos, made once per workdir."""
+    graph = workdir / "serve" / "model.onnx"
+    if not graph.is_file():
+        _fast_profile_graph(graph)
     batch = workdir / "serve-photos"
     if not batch.is_dir():
         synthesize_batch(batch, n=48, seed=5, camera="studio")
-    photos = [path.read_bytes() for path in sorted((batch / "images").glob("*.jpg"))]
+    return graph, [path.read_bytes() for path in sorted((batch / "images").glob("*.jpg"))]
+
+
+def bench_serve(workdir: Path, requests: int = 300) -> list[dict[str, object]]:
+    """Throughput and latency without and with micro-batching, then an overload."""
+    graph, photos = served_graph_and_photos(workdir)
     return [_measure(graph, workdir, photos, 1, 256, requests, 16),
             _measure(graph, workdir, photos, 16, 256, requests, 16),
             _measure(graph, workdir, photos, 16, 8, requests, 64)]
