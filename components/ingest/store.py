@@ -1,6 +1,7 @@
 """The accepted dataset: one folder per dataset in the data folder, versioned with DVC.
 
-    <data_dir>/<dataset>/images/<batch_id>/<sha256[:16]>.<ext>   accepted images, upright RGB
+    <data_dir>/<dataset>/images/<batch_id>/<sha256[:16]>.<ext>   accepted images, upright RGB,
+                                                                 without metadata (EXIF, XMP)
     <data_dir>/<dataset>/labels/<batch_id>/<sha256[:16]>.txt     YOLO boxes (detect) or YOLO-seg
                                                                  outlines (segment); their
                                                                  severities, one per line, in
@@ -35,6 +36,7 @@ from components.ingest.checks import AcceptedIndex
 from components.ingest.duplicates import Fingerprints
 from components.ingest.images import ImageFacts, upright_rgb
 from components.ingest.masks import yolo_seg_line
+from components.ingest.metadata import strip_metadata
 from components.ingest.model import Box, IngestError, SourceBatch, SourceItem
 from components.ingest.versioning import DataRepo
 from components.splits import SPLIT_NAMES, stable_split
@@ -248,8 +250,8 @@ class DatasetStore:
         (self.root / image).parent.mkdir(parents=True, exist_ok=True)
         if facts.needs_normalising:
             upright_rgb(source).save(self.root / image)
-        else:
-            shutil.copyfile(source, self.root / image)
+        else:  # the same compressed pixels, without the camera's metadata
+            (self.root / image).write_bytes(strip_metadata(source.read_bytes(), facts.format))
         regions: dict[str, object] = {}
         if item.boxes is not None:
             label = Path("labels") / batch_id / f"{facts.sha256[:16]}.txt"

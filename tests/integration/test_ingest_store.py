@@ -3,10 +3,12 @@ versions reach the remote, and a failed push leaves the dataset exactly as it wa
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
 from dvc.repo import Repo
+from PIL import Image
 
 from components.ingest import (
     TASKS,
@@ -92,3 +94,19 @@ def test_a_second_ingest_of_the_same_dataset_waits_and_then_says_why(tmp_path: P
 
     with store.locked(timeout_s=0.3):  # released: free again
         pass
+
+
+def test_accepted_photos_are_stored_without_their_camera_metadata(
+        factory_batches: dict[str, Path], tmp_path: Path) -> None:
+    batch = shutil.copytree(factory_batches["first"], tmp_path / "batch")
+    photo = sorted((batch / "images").glob("*.jpg"))[0]
+    exif = Image.Exif()
+    exif[0x013B] = "Ada Lovelace"  # Artist: a person's name in the camera's EXIF
+    with Image.open(photo) as image:
+        image.save(photo, "JPEG", exif=exif, quality=95)
+    store = DatasetStore(DataRepo(tmp_path / "data", str(tmp_path / "remote")), "grade")
+
+    _add(store, batch, "batch-1")
+
+    stored = list((store.root / "images").rglob("*.jpg"))
+    assert len(stored) == 40 and not any(b"Ada Lovelace" in p.read_bytes() for p in stored)
