@@ -84,6 +84,13 @@ def grader_gates(qwk: float, human_bar_qwk: float, ece_after: float, coverage: f
     ]
 
 
+def baseline_gate(qwk: float, baseline: float) -> Gate:
+    """The grader's QWK above the simpler model's (components/evaluate/baseline.py) on the
+    same test cards."""
+    return Gate("baseline", bool(not math.isnan(qwk) and qwk > baseline), float(qwk),
+                f"qwk > {baseline:.3f}, a linear model's on lighting, sharpness and centering")
+
+
 def detector_gates(metrics: dict[str, float], classes: Sequence[str],
                    parities: Sequence[Parity], params: EvaluateParams) -> list[Gate]:
     """Recall of every defect class (a class with no box in the test split cannot pass: its

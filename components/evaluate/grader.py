@@ -28,6 +28,7 @@ from components.evaluate.agreement import (
     expert_columns,
     human_bar,
 )
+from components.evaluate.baseline import baseline_qwk
 from components.evaluate.calibration import (
     chance_ece,
     expected_calibration_error,
@@ -37,7 +38,7 @@ from components.evaluate.calibration import (
 )
 from components.evaluate.conformal import ConformalGrades, conformal_report, fit_conformal
 from components.evaluate.export import calibrated_torch_model, export_grader, quantize_int8
-from components.evaluate.gates import Gate, grader_gates
+from components.evaluate.gates import Gate, baseline_gate, grader_gates
 from components.evaluate.graph import GraderSession, median_grade
 from components.evaluate.latency import Latency, latency_metrics, measure_latency
 from components.evaluate.mlflow_onnx import Graph
@@ -314,6 +315,9 @@ def evaluate_grader(model_dir: Path, root: Path, out_dir: Path, params: Evaluate
     conformal = fit_conformal(_probabilities(calibration.logits, temperatures)[:, 0],
                               calibration.rows["grade"].to_numpy(), params.coverage)
     coverage = conformal_report(conformal, after[:, 0], labels)
+    baseline = baseline_qwk(calibration.pixels, calibration.geometry,
+                            calibration.rows["grade"].to_numpy(), test.pixels, test.geometry,
+                            labels)
 
     on_progress("export", 0, 3)
     onnx_path = export_grader(model, spec.size, temperatures, out_dir / "model.onnx", {
@@ -360,8 +364,9 @@ def evaluate_grader(model_dir: Path, root: Path, out_dir: Path, params: Evaluate
         ece_before=ece_before, ece_after=ece_after, ece_chance=chance_ece(after[:, 0]),
         conformal=conformal, coverage=coverage,
         parity=parities, int8=int8, latency=latency, tensorrt=tensorrt,
-        gates=grader_gates(agreement.overall["qwk"], bar.metric("qwk"), ece_after,
-                           float(coverage["coverage"]), len(labels), parities, params),
+        gates=[*grader_gates(agreement.overall["qwk"], bar.metric("qwk"), ece_after,
+                             float(coverage["coverage"]), len(labels), parities, params),
+               baseline_gate(agreement.overall["qwk"], baseline)],
         onnx=onnx_path, onnx_int8=int8_path if int8["kept"] else None,
         example={"pixels": val.pixels[:2].astype(np.float32), "geometry": val.geometry[:2]},
         plots=plots,

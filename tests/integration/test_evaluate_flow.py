@@ -93,7 +93,7 @@ def test_a_grader_version_is_judged_exported_and_gated(
     assert version.tags["gate.kappa"] == "fail" and summary["verdict"] == "below"
     assert version.tags["gate.parity_onnx_fp32"] == "pass"
     assert {g["name"] for g in summary["gates"]} == {"kappa", "ece", "coverage",
-                                                     "parity_onnx_fp32"}
+                                                     "parity_onnx_fp32", "baseline"}
     assert 0.9 < summary["human_bar"] <= 1.0 and summary["kappa"] < summary["human_bar"] - 0.02
     assert summary["tensorrt"].startswith("skipped: no CUDA device")
     assert [row["backend"] for row in summary["latency"]] == ["pytorch eager", "onnx fp32",
