@@ -18,6 +18,7 @@
     gradeline retrain [--model card-grader] [--no-promote] [--json]
     gradeline prune [--dry-run] [--json]
     gradeline up | down | deploy
+    gradeline reviewers add NAME [--out FILE]
     gradeline ui [--port 5000]
     gradeline config show [--json]
     gradeline demo
@@ -44,6 +45,7 @@ from flows.config_cli import config_app
 from flows.keys_cli import keys_app
 from flows.monitor_cli import register as register_monitor_commands
 from flows.release_cli import register as register_release_commands
+from flows.reviewers_cli import reviewers_app
 from flows.stack import register as register_stack_commands
 
 app = typer.Typer(help="Gradeline: keep vision grading models correct in production.",
@@ -52,6 +54,7 @@ data_app = typer.Typer(help="Make and inspect labeled image batches.", no_args_i
 app.add_typer(data_app, name="data")
 app.add_typer(config_app, name="config")
 app.add_typer(keys_app, name="keys")
+app.add_typer(reviewers_app, name="reviewers")
 register_release_commands(app)
 register_monitor_commands(app)
 register_stack_commands(app)

@@ -31,6 +31,7 @@ import typer
 import yaml
 
 from components.settings import GradelineSettings, find_project_root, load_settings
+from model_registry.access import AUTH_APP, server_auth_env
 
 POOL = "gradeline"
 HOST = "127.0.0.1"
@@ -274,9 +275,11 @@ def service_commands(stack: Stack, settings: GradelineSettings) -> dict[str, lis
         "prefect-server": [*prefect, "server", "start", "--host", HOST,
                            "--port", str(stack.prefect_port)],
         # One web worker: a local UI for a few reviewers, on a machine shared with training.
-        # The store and artifact root come from its environment (mlflow_server_env).
+        # The store, artifact root and auth secrets come from its environment (launch); with
+        # the basic-auth app, reviewers sign in (gradeline reviewers add).
         "mlflow": [sys.executable, "-m", "mlflow", "server", "--host", HOST,
-                   "--port", str(stack.mlflow_port), "--workers", "1"],
+                   "--port", str(stack.mlflow_port), "--workers", "1",
+                   "--app-name", AUTH_APP],
         # --type process creates the pool when it is missing.
         "worker": [*prefect, "worker", "start", "--pool", POOL, "--type", "process",
                    "--name", stack.worker_name],
@@ -311,7 +314,8 @@ def start_stack(stack: Stack, settings: GradelineSettings, wait_s: float,
     started: dict[str, int] = {}
 
     def launch(service: str) -> None:
-        own = settings.mlflow_server_env() if service == "mlflow" else {}
+        own = {**settings.mlflow_server_env(), **server_auth_env(stack.folder)} \
+            if service == "mlflow" else {}
         started[service] = start_process(commands[service], {**env, **own},
                                          stack.log_file(service), cwd=stack.folder)
         stack.pid_file(service).write_text(str(started[service]))

@@ -9,12 +9,14 @@ real flows' names and parameters, so the test checks scheduling and triggering, 
 from __future__ import annotations
 
 import ast
+import base64
 import json
 import os
 import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -22,6 +24,9 @@ from typing import Any
 import pytest
 import yaml
 
+from components.settings import load_settings
+from model_registry.names import GRADER
+from model_registry.versions import registry_client
 from tests.servers import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -126,6 +131,45 @@ def poll(what: str, check, timeout: float) -> Any:
     pytest.fail(f"{what} did not happen within {timeout:.0f} s")
 
 
+def mlflow_status(url: str, body: dict[str, str] | None = None,
+                  user: tuple[str, str] | None = None) -> int:
+    """The HTTP status MLflow answers `url` with (POST `body` when given), signed in as `user`."""
+    headers = {"Content-Type": "application/json"}
+    if user is not None:
+        headers["Authorization"] = "Basic " + base64.b64encode(":".join(user).encode()).decode()
+    request = urllib.request.Request(url, None if body is None else json.dumps(body).encode(),
+                                     headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status
+    except urllib.error.HTTPError as error:
+        return error.code
+
+
+def _reviewers_sign_in_and_only_they_edit(home: Path, mlflow_url: str) -> None:
+    """On the stack's MLflow (basic-auth app): nobody unsigned, a listed reviewer's account
+    edits the grader's versions, any other account only reads."""
+    client = registry_client(str(load_settings(home=home).mlflow_tracking_uri))
+    client.create_registered_model(GRADER)
+    client.create_model_version(GRADER, source=str(home), run_id=None)
+    added = gradeline(home, "reviewers", "add", "ada", "--out", str(home.parent / "ada.pw"))
+    assert added.returncode == 0, added.stderr
+    admin = ("admin", (home / "stack" / "mlflow-admin.password").read_text().strip())
+    assert mlflow_status(f"{mlflow_url}/api/2.0/mlflow/users/create",
+                         {"username": "bob", "password": "bob-reads-only-1"}, admin) == 200
+    tag = {"name": GRADER, "version": "1", "key": "approval", "value": "approved"}
+    set_tag = f"{mlflow_url}/api/2.0/mlflow/model-versions/set-tag"
+    ada = ("ada", (home.parent / "ada.pw").read_text().strip())
+
+    assert mlflow_status(f"{mlflow_url}/api/2.0/mlflow/registered-models/search") == 401
+    assert mlflow_status(set_tag, tag) == 401
+    assert mlflow_status(set_tag, tag, ("bob", "bob-reads-only-1")) == 403
+    assert mlflow_status(set_tag, tag, ada) == 200
+    refused = gradeline(home, "reviewers", "add", "mallory")
+    assert refused.returncode == 2 and "not in promote.reviewers" in refused.stderr
+    assert not any(admin[1] in line or ada[1] in line for line in processes_of(home))
+
+
 @pytest.fixture()
 def project(tmp_path: Path) -> Path:
     """prefect.yaml of the repository beside stand-in flows."""
@@ -148,8 +192,11 @@ def test_up_deploy_trigger_down(project: Path, tmp_path: Path) -> None:
         for url in (f"http://127.0.0.1:{prefect_port}", f"http://127.0.0.1:{mlflow_port}",
                     f"http://127.0.0.1:{prefect_port}/work-pools/work-pool/gradeline"):
             assert url in up.stdout
+        for url in (f"http://127.0.0.1:{prefect_port}",
+                    f"http://127.0.0.1:{prefect_port}/work-pools/work-pool/gradeline"):
             assert status_of(url) == 200
         assert status_of(f"http://127.0.0.1:{mlflow_port}/health") == 200
+        _reviewers_sign_in_and_only_they_edit(home, f"http://127.0.0.1:{mlflow_port}")
         assert api(f"{api_url}/work_pools/gradeline")["type"] == "process"
         workers = api(f"{api_url}/work_pools/gradeline/workers/filter", {})
         assert [w["status"] for w in workers] == ["ONLINE"]
