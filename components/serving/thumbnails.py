@@ -4,8 +4,8 @@
     thumbnail_path(folder, "req-42")             # where it is, whether or not it exists
 
 The prediction log keeps a photo's properties, not the photo; a thumbnail of at most
-THUMBNAIL_SIDE pixels (a few kB) is enough for people to see what changed. Request ids are
-chosen by clients, so the file name is a hash of the id, never the id itself.
+THUMBNAIL_SIDE pixels (a few kB) is enough for people to see what changed. The file is named by
+a hash of the request id, so no id ever becomes a path.
 """
 
 from __future__ import annotations
