@@ -24,6 +24,16 @@ keys_app = typer.Typer(help="Create, list and revoke the grading service's API k
                        no_args_is_help=True)
 
 
+def hand_over(secret: str, out: Path | None) -> None:
+    """Show a secret made this once: on stdout, or into `out` (mode 0600, never printed)."""
+    if out is None:
+        typer.echo(secret)
+        return
+    descriptor = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as handle:
+        handle.write(secret + "\n")
+
+
 def _store() -> KeyStore:
     return KeyStore(load_settings().keys_file)
 
@@ -39,12 +49,7 @@ def create(
 ) -> None:
     """Create a key; it is shown (or written) this once and never stored."""
     key, token = _store().create(name, role)
-    if out is None:
-        typer.echo(token)
-    else:
-        descriptor = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(descriptor, "w") as handle:
-            handle.write(token + "\n")
+    hand_over(token, out)
     typer.echo(f"key {key.key_id} for {key.name} ({key.role}) created"
                + (f", written to {out}" if out else ""), err=True)
 

@@ -9,7 +9,6 @@ whose approval counts, the account is how they sign in.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Annotated
 
@@ -18,6 +17,7 @@ import typer
 from components.params import load_params
 from components.release.analysis import PromoteParams
 from components.settings import load_settings
+from flows.keys_cli import hand_over
 from flows.release_cli import ParamsOption, _fail
 from flows.stack import load_stack, running_pid, stack_folder
 from model_registry.access import AccessError, add_reviewer, admin_password
@@ -50,11 +50,6 @@ def add(
                                 [GRADER, DETECTOR])
     except AccessError as error:
         raise _fail(str(error)) from None
-    if out is None:
-        typer.echo(password)
-    else:
-        descriptor = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(descriptor, "w") as handle:
-            handle.write(password + "\n")
+    hand_over(password, out)
     typer.echo(f"{name} may sign in at {stack.mlflow_url} and approve releases of {GRADER} and "
                f"{DETECTOR}" + (f"; password in {out}" if out else ""), err=True)

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
+from components.settings import GradelineSettings
 from model_registry.audit import AuditLog
 from model_registry.names import GRADER
 from model_registry.promotion import Releases
@@ -57,3 +58,16 @@ def client(uri: str, tmp_path: Path) -> MlflowClient:
 def releases(uri: str, tmp_path: Path, client: MlflowClient) -> Releases:
     """The release state of that registry, audited under tmp_path."""
     return Releases(uri, AuditLog(tmp_path / "audit" / "releases.jsonl"))
+
+
+def two_graders(settings: GradelineSettings, champion: int, source: Path) -> MlflowClient:
+    """The home's registry with card-grader versions 1 and 2 as evaluation leaves them
+    (candidates whose gate passed), version `champion` crowned the first champion."""
+    client = registry_client(str(settings.mlflow_tracking_uri))
+    client.create_registered_model(GRADER)
+    for _ in range(2):
+        client.create_model_version(GRADER, source=str(source), run_id=None,
+                                    tags={"stage": "candidate", "gate.kappa": "pass"})
+    Releases(str(settings.mlflow_tracking_uri), AuditLog(settings.audit_log)).crown(
+        GRADER, champion, "test", "first champion", first=True)
+    return client

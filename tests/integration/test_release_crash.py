@@ -30,7 +30,7 @@ from model_registry.audit import ACTION_ABORT, ACTION_CANARY_SHARE
 from model_registry.guard import check_release
 from model_registry.locks import ReleaseLocked
 from model_registry.names import GRADER, TAG_CANARY_SHARE, TAG_STAGE
-from model_registry.versions import registry_client
+from tests.integration.conftest import two_graders
 
 pytestmark = pytest.mark.integration
 
@@ -61,14 +61,8 @@ def _wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
 def test_a_promote_killed_mid_canary_is_resumed_off_traffic_and_can_be_aborted(
         home: Path, tmp_path: Path) -> None:
     settings = load_settings().activate()
-    uri = str(settings.mlflow_tracking_uri)
-    client = registry_client(uri)
-    client.create_registered_model(GRADER)
-    for _ in range(2):
-        client.create_model_version(GRADER, source=str(tmp_path), run_id=None,
-                                    tags={TAG_STAGE: "candidate", "gate.kappa": "pass"})
+    client = two_graders(settings, 1, tmp_path)
     releases = releases_of(settings)
-    releases.crown(GRADER, 1, "test", "first champion", first=True)
     params = tmp_path / "params.yaml"
     params.write_text(yaml.safe_dump({"promote": {
         "shadow": {"min_pairs": 5, "max_wait_seconds": 60},
@@ -127,13 +121,8 @@ def test_a_promote_killed_mid_canary_is_resumed_off_traffic_and_can_be_aborted(
 
 def test_an_approval_counts_only_from_a_listed_reviewer(home: Path, tmp_path: Path) -> None:
     settings = load_settings().activate()
-    client = registry_client(str(settings.mlflow_tracking_uri))
-    client.create_registered_model(GRADER)
-    for _ in range(2):
-        client.create_model_version(GRADER, source=str(tmp_path), run_id=None,
-                                    tags={TAG_STAGE: "candidate", "gate.kappa": "pass"})
+    client = two_graders(settings, 1, tmp_path)
     releases = releases_of(settings)
-    releases.crown(GRADER, 1, "test", "first champion", first=True)
     releases.enter_shadow(GRADER, 2, "test")
     releases.set_stage(GRADER, 2, "canary", "test", "shadow passed")
     releases.request_approval(GRADER, 2, "test")

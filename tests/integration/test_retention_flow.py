@@ -15,10 +15,9 @@ from components.serving.predlog import PredictionLog, PredictionRecord
 from components.serving.properties import PROPERTY_NAMES
 from components.settings import load_settings
 from flows.cli import app
-from flows.registry import releases_of
 from flows.retention import run_retention
-from model_registry.names import GRADER, TAG_STAGE
-from model_registry.versions import registry_client
+from model_registry.names import GRADER
+from tests.integration.conftest import two_graders
 
 pytestmark = pytest.mark.integration
 
@@ -43,12 +42,7 @@ def _prediction(request_id: str, days_ago: float) -> PredictionRecord:
 def test_retention_prunes_what_is_past_its_time_and_keeps_the_champion_s_model(
         home: Path, tmp_path: Path) -> None:
     settings = load_settings().activate()
-    client = registry_client(str(settings.mlflow_tracking_uri))
-    client.create_registered_model(GRADER)
-    for _ in range(2):
-        client.create_model_version(GRADER, source=str(tmp_path), run_id=None,
-                                    tags={TAG_STAGE: "candidate", "gate.kappa": "pass"})
-    releases_of(settings).crown(GRADER, 2, "test", "first champion", first=True)
+    two_graders(settings, 2, tmp_path)
     PredictionLog(str(settings.prediction_log_uri)).write(
         [_prediction("last-year", 365), _prediction("today", 0)])
     old = [_aged(settings.thumbnails_dir / "a.jpg", 45),
