@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import re
+import secrets
 from pathlib import Path
 from typing import Any, Self
 
@@ -218,6 +219,16 @@ class GradelineSettings(BaseSettings):
         self.ensure_dirs()
         os.environ.update(self.service_env())
         return self
+
+
+def stored_secret(path: Path) -> str:
+    """The secret kept in `path`, made (32 random bytes, mode 0600) the first time."""
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "w") as handle:
+            handle.write(secrets.token_urlsafe(32))
+    return path.read_text().strip()
 
 
 def load_settings(**overrides: Any) -> GradelineSettings:

@@ -125,7 +125,7 @@ def land(
     """Put a labeled batch in <home>/inbox and announce it: the event gradeline.batch.landed,
     on which the ingest-new-batch deployment triggers (on `gradeline up`'s server, or
     PREFECT_API_URL's)."""
-    from flows.stack import load_stack, stack_folder
+    from flows.stack import prefect_api
 
     settings = load_settings()
     target = settings.inbox_dir / batch.name
@@ -134,9 +134,8 @@ def land(
     if target.exists():
         raise _fail(f"{target} exists: a batch lands once; give this one another name")
     shutil.copytree(batch, target)
-    stack = load_stack(stack_folder(settings))
-    api_url = os.environ.get("PREFECT_API_URL") or (stack.api_url if stack else None)
-    if api_url is None:
+    api = prefect_api(settings)
+    if api is None:
         typer.echo(f"{target}: landed; no Prefect server to announce it to (`gradeline up`), "
                    "so `gradeline retrain` or `gradeline ingest` will pick it up")
         return
@@ -144,8 +143,9 @@ def land(
                 "gradeline.batch.path": str(target), "gradeline.batch.task": task,
                 **({"gradeline.batch.dataset": dataset} if dataset else {})}
     subprocess.run([sys.executable, "-c", _ANNOUNCE, json.dumps(resource)], check=True,
-                   env={**os.environ, "PREFECT_API_URL": api_url})
-    typer.echo(f"{target}: landed and announced to {api_url} (gradeline.batch.landed)")
+                   env={**os.environ, **api})
+    typer.echo(f"{target}: landed and announced to {api['PREFECT_API_URL']} "
+               "(gradeline.batch.landed)")
 
 
 def prune(

@@ -13,6 +13,7 @@ its pid file and log live under <home>/stack/, next to stack.json with the ports
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import os
@@ -30,7 +31,12 @@ from typing import Annotated, Any
 import typer
 import yaml
 
-from components.settings import GradelineSettings, find_project_root, load_settings
+from components.settings import (
+    GradelineSettings,
+    find_project_root,
+    load_settings,
+    stored_secret,
+)
 from model_registry.access import AUTH_APP, server_auth_env
 
 POOL = "gradeline"
@@ -92,6 +98,11 @@ class Stack:
     @property
     def pool_url(self) -> str:
         return f"{self.prefect_url}/work-pools/work-pool/{POOL}"
+
+    def api_auth(self) -> str:
+        """The `user:password` the stack's Prefect server asks of every API client (made once,
+        kept in the stack folder, mode 0600)."""
+        return "gradeline:" + stored_secret(self.folder / "prefect-api.secret")
 
     def pid_file(self, service: str) -> Path:
         return self.folder / f"{service}.pid"
@@ -219,11 +230,15 @@ def stop_process(pid: int, grace_s: float = STOP_GRACE_S) -> bool:
 
 # --- readiness ---------------------------------------------------------------------------
 
-def _http(url: str, body: dict[str, Any] | None = None, timeout: float = 5) -> Any:
-    """GET `url` (POST `body` as JSON when given); the decoded JSON answer, or None if empty."""
+def _http(url: str, body: dict[str, Any] | None = None, timeout: float = 5,
+          auth: str | None = None) -> Any:
+    """GET `url` (POST `body` as JSON when given), with basic `auth` (`user:password`) when
+    given; the decoded JSON answer, or None if empty."""
     data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(url, data=data,
-                                     headers={"Content-Type": "application/json"})
+    headers = {"Content-Type": "application/json"}
+    if auth:
+        headers["Authorization"] = "Basic " + base64.b64encode(auth.encode()).decode()
+    request = urllib.request.Request(url, data=data, headers=headers)
     with urllib.request.urlopen(request, timeout=timeout) as response:
         payload = response.read()
     return json.loads(payload) if payload.strip() else None
@@ -238,10 +253,10 @@ def answers(url: str) -> bool:
         return False
 
 
-def worker_online(api_url: str, worker_name: str) -> bool:
+def worker_online(api_url: str, worker_name: str, auth: str | None) -> bool:
     """Whether the worker named `worker_name` reports ONLINE in pool `gradeline`."""
     try:
-        workers = _http(f"{api_url}/work_pools/{POOL}/workers/filter", {})
+        workers = _http(f"{api_url}/work_pools/{POOL}/workers/filter", {}, auth=auth)
     except (OSError, ValueError):
         return False
     return any(w["name"] == worker_name and w["status"] == "ONLINE" for w in workers or [])
@@ -250,7 +265,7 @@ def worker_online(api_url: str, worker_name: str) -> bool:
 def readiness_checks(stack: Stack) -> dict[str, Callable[[], bool]]:
     return {"prefect-server": lambda: answers(f"{stack.api_url}/health"),
             "mlflow": lambda: answers(f"{stack.mlflow_url}/health"),
-            "worker": lambda: worker_online(stack.api_url, stack.worker_name)}
+            "worker": lambda: worker_online(stack.api_url, stack.worker_name, stack.api_auth())}
 
 
 def wait_ready(stack: Stack, service: str, pid: int, deadline: float) -> None:
@@ -286,10 +301,31 @@ def service_commands(stack: Stack, settings: GradelineSettings) -> dict[str, lis
     }
 
 
-def stack_env(stack: Stack, settings: GradelineSettings) -> dict[str, str]:
-    """This process's environment with the home's settings, every Prefect client (the worker,
-    its flow runs, the UI) pointed at the stack's server."""
-    return {**os.environ, **settings.service_env(), "PREFECT_API_URL": stack.api_url}
+def service_envs(stack: Stack, settings: GradelineSettings) -> dict[str, dict[str, str]]:
+    """Each service's environment: this process's with the home's settings, and only what that
+    service needs of the stack's secrets (the Prefect server its auth string, the worker and
+    its flow runs the server's URL and that string, MLflow its store and auth app)."""
+    base = {**os.environ, **settings.service_env()}
+    return {"prefect-server": {**base, "PREFECT_SERVER_API_AUTH_STRING": stack.api_auth()},
+            "mlflow": {**base, **settings.mlflow_server_env(), **server_auth_env(stack.folder)},
+            "worker": {**base, **prefect_client_env(stack)}}
+
+
+def prefect_client_env(stack: Stack) -> dict[str, str]:
+    """What a Prefect client of the stack's server needs: its URL and auth string."""
+    return {"PREFECT_API_URL": stack.api_url, "PREFECT_API_AUTH_STRING": stack.api_auth()}
+
+
+def prefect_api(settings: GradelineSettings) -> dict[str, str] | None:
+    """The Prefect API this home's commands talk to, as client environment: PREFECT_API_URL
+    (with PREFECT_API_AUTH_STRING) when set, else the server `gradeline up` started; None when
+    there is neither."""
+    if url := os.environ.get("PREFECT_API_URL"):
+        auth = os.environ.get("PREFECT_API_AUTH_STRING")
+        return {"PREFECT_API_URL": url.rstrip("/"),
+                **({"PREFECT_API_AUTH_STRING": auth} if auth else {})}
+    stack = load_stack(stack_folder(settings))
+    return None if stack is None else prefect_client_env(stack)
 
 
 def running_services(stack: Stack) -> dict[str, int]:
@@ -309,14 +345,12 @@ def start_stack(stack: Stack, settings: GradelineSettings, wait_s: float,
                              f"choose another with {option}")
     settings.ensure_dirs()
     stack.save()
-    commands, env = service_commands(stack, settings), stack_env(stack, settings)
+    commands, envs = service_commands(stack, settings), service_envs(stack, settings)
     deadline = time.monotonic() + wait_s
     started: dict[str, int] = {}
 
     def launch(service: str) -> None:
-        own = {**settings.mlflow_server_env(), **server_auth_env(stack.folder)} \
-            if service == "mlflow" else {}
-        started[service] = start_process(commands[service], {**env, **own},
+        started[service] = start_process(commands[service], envs[service],
                                          stack.log_file(service), cwd=stack.folder)
         stack.pid_file(service).write_text(str(started[service]))
         say(f"starting {service} (log: {stack.log_file(service)})")
@@ -346,10 +380,11 @@ def stop_stack(stack: Stack, pids: dict[str, int]) -> dict[str, bool]:
 
 # --- deployments -------------------------------------------------------------------------
 
-def deploy_all(project: Path, api_url: str, settings: GradelineSettings, log: Path) -> None:
-    """`prefect --no-prompt deploy --all` in `project` against `api_url`, output to `log`;
-    StackError with the end of the output when it fails."""
-    env = {**os.environ, **settings.service_env(), "PREFECT_API_URL": api_url}
+def deploy_all(project: Path, api: dict[str, str], settings: GradelineSettings,
+               log: Path) -> None:
+    """`prefect --no-prompt deploy --all` in `project` against the API `api` (client
+    environment), output to `log`; StackError with the end of the output when it fails."""
+    env = {**os.environ, **settings.service_env(), **api}
     with log.open("wb") as out:
         result = subprocess.run([sys.executable, "-c", _PREFECT_CLI_FIXED, "--no-prompt",
                                  "deploy", "--all"], cwd=project, env=env,
@@ -360,13 +395,15 @@ def deploy_all(project: Path, api_url: str, settings: GradelineSettings, log: Pa
                          f"{log}:\n{tail}")
 
 
-def describe_deployments(api_url: str, names: list[str]) -> list[dict[str, Any]]:
+def describe_deployments(api: dict[str, str], names: list[str]) -> list[dict[str, Any]]:
     """Each named deployment as registered on the server: flow, schedules and event triggers
     (the automations it owns)."""
+    api_url, auth = api["PREFECT_API_URL"], api.get("PREFECT_API_AUTH_STRING")
     deployments = _http(f"{api_url}/deployments/filter",
-                        {"deployments": {"name": {"any_": names}}, "limit": 200})
-    flows = {f["id"]: f["name"] for f in _http(f"{api_url}/flows/filter", {"limit": 200})}
-    automations = _http(f"{api_url}/automations/filter", {"limit": 200})
+                        {"deployments": {"name": {"any_": names}}, "limit": 200}, auth=auth)
+    flows = {f["id"]: f["name"]
+             for f in _http(f"{api_url}/flows/filter", {"limit": 200}, auth=auth)}
+    automations = _http(f"{api_url}/automations/filter", {"limit": 200}, auth=auth)
     described = []
     for deployment in sorted(deployments, key=lambda d: names.index(d["name"])):
         schedules = [_schedule_text(s["schedule"]) for s in deployment["schedules"]]
@@ -477,20 +514,18 @@ def deploy(
     project = (project or find_project_root()).resolve()
     if not (project / "prefect.yaml").is_file():
         raise _fail(f"{project} has no prefect.yaml")
-    stack = load_stack(stack_folder(settings))
-    api_url = os.environ.get("PREFECT_API_URL") or (stack.api_url if stack else None)
-    if api_url is None or not answers(f"{api_url.rstrip('/')}/health"):
-        where = f"at {api_url}" if api_url else "(none was started here)"
+    api = prefect_api(settings)
+    if api is None or not answers(f"{api['PREFECT_API_URL']}/health"):
+        where = f"at {api['PREFECT_API_URL']}" if api else "(none was started here)"
         raise _fail(f"no Prefect server answers {where}; start one with `gradeline up`")
-    api_url = api_url.rstrip("/")
     log = stack_folder(settings) / "deploy.log"
     log.parent.mkdir(parents=True, exist_ok=True)
-    _say(f"deploying {project / 'prefect.yaml'} to {api_url} (log: {log})")
+    _say(f"deploying {project / 'prefect.yaml'} to {api['PREFECT_API_URL']} (log: {log})")
     try:
-        deploy_all(project, api_url, settings, log)
+        deploy_all(project, api, settings, log)
     except StackError as error:
         raise _fail(str(error)) from None
-    described = describe_deployments(api_url, deployment_names(project))
+    described = describe_deployments(api, deployment_names(project))
     if as_json:
         typer.echo(json.dumps(described, indent=2))
         return

@@ -79,9 +79,13 @@ def gradeline(home: Path, *args: str, timeout: float = 120) -> subprocess.Comple
                           capture_output=True, text=True, timeout=timeout)
 
 
-def api(url: str, body: dict[str, Any] | None = None) -> Any:
+def api(url: str, body: dict[str, Any] | None = None, auth: str | None = None) -> Any:
+    """The Prefect API's JSON answer to GET `url` (POST `body`), with basic `auth`."""
     data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
+    headers = {"Content-Type": "application/json"}
+    if auth is not None:
+        headers["Authorization"] = "Basic " + base64.b64encode(auth.encode()).decode()
+    request = urllib.request.Request(url, data=data, headers=headers)
     with urllib.request.urlopen(request, timeout=10) as response:
         return json.loads(response.read())
 
@@ -116,9 +120,9 @@ def processes_of(home: Path) -> list[str]:
     return found
 
 
-def flow_runs(api_url: str, deployment_id: str) -> list[dict[str, Any]]:
+def flow_runs(api_url: str, deployment_id: str, auth: str) -> list[dict[str, Any]]:
     return api(f"{api_url}/flow_runs/filter",
-               {"deployments": {"id": {"any_": [deployment_id]}}, "limit": 50})
+               {"deployments": {"id": {"any_": [deployment_id]}}, "limit": 50}, auth)
 
 
 def poll(what: str, check, timeout: float) -> Any:
@@ -131,9 +135,9 @@ def poll(what: str, check, timeout: float) -> Any:
     pytest.fail(f"{what} did not happen within {timeout:.0f} s")
 
 
-def mlflow_status(url: str, body: dict[str, str] | None = None,
+def http_status(url: str, body: dict[str, str] | None = None,
                   user: tuple[str, str] | None = None) -> int:
-    """The HTTP status MLflow answers `url` with (POST `body` when given), signed in as `user`."""
+    """The HTTP status `url` answers with (POST `body` when given), signed in as `user`."""
     headers = {"Content-Type": "application/json"}
     if user is not None:
         headers["Authorization"] = "Basic " + base64.b64encode(":".join(user).encode()).decode()
@@ -155,16 +159,16 @@ def _reviewers_sign_in_and_only_they_edit(home: Path, mlflow_url: str) -> None:
     added = gradeline(home, "reviewers", "add", "ada", "--out", str(home.parent / "ada.pw"))
     assert added.returncode == 0, added.stderr
     admin = ("admin", (home / "stack" / "mlflow-admin.password").read_text().strip())
-    assert mlflow_status(f"{mlflow_url}/api/2.0/mlflow/users/create",
+    assert http_status(f"{mlflow_url}/api/2.0/mlflow/users/create",
                          {"username": "bob", "password": "bob-reads-only-1"}, admin) == 200
     tag = {"name": GRADER, "version": "1", "key": "approval", "value": "approved"}
     set_tag = f"{mlflow_url}/api/2.0/mlflow/model-versions/set-tag"
     ada = ("ada", (home.parent / "ada.pw").read_text().strip())
 
-    assert mlflow_status(f"{mlflow_url}/api/2.0/mlflow/registered-models/search") == 401
-    assert mlflow_status(set_tag, tag) == 401
-    assert mlflow_status(set_tag, tag, ("bob", "bob-reads-only-1")) == 403
-    assert mlflow_status(set_tag, tag, ada) == 200
+    assert http_status(f"{mlflow_url}/api/2.0/mlflow/registered-models/search") == 401
+    assert http_status(set_tag, tag) == 401
+    assert http_status(set_tag, tag, ("bob", "bob-reads-only-1")) == 403
+    assert http_status(set_tag, tag, ada) == 200
     refused = gradeline(home, "reviewers", "add", "mallory")
     assert refused.returncode == 2 and "not in promote.reviewers" in refused.stderr
     assert not any(admin[1] in line or ada[1] in line for line in processes_of(home))
@@ -197,8 +201,10 @@ def test_up_deploy_trigger_down(project: Path, tmp_path: Path) -> None:
             assert status_of(url) == 200
         assert status_of(f"http://127.0.0.1:{mlflow_port}/health") == 200
         _reviewers_sign_in_and_only_they_edit(home, f"http://127.0.0.1:{mlflow_port}")
-        assert api(f"{api_url}/work_pools/gradeline")["type"] == "process"
-        workers = api(f"{api_url}/work_pools/gradeline/workers/filter", {})
+        auth = "gradeline:" + (home / "stack" / "prefect-api.secret").read_text().strip()
+        assert http_status(f"{api_url}/work_pools/gradeline") == 401  # no auth string
+        assert api(f"{api_url}/work_pools/gradeline", auth=auth)["type"] == "process"
+        workers = api(f"{api_url}/work_pools/gradeline/workers/filter", {}, auth)
         assert [w["status"] for w in workers] == ["ONLINE"]
 
         again = gradeline(home, "up", *ports)
@@ -212,7 +218,8 @@ def test_up_deploy_trigger_down(project: Path, tmp_path: Path) -> None:
                 for name, d in printed.items()} == EXPECTED
 
         # Read back from the server itself, not from what deploy printed.
-        registered = {d["name"]: d for d in api(f"{api_url}/deployments/filter", {"limit": 50})}
+        registered = {d["name"]: d for d in api(f"{api_url}/deployments/filter", {"limit": 50},
+                                                     auth)}
         assert set(registered) == set(EXPECTED)
         assert {d["work_pool_name"] for d in registered.values()} == {"gradeline"}
         schedules = {name: [s["schedule"] for s in d["schedules"]]
@@ -223,29 +230,29 @@ def test_up_deploy_trigger_down(project: Path, tmp_path: Path) -> None:
         assert schedules["conclude-releases"][0]["interval"] == 300
         assert registered["retrain-on-drift"]["pull_steps"] == [
             {"prefect.deployments.steps.set_working_directory": {"directory": str(project)}}]
-        automations = api(f"{api_url}/automations/filter", {"limit": 50})
+        automations = api(f"{api_url}/automations/filter", {"limit": 50}, auth)
         owners = {a["actions"][0]["deployment_id"]: a["trigger"] for a in automations}
         drift = owners[registered["retrain-on-drift"]["id"]]
         assert drift["expect"] == ["gradeline.drift.detected"] and drift["within"] == 3600
         assert owners[registered["ingest-new-batch"]["id"]]["expect"] == [
             "gradeline.batch.landed"]
 
-        env = {**os.environ, "PREFECT_API_URL": api_url}
+        env = {**os.environ, "PREFECT_API_URL": api_url, "PREFECT_API_AUTH_STRING": auth}
         subprocess.run([sys.executable, "-c", EMIT], env=env, check=True, timeout=60)
         (home.parent / "b7").mkdir()
         (home.parent / "b7" / "manifest.csv").write_text("image_path,grade\n")
         landed = gradeline(home, "land", str(home.parent / "b7"), timeout=120)
         assert landed.returncode == 0 and "announced to" in landed.stdout, landed.stderr
         retrain_id = registered["retrain-on-drift"]["id"]
-        runs = poll("a retrain-on-drift flow run", lambda: flow_runs(api_url, retrain_id), 60)
+        runs = poll("a retrain-on-drift flow run", lambda: flow_runs(api_url, retrain_id, auth), 60)
         assert runs[0]["parameters"] == {"model": "card-grader",
                                          "reason": "drift: brightness, embeddings"}
         ingest_id = registered["ingest-new-batch"]["id"]
-        runs = poll("an ingest-new-batch flow run", lambda: flow_runs(api_url, ingest_id), 60)
+        runs = poll("an ingest-new-batch flow run", lambda: flow_runs(api_url, ingest_id, auth), 60)
         assert runs[0]["parameters"] == {"source": str(home / "inbox" / "b7"), "task": "grade",
                                          "dataset": None}
         time.sleep(3)  # the second report of the incident has been evaluated by now
-        assert len(flow_runs(api_url, retrain_id)) == 1
+        assert len(flow_runs(api_url, retrain_id, auth)) == 1
     finally:
         down = gradeline(home, "down", timeout=120)
     assert down.returncode == 0, down.stderr

@@ -183,7 +183,7 @@ def test_service_env_reveals_aws_settings_for_the_tools(tmp_path: Path) -> None:
 
 def test_a_database_password_reaches_only_the_mlflow_server_and_never_a_command_line(
         tmp_path: Path) -> None:
-    from flows.stack import Stack, service_commands, stack_env
+    from flows.stack import Stack, service_commands, service_envs
 
     settings = load_settings(home=tmp_path,
                              mlflow_tracking_uri="postgresql://gradeline:s3cret@db/mlflow")
@@ -192,4 +192,9 @@ def test_a_database_password_reaches_only_the_mlflow_server_and_never_a_command_
     commands = service_commands(stack, settings)
     assert not any("s3cret" in part for command in commands.values() for part in command)
     assert settings.mlflow_server_env()["MLFLOW_BACKEND_STORE_URI"].endswith("s3cret@db/mlflow")
-    assert "MLFLOW_BACKEND_STORE_URI" not in stack_env(stack, settings)  # the worker's, etc.
+    envs = service_envs(stack, settings)
+    assert "s3cret" in envs["mlflow"]["MLFLOW_BACKEND_STORE_URI"]
+    assert "MLFLOW_BACKEND_STORE_URI" not in envs["worker"]
+    assert "PREFECT_SERVER_API_AUTH_STRING" not in envs["worker"] | envs["mlflow"]
+    assert envs["worker"]["PREFECT_API_AUTH_STRING"] == \
+        envs["prefect-server"]["PREFECT_SERVER_API_AUTH_STRING"]
