@@ -14,14 +14,17 @@ Stages move only along TRANSITIONS. A move into or out of `champion` goes with t
 so only `crown` and `rollback` make it; `set_stage` refuses it. Every method validates everything
 before its first write, so one that raises leaves the registry as it was. Clients follow the
 `champion` alias, and each switch of it is one `set_registered_model_alias` call: a server polling
-the alias sees the old version or the new one, never a mix. The flows hold `lock(model)` for a
-whole release or crown, so two never interleave; `abort` stops a release in flight without it.
+the alias sees the old version or the new one, never a mix. Each change writes its audit events
+before its registry writes, so the log is never behind the registry. The flows hold
+`lock(model)` for a whole release or crown, so two never interleave; `abort` stops a release in
+flight without it.
 """
 
 from __future__ import annotations
 
 import math
-from contextlib import AbstractContextManager
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from numbers import Integral, Real
 
@@ -35,10 +38,9 @@ from model_registry.audit import (
     ACTION_CANARY_SHARE,
     ACTION_ROLLBACK,
     ACTION_STAGE,
-    AuditEvent,
     AuditLog,
-    utc_now,
 )
+from model_registry.changes import RegistryChange
 from model_registry.evaluation import VersionNotFound
 from model_registry.locks import release_lock
 from model_registry.names import (
@@ -159,10 +161,12 @@ class Releases:
         if {current.stage, to_stage} & _CHAMPION_STAGES:
             raise PromotionError(f"{_label(current)}: a move from {current.stage} to {to_stage} "
                                  f"goes with the champion alias; use crown or rollback")
-        if to_stage in _STOPPED:
-            self._stop(current, to_stage, actor, reason, ACTION_STAGE, details or {})
-        else:
-            self._move(current, to_stage, actor, reason, ACTION_STAGE, details or {})
+        with self._change() as change:
+            if to_stage in _STOPPED:
+                self._stop(change, current, to_stage, actor, reason, ACTION_STAGE, details or {})
+            else:
+                self._move(change, current, to_stage, actor, reason, ACTION_STAGE,
+                           details or {})
 
     def enter_shadow(self, name: str, version: int, actor: str, reason: str = "") -> None:
         """Make a candidate whose gates all passed the challenger, in shadow."""
@@ -186,9 +190,11 @@ class Releases:
             raise PromotionError(f"{_label(holder)} is the challenger already ({holder.stage}); "
                                  f"crown, reject or roll it back before {_label(current)} "
                                  f"enters {STAGE_SHADOW}")
-        self.client.set_registered_model_alias(name, ALIAS_CHALLENGER, str(version))
         moved = {ALIAS_CHALLENGER: _moved(holder.version if holder else None, version)}
-        self._move(current, STAGE_SHADOW, actor, reason, ACTION_STAGE, {"aliases": moved})
+        with self._change() as change:
+            change.alias(name, ALIAS_CHALLENGER, version)
+            self._move(change, current, STAGE_SHADOW, actor, reason, ACTION_STAGE,
+                       {"aliases": moved})
 
     def set_canary_share(self, name: str, version: int, share: float, actor: str,
                          reason: str = "") -> None:
@@ -201,9 +207,10 @@ class Releases:
         if not (math.isfinite(share) and 0 < share <= 1):
             raise PromotionError(f"canary share {share} of {_label(current)} is not in (0, 1]")
         value = f"{share:g}"
-        self.client.set_model_version_tag(name, str(version), TAG_CANARY_SHARE, value)
-        self._record(current, ACTION_CANARY_SHARE, None, None, actor, reason, {
-            TAG_CANARY_SHARE: {"from": current.tags.get(TAG_CANARY_SHARE), "to": value}})
+        with self._change() as change:
+            change.tag(current, TAG_CANARY_SHARE, value)
+            change.event(current, ACTION_CANARY_SHARE, None, None, actor, reason, {
+                TAG_CANARY_SHARE: {"from": current.tags.get(TAG_CANARY_SHARE), "to": value}})
 
     def record_release_figures(self, name: str, version: int, step: str,
                                figures: dict[str, float | int | str]) -> None:
@@ -228,13 +235,15 @@ class Releases:
         current = self._get(name, version)
         _require_actor(actor)
         check_move(current, STAGE_AWAITING_APPROVAL)
-        cleared = {tag: current.tags[tag] for tag in (TAG_APPROVAL, TAG_APPROVED_BY)
-                   if tag in current.tags}
-        for tag in cleared:
-            self.client.delete_model_version_tag(name, str(version), tag)
-        cleared.update(self._drop_canary_share(current))
-        self._move(current, STAGE_AWAITING_APPROVAL, actor, reason, ACTION_STAGE,
-                   {"cleared": cleared} if cleared else {})
+        cleared: dict[str, object] = {tag: current.tags[tag]
+                                      for tag in (TAG_APPROVAL, TAG_APPROVED_BY)
+                                      if tag in current.tags}
+        with self._change() as change:
+            for tag in cleared:
+                change.tag(current, tag, None)
+            cleared.update(self._drop_canary_share(change, current))
+            self._move(change, current, STAGE_AWAITING_APPROVAL, actor, reason, ACTION_STAGE,
+                       {"cleared": cleared} if cleared else {})
 
     def decide(self, name: str, version: int, decision: str, by: str, reason: str = "") -> None:
         """A reviewer's `approved` or `rejected` (gradeline approve / reject): the `approval`
@@ -246,10 +255,11 @@ class Releases:
         if current.stage != STAGE_AWAITING_APPROVAL:
             raise PromotionError(f"{_label(current)} is {current.stage}; a decision is taken on a "
                                  f"version in {STAGE_AWAITING_APPROVAL}")
-        self.client.set_model_version_tag(name, str(version), TAG_APPROVAL, normalized)
-        self.client.set_model_version_tag(name, str(version), TAG_APPROVED_BY, by.strip())
-        self._record(current, ACTION_APPROVAL, None, None, by.strip(), reason,
-                     {TAG_APPROVAL: normalized})
+        with self._change() as change:
+            change.tag(current, TAG_APPROVAL, normalized)
+            change.tag(current, TAG_APPROVED_BY, by.strip())
+            change.event(current, ACTION_APPROVAL, None, None, by.strip(), reason,
+                         {TAG_APPROVAL: normalized})
 
     # -- the champion ----------------------------------------------------------------------
 
@@ -284,16 +294,18 @@ class Releases:
             check_move(old, STAGE_RETIRED)
 
         moved: dict[str, object] = {}
-        if old is not None:
-            self.client.set_registered_model_alias(name, ALIAS_PREVIOUS, str(old.version))
-            moved[ALIAS_PREVIOUS] = _moved(aliases.get(ALIAS_PREVIOUS), old.version)
-        self.client.set_registered_model_alias(name, ALIAS_CHAMPION, str(version))
-        moved[ALIAS_CHAMPION] = _moved(old.version if old else None, version)
-        details: dict[str, object] = {"aliases": moved, "first": first}
-        details.update(self._stand_down(current, moved))
-        self._move(current, STAGE_CHAMPION, actor, reason, ACTION_ALIAS, details)
-        if old is not None:
-            self._move(old, STAGE_RETIRED, actor, reason, ACTION_STAGE, {"replaced_by": version})
+        with self._change() as change:
+            if old is not None:
+                change.alias(name, ALIAS_PREVIOUS, old.version)
+                moved[ALIAS_PREVIOUS] = _moved(aliases.get(ALIAS_PREVIOUS), old.version)
+            change.alias(name, ALIAS_CHAMPION, version)
+            moved[ALIAS_CHAMPION] = _moved(old.version if old else None, version)
+            details: dict[str, object] = {"aliases": moved, "first": first}
+            details.update(self._stand_down(change, current, moved))
+            self._move(change, current, STAGE_CHAMPION, actor, reason, ACTION_ALIAS, details)
+            if old is not None:
+                self._move(change, old, STAGE_RETIRED, actor, reason, ACTION_STAGE,
+                           {"replaced_by": version})
         return {"champion": version, "previous": old.version if old else None}
 
     def rollback(self, name: str, actor: str, reason: str) -> dict[str, int]:
@@ -313,14 +325,15 @@ class Releases:
         check_move(demoted, STAGE_ROLLED_BACK)
         check_move(restored, STAGE_CHAMPION)
 
-        self.client.set_registered_model_alias(name, ALIAS_CHAMPION, str(restored.version))
-        self.client.delete_registered_model_alias(name, ALIAS_PREVIOUS)
         moved = {ALIAS_CHAMPION: _moved(demoted.version, restored.version),
                  ALIAS_PREVIOUS: _moved(restored.version, None)}
-        self._move(demoted, STAGE_ROLLED_BACK, actor, reason, ACTION_ROLLBACK,
-                   {"aliases": moved, "restored": restored.version})
-        self._move(restored, STAGE_CHAMPION, actor, reason, ACTION_STAGE,
-                   {"replaces": demoted.version})
+        with self._change() as change:
+            change.alias(name, ALIAS_CHAMPION, restored.version)
+            change.alias(name, ALIAS_PREVIOUS, None)
+            self._move(change, demoted, STAGE_ROLLED_BACK, actor, reason, ACTION_ROLLBACK,
+                       {"aliases": moved, "restored": restored.version})
+            self._move(change, restored, STAGE_CHAMPION, actor, reason, ACTION_STAGE,
+                       {"replaces": demoted.version})
         return {"champion": restored.version, "rolled_back": demoted.version}
 
     # -- one release at a time, and its interruption ---------------------------------------
@@ -334,9 +347,10 @@ class Releases:
         again: what a resumed release does first."""
         current = self._get(name, version)
         _require_actor(actor)
-        cleared = self._drop_canary_share(current)
-        if cleared:
-            self._record(current, ACTION_CANARY_SHARE, None, None, actor, reason, cleared)
+        with self._change() as change:
+            cleared = self._drop_canary_share(change, current)
+            if cleared:
+                change.event(current, ACTION_CANARY_SHARE, None, None, actor, reason, cleared)
 
     def abort(self, name: str, actor: str, reason: str) -> RegisteredVersion:
         """Stop the release in flight (gradeline release abort): a challenger in shadow or
@@ -350,7 +364,8 @@ class Releases:
             raise PromotionError(f"{name} has no release in flight (challenger: {holder})")
         to_stage = STAGE_REJECTED if challenger.stage == STAGE_AWAITING_APPROVAL \
             else STAGE_ROLLED_BACK
-        self._stop(challenger, to_stage, actor, reason, ACTION_ABORT, {})
+        with self._change() as change:
+            self._stop(change, challenger, to_stage, actor, reason, ACTION_ABORT, {})
         return self._get(name, challenger.version)
 
     # -- stopping a challenger -------------------------------------------------------------
@@ -370,8 +385,9 @@ class Releases:
             raise PromotionError(f"{_label(current)} is {current.stage}; only a challenger in "
                                  f"{STAGE_SHADOW} or {STAGE_CANARY} is rolled back this way "
                                  f"(a champion goes back with rollback)")
-        self._stop(current, STAGE_ROLLED_BACK, actor, reason, ACTION_ROLLBACK,
-                   {"figures": dict(figures or {})})
+        with self._change() as change:
+            self._stop(change, current, STAGE_ROLLED_BACK, actor, reason, ACTION_ROLLBACK,
+                       {"figures": dict(figures or {})})
 
     # -- writing ---------------------------------------------------------------------------
 
@@ -383,44 +399,46 @@ class Releases:
                 raise VersionNotFound(f"{name} has no version {version}") from error
             raise
 
-    def _stop(self, current: RegisteredVersion, to_stage: str, actor: str, reason: str,
-              action: str, details: dict[str, object]) -> None:
+    @contextmanager
+    def _change(self) -> Iterator[RegistryChange]:
+        """Collect one change's registry writes and audit events; on leaving the block, the
+        events are written first, then the registry."""
+        change = RegistryChange(self.client)
+        yield change
+        change.commit(self.audit)
+
+    def _stop(self, change: RegistryChange, current: RegisteredVersion, to_stage: str, actor: str,
+              reason: str, action: str, details: dict[str, object]) -> None:
         moved: dict[str, object] = {}
-        extra = self._stand_down(current, moved)
-        self._move(current, to_stage, actor, reason, action,
+        extra = self._stand_down(change, current, moved)
+        self._move(change, current, to_stage, actor, reason, action,
                    {**details, **({"aliases": moved} if moved else {}), **extra})
 
-    def _stand_down(self, current: RegisteredVersion,
+    def _stand_down(self, change: RegistryChange, current: RegisteredVersion,
                     moved: dict[str, object]) -> dict[str, object]:
         """Take `challenger` and the canary share from the version, noting the alias in `moved`;
         returns the cleared share for the audit event."""
         if self.aliases(current.name).get(ALIAS_CHALLENGER) == current.version:
-            self.client.delete_registered_model_alias(current.name, ALIAS_CHALLENGER)
+            change.alias(current.name, ALIAS_CHALLENGER, None)
             moved[ALIAS_CHALLENGER] = _moved(current.version, None)
-        return self._drop_canary_share(current)
+        return self._drop_canary_share(change, current)
 
-    def _drop_canary_share(self, current: RegisteredVersion) -> dict[str, object]:
+    @staticmethod
+    def _drop_canary_share(change: RegistryChange, current: RegisteredVersion) -> dict[str, object]:
         """Remove the version's canary share (serving then scores it in shadow only); returns
         the cleared share for the audit event."""
         share = current.tags.get(TAG_CANARY_SHARE)
         if share is None:
             return {}
-        self.client.delete_model_version_tag(current.name, str(current.version), TAG_CANARY_SHARE)
+        change.tag(current, TAG_CANARY_SHARE, None)
         return {TAG_CANARY_SHARE: {"from": share, "to": None}}
 
-    def _move(self, current: RegisteredVersion, to_stage: str, actor: str, reason: str,
-              action: str, details: dict[str, object]) -> None:
+    @staticmethod
+    def _move(change: RegistryChange, current: RegisteredVersion, to_stage: str, actor: str,
+              reason: str, action: str, details: dict[str, object]) -> None:
         """The stage tag and its audit event; the caller has validated the move."""
-        self.client.set_model_version_tag(current.name, str(current.version), TAG_STAGE, to_stage)
-        self._record(current, action, current.stage, to_stage, actor, reason, details)
-
-    def _record(self, current: RegisteredVersion, action: str, from_stage: str | None,
-                to_stage: str | None, actor: str, reason: str,
-                details: dict[str, object]) -> None:
-        self.audit.append(AuditEvent(
-            time=utc_now(), model=current.name, version=current.version, action=action,
-            from_stage=from_stage, to_stage=to_stage, actor=actor, reason=reason,
-            details=details))
+        change.tag(current, TAG_STAGE, to_stage)
+        change.event(current, action, current.stage, to_stage, actor, reason, details)
 
 
 def _approval_of(version: RegisteredVersion) -> Approval | None:

@@ -148,8 +148,8 @@ class ModelSource:
         if not text:
             self.problems.pop(problem, None)
         elif self._unexplained.get(name) == text and self.problems.get(problem) != text:
-            # Seen on two refreshes in a row: a release step writes its audit line right
-            # after its registry change, so one sighting alone may be a step in progress.
+            # Seen on two refreshes in a row: a release step writes its audit line, then its
+            # registry writes, so one sighting alone may be a step in progress.
             self.problems[problem] = text
             logger.error("%s changed outside the release flow: %s", name, text)
             try:

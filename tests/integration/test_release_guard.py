@@ -79,3 +79,25 @@ def test_a_rejected_version_stays_rejected_however_it_is_evaluated_or_tagged(
     report = check_release(releases, MODEL)
     assert report.findings == [f"version {rejected} has stage=candidate; the audit log says "
                                "rejected"]
+
+
+def test_a_change_cut_off_after_its_audit_line_is_completed_not_lost(
+        client: MlflowClient, releases: Releases, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    champion, challenger = candidate(client, tmp_path), candidate(client, tmp_path)
+    releases.crown(MODEL, champion, "release-flow", "first", first=True)
+
+    def cut_off(*_: object) -> None:
+        raise ConnectionError("the registry went away mid-change")
+
+    monkeypatch.setattr(releases.client, "set_registered_model_alias", cut_off)
+    with pytest.raises(ConnectionError):
+        releases.enter_shadow(MODEL, challenger, "release-flow")
+    monkeypatch.undo()
+
+    report = check_release(releases, MODEL)
+    assert report.expected.challenger == challenger and report.found.challenger is None
+    restore_release(releases, report, actor="guard")  # what the serving guard does
+    assert int(client.get_registered_model(MODEL).aliases[ALIAS_CHALLENGER]) == challenger
+    assert stage_of(client, challenger) == "shadow"
+    assert check_release(releases, MODEL).findings == []
