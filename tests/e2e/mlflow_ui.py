@@ -21,6 +21,7 @@ import pytest
 from playwright.sync_api import Browser, Locator, Page, Playwright, expect
 from playwright.sync_api import Error as PlaywrightError
 
+from model_registry.access import AUTH_APP, server_auth_env
 from tests.servers import free_port, wait_until_up
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -102,18 +103,23 @@ def set_version_tags_in_ui(page: Page, ui_url: str, model: str, version: int,
 
 
 @contextmanager
-def mlflow_server(backend_uri: str, artifact_root: Path, log: Path) -> Iterator[str]:
+def mlflow_server(backend_uri: str, artifact_root: Path, log: Path,
+                  auth_folder: Path | None = None) -> Iterator[str]:
     """`mlflow server` (the MLflow UI) on a free loopback port over `backend_uri`; its URL.
-    Stopped afterwards, whatever happened: SIGTERM to its process group, SIGKILL after 5 s."""
+    With `auth_folder`, it runs the basic-auth app as `gradeline up` does (its secrets kept
+    there). Stopped afterwards, whatever happened: SIGTERM to its process group, SIGKILL after
+    5 s."""
     port = free_port()
+    auth = [] if auth_folder is None else ["--app-name", AUTH_APP]
     with log.open("wb") as out:
         server = subprocess.Popen(
             [str(MLFLOW), "server", "--host", "127.0.0.1", "--port", str(port),
              "--backend-store-uri", backend_uri, "--default-artifact-root", str(artifact_root),
-             "--workers", "1"],
+             "--workers", "1", *auth],
             # No background job runners (huey consumers): nothing here needs them, they slow
             # the start and outlive the server.
-            env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
+            env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+                 **(server_auth_env(auth_folder) if auth_folder else {})},
             stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:

@@ -39,6 +39,7 @@ from components.train.prepare import prepare_photo
 from components.train.tracking import TrainingRun
 from flows.cli import app
 from model_registry import AuditLog, get_version, register_candidate
+from model_registry.access import add_reviewer, admin_password
 from tests.e2e.mlflow_ui import launch_browser, mlflow_server, set_version_tags_in_ui
 from tests.graphs import erring_grader_graph, grader_graph
 from tests.servers import free_port, wait_until_up
@@ -161,16 +162,18 @@ def _wait_for(condition: Callable[[], bool], timeout: float, what: Callable[[], 
 
 
 @pytest.fixture()
-def mlflow_ui(release_home: Path, tmp_path: Path) -> Iterator[str]:
-    """The MLflow UI (a real `mlflow server`) on the home's store, on a free loopback port."""
+def mlflow_ui(release_home: Path, tmp_path: Path) -> Iterator[tuple[str, str]]:
+    """The MLflow UI (a real `mlflow server` with the basic-auth app, as `gradeline up` runs
+    it) on the home's store, on a free loopback port; its URL and reviewer ada's password."""
     settings = load_settings(home=release_home)
+    folder = tmp_path / "mlflow-auth"
     with mlflow_server(str(settings.mlflow_tracking_uri), Path(str(settings.mlflow_artifact_root)),
-                       tmp_path / "mlflow-server.log") as url:
-        yield url
+                       tmp_path / "mlflow-server.log", folder) as url:
+        yield url, add_reviewer(url, admin_password(folder), "ada", [GRADER])
 
 
 def test_a_challenger_approved_in_the_mlflow_ui_becomes_champion_without_a_restart(
-        release_home: Path, service: str, keys: dict[str, str], mlflow_ui: str,
+        release_home: Path, service: str, keys: dict[str, str], mlflow_ui: tuple[str, str],
         factory_batches: dict[str, Path],
         tmp_path: Path) -> None:
     params = release_home.parent / "params.yaml"
@@ -186,8 +189,11 @@ def test_a_challenger_approved_in_the_mlflow_ui_becomes_champion_without_a_resta
         with sync_playwright() as playwright:
             browser = launch_browser(playwright)
             try:
-                page = browser.new_page(viewport={"width": 1400, "height": 900})
-                set_version_tags_in_ui(page, mlflow_ui, GRADER, challenger,
+                ui_url, password = mlflow_ui
+                page = browser.new_page(viewport={"width": 1400, "height": 900},
+                                        http_credentials={"username": "ada",
+                                                          "password": password})
+                set_version_tags_in_ui(page, ui_url, GRADER, challenger,
                                        {"approved_by": "ada", "approval": "approved"})
             finally:
                 browser.close()
