@@ -9,16 +9,12 @@ mailto://, json:// for a generic webhook) it is also sent through `OnCallChannel
 
 from __future__ import annotations
 
-import json
-from datetime import UTC, datetime
-
 from prefect.blocks.notifications import AppriseNotificationBlock
 from prefect.logging import get_run_logger
 from prefect.logging.loggers import get_logger
 
+from components.oncall import record_alert
 from components.settings import GradelineSettings
-
-ALERTS_FILE = "alerts.jsonl"
 
 
 class OnCallChannel(AppriseNotificationBlock):
@@ -37,11 +33,7 @@ def _logger():
 
 def tell_on_call(settings: GradelineSettings, subject: str, body: str) -> None:
     """Record the alert in the home's alert log and send it to the configured channel."""
-    path = settings.home / ALERTS_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a") as log:
-        log.write(json.dumps({"time": datetime.now(UTC).isoformat(), "subject": subject,
-                              "body": body}) + "\n")
+    record_alert(settings.home, subject, body)
     _logger().warning("on-call: %s", subject)
     if settings.alert_url is not None:
         OnCallChannel(url=settings.alert_url).notify(body, subject)

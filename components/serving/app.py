@@ -31,6 +31,7 @@ from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
 
+from components.oncall import record_alert, send_alert
 from components.serving.batcher import Overloaded
 from components.serving.bodies import BodyLimit, read_files
 from components.serving.keys import AccessDenied, ApiKey, KeyStore, Role
@@ -195,6 +196,21 @@ def create_app(service: GradingService, keys: KeyStore) -> FastAPI:
     return app
 
 
+def put_back_and_tell(settings: GradelineSettings, releases: Releases,
+                      metrics: ServiceMetrics) -> Callable[[GuardReport], None]:
+    """What the service does with a release changed by hand: count it, put the registry back
+    to the audited state, and tell on-call (the home's alert log and its channel)."""
+    def put_back(report: GuardReport) -> None:
+        metrics.count_tampering(report.model)
+        restore_release(releases, report, actor="grading service guard")
+        subject = f"[gradeline] {report.model}: release changed outside the release flow"
+        body = ("put back to the audited state (a restore line is in the audit log); what was "
+                "found:\n" + "\n".join(report.findings))
+        record_alert(settings.home, subject, body)
+        send_alert(settings.alert_url, subject, body)
+    return put_back
+
+
 def app_from_settings(settings: GradelineSettings, params: ServeParams) -> FastAPI:
     """The service of this home: its registry guarded by its release audit log, its prediction
     log, its keys, graphs cached under <cache>/serving, thumbnails of served photos in the
@@ -202,13 +218,8 @@ def app_from_settings(settings: GradelineSettings, params: ServeParams) -> FastA
     tracking_uri = str(settings.mlflow_tracking_uri)
     metrics = ServiceMetrics()
     releases = Releases(tracking_uri, AuditLog(settings.audit_log))
-
-    def put_back(report: GuardReport) -> None:
-        metrics.count_tampering(report.model)
-        restore_release(releases, report, actor="grading service guard")
-
     source = ModelSource(tracking_uri, settings.cache_dir / "serving", releases=releases,
-                         on_tamper=put_back)
+                         on_tamper=put_back_and_tell(settings, releases, metrics))
     return create_app(GradingService(source, PredictionLog(str(settings.prediction_log_uri)),
                                      metrics, params.service_config(settings.thumbnails_dir)),
                       KeyStore(settings.keys_file))

@@ -19,8 +19,9 @@ import pytest
 
 from components.monitor.alerts import drift_alert, recovery_alert
 from components.monitor.incidents import IncidentBook, Verdict
+from components.oncall import ALERTS_FILE
 from components.settings import GradelineSettings, load_settings
-from flows.alerts import ALERTS_FILE, tell_on_call
+from flows.alerts import tell_on_call
 from tests.servers import free_port
 
 pytestmark = pytest.mark.integration
