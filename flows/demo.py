@@ -127,11 +127,15 @@ def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
 
 def demo_params_file(source: Path, out: Path) -> tuple[DemoParams, Path]:
     """The demo section of `source`, and `source` with the demo's overrides laid over it,
-    written to `out`: the params file every flow of the demo reads."""
+    written to `out`: the params file every flow of the demo reads. Demo mode approves its
+    release as DEMO_REVIEWER, so that name joins promote.reviewers there."""
     params = load_params("demo", DemoParams, source)
-    document = yaml.safe_load(source.read_text()) or {}
+    merged = _deep_merge(yaml.safe_load(source.read_text()) or {}, params.overrides)
+    promote = merged.setdefault("promote", {})
+    promote["reviewers"] = [*[name for name in promote.get("reviewers", [])
+                              if name != DEMO_REVIEWER], DEMO_REVIEWER]
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(yaml.safe_dump(_deep_merge(document, params.overrides), sort_keys=False))
+    out.write_text(yaml.safe_dump(merged, sort_keys=False))
     return params, out
 
 

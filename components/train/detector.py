@@ -43,6 +43,7 @@ from unittest.mock import patch
 
 import torch
 import yaml
+from PIL import Image
 
 if TYPE_CHECKING:
     from ultralytics import YOLO
@@ -222,8 +223,14 @@ def contained_ultralytics() -> Iterator[None]:
     import ultralytics.data.utils
     import ultralytics.utils.callbacks
     import ultralytics.utils.checks
+    import ultralytics.utils.patches
     import ultralytics.utils.plotting
     import ultralytics.utils.torch_utils
+
+    # Importing Ultralytics replaces PIL's Image.open for the whole process with one that, on a
+    # file PIL cannot identify, tries to install and import pi-heif and raises ImportError:
+    # every later decode of a bad upload or ingested file would fail that way. Put PIL's back.
+    Image.open = ultralytics.utils.patches._image_open
 
     logger = logging.getLogger("ultralytics")
     level = logger.level

@@ -5,6 +5,7 @@ wrong with a dataset it cannot use."""
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 import shutil
@@ -17,12 +18,14 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from PIL import Image, UnidentifiedImageError
 
 from components.cards import synthesize_batch
 from components.cards.spec import DEFECT_CLASSES
 from components.train.detector import (
     DetectorConfig,
     DetectorError,
+    contained_ultralytics,
     final_metrics,
     train_detector,
     write_yolo_dataset,
@@ -182,3 +185,12 @@ def test_a_class_with_no_validation_box_gets_nan_not_zero() -> None:
     assert result["map50"] == 0.6 and result["recall"] == 0.8
     assert result["recall.stain"] == 1.0 and result["precision.stain"] == 0.25
     assert math.isnan(result["recall.crease"]) and math.isnan(result["precision.crease"])
+
+
+def test_importing_ultralytics_leaves_pil_s_image_open_alone() -> None:
+    # Ultralytics replaces Image.open with one that, on an unidentified file, tries to install
+    # pi-heif and raises ImportError: a bad upload would then be a 500, not a 4xx.
+    with contained_ultralytics():
+        pass
+    with pytest.raises(UnidentifiedImageError):
+        Image.open(io.BytesIO(b"\xff\xd8\xff"))

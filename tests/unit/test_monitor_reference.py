@@ -75,7 +75,7 @@ def test_the_window_keeps_answered_rows_and_joins_experts_grades(tmp_path: Path)
             version=1, role="champion", answered=True, data_version="d1", grade=grade,
             grade_set_low=grade, grade_set_high=grade + 2 if grade else None,
             needs_review=bool(grade), probabilities=None, subgrades=None, latency_ms=5.0,
-            error=error, properties=properties, embedding=[0.1, 0.2] if grade else None)
+            error=error, properties=properties, embedding=[0.5, 0.25] if grade else None)
 
     log.write([record("a", 1, 7), record("b", 2, None, "non-finite"), record("c", 3, 4)])
     log.record_expert_grade("c", 5, "panel", start + timedelta(minutes=4))
@@ -86,4 +86,4 @@ def test_the_window_keeps_answered_rows_and_joins_experts_grades(tmp_path: Path)
     assert window["set_size"].tolist() == [3, 3]
     assert window["expert_grade"].isna().tolist() == [True, False]
     assert window.loc[1, "expert_grade"] == 5.0
-    assert window["embedding"].tolist() == [[0.1, 0.2], [0.1, 0.2]]
+    assert window["embedding"].tolist() == [[0.5, 0.25], [0.5, 0.25]]  # float16-exact
