@@ -3,8 +3,12 @@ and the factory batches are session fixtures of tests/conftest.py, shared with e
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -15,6 +19,7 @@ from model_registry.audit import AuditLog
 from model_registry.names import GRADER
 from model_registry.promotion import Releases
 from model_registry.versions import registry_client
+from tests.servers import free_port
 
 
 @pytest.fixture()
@@ -71,3 +76,28 @@ def two_graders(settings: GradelineSettings, champion: int, source: Path) -> Mlf
     Releases(str(settings.mlflow_tracking_uri), AuditLog(settings.audit_log)).crown(
         GRADER, champion, "test", "first champion", first=True)
     return client
+
+
+@pytest.fixture()
+def receiver() -> Iterator[tuple[int, list[dict]]]:
+    """A webhook on loopback recording the JSON body of every POST; its port and the bodies."""
+    received: list[dict] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *_: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server.server_port, received
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)

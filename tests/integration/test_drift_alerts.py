@@ -9,10 +9,7 @@ the alert, one reminder and the recovery; the home's alert log holds the same th
 from __future__ import annotations
 
 import json
-import threading
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -22,7 +19,6 @@ from components.monitor.incidents import IncidentBook, Verdict
 from components.oncall import ALERTS_FILE
 from components.settings import GradelineSettings, load_settings
 from flows.alerts import tell_on_call
-from tests.servers import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -36,31 +32,6 @@ JUDGEMENT = {"status": "drift", "window_size": 120, "reference_size": 300, "sign
     {"name": "grades", "kind": "prediction", "score": 0.02, "threshold": 0.1,
      "method": "jensenshannon", "drifted": False, "note": ""},
 ]}
-
-
-@pytest.fixture()
-def receiver() -> Iterator[tuple[int, list[dict]]]:
-    """A webhook on loopback recording the JSON body of every POST; its port and the bodies."""
-    received: list[dict] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 (http.server's name)
-            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-            self.send_response(200)
-            self.end_headers()
-
-        def log_message(self, *_: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield server.server_port, received
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
 
 
 def _tell(settings: GradelineSettings, verdict: Verdict, report: Path, sheet: Path) -> None:

@@ -5,8 +5,6 @@ and audited; a rejected version stays rejected."""
 from __future__ import annotations
 
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
 import pytest
@@ -111,30 +109,16 @@ def test_a_change_cut_off_after_its_audit_line_is_completed_not_lost(
 
 
 def test_the_service_puts_a_hand_moved_champion_back_and_tells_on_call(
-        client: MlflowClient, releases: Releases, tmp_path: Path) -> None:
+        client: MlflowClient, releases: Releases, tmp_path: Path,
+        receiver: tuple[int, list[dict]]) -> None:
     champion, other = candidate(client, tmp_path), candidate(client, tmp_path)
     releases.crown(MODEL, champion, "release-flow", "first", first=True)
-    received: list[dict] = []
-
-    class Receiver(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 (http.server's name)
-            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-            self.send_response(200)
-            self.end_headers()
-
-        def log_message(self, *_: object) -> None:
-            pass
-
-    server = HTTPServer(("127.0.0.1", 0), Receiver)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    settings = load_settings(home=tmp_path / "home",
-                             alert_url=f"json://127.0.0.1:{server.server_port}/")
+    port, received = receiver
+    settings = load_settings(home=tmp_path / "home", alert_url=f"json://127.0.0.1:{port}/")
     metrics = ServiceMetrics()
     client.set_registered_model_alias(MODEL, ALIAS_CHAMPION, str(other))
-    try:
-        put_back_and_tell(settings, releases, metrics)(check_release(releases, MODEL))
-    finally:
-        server.shutdown()
+
+    put_back_and_tell(settings, releases, metrics)(check_release(releases, MODEL))
 
     assert int(client.get_registered_model(MODEL).aliases[ALIAS_CHAMPION]) == champion
     alert = json.loads((settings.home / ALERTS_FILE).read_text().splitlines()[-1])
