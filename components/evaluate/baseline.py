@@ -17,8 +17,8 @@ from sklearn.linear_model import Ridge
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from components.serving.properties import image_properties
 from components.train.metrics import grading_metrics
+from components.vision.properties import image_properties
 
 # Of the served photo's properties, those a rectified card of fixed size still varies in.
 _FEATURES = ("brightness", "contrast", "saturation", "colour_temperature", "sharpness", "noise")

@@ -56,7 +56,7 @@ from sklearn.decomposition import PCA
 from sklearn.metrics import cohen_kappa_score
 
 from components.monitor.params import MonitorParams
-from components.serving.properties import PROPERTY_NAMES
+from components.vision.properties import PROPERTY_NAMES
 
 Status = Literal["ok", "drift", "too_small"]
 Kind = Literal["image", "embedding", "prediction", "performance", "slo"]

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from components.serving.models import GradeAnswer, GraderInput
-from components.serving.properties import PROPERTY_NAMES, image_properties
+from components.vision.properties import PROPERTY_NAMES, image_properties
 
 REFERENCE_BATCH = 16
 

@@ -32,7 +32,7 @@ from evidently.sdk.panels import line_plot_panel
 from evidently.ui.workspace import Project, Workspace
 
 from components.monitor.drift import DriftJudgement, QuadraticKappa
-from components.serving.properties import PROPERTY_NAMES
+from components.vision.properties import PROPERTY_NAMES
 
 REPORT_NAME = "drift"
 DASHBOARD_TAB = "Drift"

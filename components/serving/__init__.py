@@ -1,1 +1,1 @@
-"""Pure building blocks of the grading service: uploads, image properties, batching, logs."""
+"""Pure building blocks of the grading service: uploads, batching, logs, routing, metrics."""

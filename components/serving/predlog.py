@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
-from components.serving.properties import PROPERTY_NAMES
+from components.vision.properties import PROPERTY_NAMES
 
 ROLES = ("champion", "challenger", "shadow")
 _JSON_FIELDS = ("probabilities", "subgrades")

@@ -39,11 +39,11 @@ from components.serving.models import (
     centering_answer,
 )
 from components.serving.predlog import PredictionLog, PredictionRecord, SpooledWriter
-from components.serving.properties import image_properties
 from components.serving.routing import answers_with_challenger
 from components.serving.source import ModelSource, ServedModels
 from components.serving.thumbnails import save_thumbnail
 from components.serving.uploads import UploadLimits, UploadRejected, decode_upload
+from components.vision.properties import image_properties
 
 logger = logging.getLogger(__name__)
 CHAMPION, CHALLENGER, DETECTOR = "champion", "challenger", "detector"

@@ -21,8 +21,8 @@ import yaml
 from typer.testing import CliRunner
 
 from components.serving.predlog import PredictionLog, PredictionRecord
-from components.serving.properties import PROPERTY_NAMES
 from components.settings import load_settings
+from components.vision.properties import PROPERTY_NAMES
 from flows.cli import app
 from flows.promote import conclude_release
 from flows.registry import releases_of

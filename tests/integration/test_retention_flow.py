@@ -12,8 +12,8 @@ import pytest
 from typer.testing import CliRunner
 
 from components.serving.predlog import PredictionLog, PredictionRecord
-from components.serving.properties import PROPERTY_NAMES
 from components.settings import load_settings
+from components.vision.properties import PROPERTY_NAMES
 from flows.cli import app
 from flows.retention import run_retention
 from model_registry.names import GRADER

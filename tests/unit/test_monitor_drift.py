@@ -22,7 +22,7 @@ from components.monitor.drift import (
     property_z_scores,
 )
 from components.monitor.params import DriftThresholds, MonitorParams
-from components.serving.properties import PROPERTY_NAMES
+from components.vision.properties import PROPERTY_NAMES
 
 PROPERTIES = {"brightness": (130.0, 20.0), "contrast": (50.0, 8.0), "saturation": (90.0, 15.0),
               "colour_temperature": (1.05, 0.05), "sharpness": (300.0, 60.0),

@@ -19,7 +19,7 @@ from components.monitor.reference import (
 )
 from components.serving.models import GradeAnswer, GraderInput
 from components.serving.predlog import PredictionLog, PredictionRecord
-from components.serving.properties import PROPERTY_NAMES
+from components.vision.properties import PROPERTY_NAMES
 
 
 class BrightnessGrader:

@@ -28,7 +28,7 @@ from components.monitor.report import (
     record_in_workspace,
     write_reports,
 )
-from components.serving.properties import PROPERTY_NAMES
+from components.vision.properties import PROPERTY_NAMES
 from tests.unit.test_monitor_drift import CAMERA_CHANGE, QUIET, photos
 
 TITLE = "card-grader v3, last 24 h"

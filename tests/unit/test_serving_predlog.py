@@ -19,7 +19,7 @@ from components.serving.predlog import (
     SpooledWriter,
     compare_roles,
 )
-from components.serving.properties import PROPERTY_NAMES
+from components.vision.properties import PROPERTY_NAMES
 
 START = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 PROPERTIES = {name: float(i) + 0.5 for i, name in enumerate(PROPERTY_NAMES)}

@@ -4,7 +4,7 @@ import cv2
 import numpy as np
 import pytest
 
-from components.serving.properties import PROPERTY_NAMES, image_properties
+from components.vision.properties import PROPERTY_NAMES, image_properties
 
 
 @pytest.fixture(scope="module")
