@@ -20,7 +20,7 @@ from components.settings import load_settings
 from flows.keys_cli import hand_over
 from flows.release_cli import ParamsOption, _fail
 from flows.stack import load_stack, running_pid, stack_folder
-from model_registry.access import AccessError, add_reviewer, admin_password
+from model_registry.access import AccessError, add_reviewer
 from model_registry.names import DETECTOR, GRADER
 
 reviewers_app = typer.Typer(help="Accounts of the reviewers on the MLflow server.",
@@ -41,12 +41,11 @@ def add(
     if name not in reviewers:
         raise _fail(f"{name!r} is not in promote.reviewers ({', '.join(reviewers) or 'empty'}): "
                     "list them in params.yaml first, since only their approvals count")
-    folder = stack_folder(settings)
-    stack = load_stack(folder)
+    stack = load_stack(stack_folder(settings))
     if stack is None or running_pid(stack, "mlflow") is None:
         raise _fail("the MLflow server is not running: start it with `gradeline up`")
     try:
-        password = add_reviewer(stack.mlflow_url, admin_password(folder), name,
+        password = add_reviewer(stack.mlflow_url, stack.mlflow_admin_password(), name,
                                 [GRADER, DETECTOR])
     except AccessError as error:
         raise _fail(str(error)) from None

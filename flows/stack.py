@@ -104,6 +104,10 @@ class Stack:
         kept in the stack folder, mode 0600)."""
         return "gradeline:" + stored_secret(self.folder / "prefect-api.secret")
 
+    def mlflow_admin_password(self) -> str:
+        """The MLflow admin's password (made once, kept in the stack folder, mode 0600)."""
+        return stored_secret(self.folder / "mlflow-admin.password")
+
     def pid_file(self, service: str) -> Path:
         return self.folder / f"{service}.pid"
 
@@ -307,7 +311,9 @@ def service_envs(stack: Stack, settings: GradelineSettings) -> dict[str, dict[st
     its flow runs the server's URL and that string, MLflow its store and auth app)."""
     base = {**os.environ, **settings.service_env()}
     return {"prefect-server": {**base, "PREFECT_SERVER_API_AUTH_STRING": stack.api_auth()},
-            "mlflow": {**base, **settings.mlflow_server_env(), **server_auth_env(stack.folder)},
+            "mlflow": {**base, **settings.mlflow_server_env(), **server_auth_env(
+                stack.folder, stack.mlflow_admin_password(),
+                stored_secret(stack.folder / "mlflow-csrf.secret"))},
             "worker": {**base, **prefect_client_env(stack)}}
 
 

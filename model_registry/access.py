@@ -1,21 +1,19 @@
 """Who may change the registry through the MLflow server: its basic-auth app, the users in it and
 their permission on each registered model.
 
-    env = server_auth_env(home / "stack")      # for `mlflow server --app-name basic-auth` only
-    password = add_reviewer("http://127.0.0.1:5000", admin_password(home / "stack"), "ada",
-                            ["card-grader", "defect-detector"])
+    env = server_auth_env(folder, admin, csrf)   # for `mlflow server --app-name basic-auth` only
+    password = add_reviewer("http://127.0.0.1:5000", admin, "ada", ["card-grader"])
 
 Everyone signed in may read (the `default_permission`); a reviewer is a user with EDIT on the
 registered models, which is what setting the `approval` and `approved_by` tags in the UI needs.
-The admin password, the CSRF secret and the users' database live in `folder`, readable by their
-owner only, and reach nothing but the server's own environment.
+The caller keeps the admin password and the CSRF secret (`gradeline up` in its stack folder,
+mode 0600); they reach nothing but the server's own environment.
 """
 
 from __future__ import annotations
 
 import base64
 import json
-import os
 import secrets
 import urllib.error
 import urllib.request
@@ -34,24 +32,10 @@ class AccessError(RuntimeError):
     """The MLflow server refused a user or permission change; the message says why."""
 
 
-def _secret_file(path: Path) -> str:
-    """The secret kept in `path`, made (32 random bytes, mode 0600) the first time."""
-    if not path.is_file():
-        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(descriptor, "w") as handle:
-            handle.write(secrets.token_urlsafe(32))
-    return path.read_text().strip()
-
-
-def admin_password(folder: Path) -> str:
-    """The MLflow admin's password kept in `folder`."""
-    return _secret_file(folder / "mlflow-admin.password")
-
-
-def server_auth_env(folder: Path) -> dict[str, str]:
-    """The environment of an MLflow server with the basic-auth app: its config file (users in
-    `folder`/mlflow-auth.db, everyone signed in may read), the admin's password and the CSRF
-    secret, all made once and kept in `folder` with mode 0600."""
+def server_auth_env(folder: Path, admin_password: str, csrf_secret: str) -> dict[str, str]:
+    """The environment of an MLflow server with the basic-auth app: its config file (written to
+    `folder`, mode 0600; users in `folder`/mlflow-auth.db, everyone signed in may read), the
+    admin's password and the CSRF secret (the caller keeps both)."""
     folder.mkdir(parents=True, exist_ok=True)
     config = folder / "mlflow-auth.ini"
     config.write_text("[mlflow]\ndefault_permission = READ\n"
@@ -61,8 +45,8 @@ def server_auth_env(folder: Path) -> dict[str, str]:
                       "mlflow.server.auth:authenticate_request_basic_auth\n")
     config.chmod(0o600)
     return {"MLFLOW_AUTH_CONFIG_PATH": str(config),
-            "MLFLOW_AUTH_ADMIN_PASSWORD": admin_password(folder),
-            "MLFLOW_FLASK_SERVER_SECRET_KEY": _secret_file(folder / "mlflow-csrf.secret")}
+            "MLFLOW_AUTH_ADMIN_PASSWORD": admin_password,
+            "MLFLOW_FLASK_SERVER_SECRET_KEY": csrf_secret}
 
 
 def _post(url: str, body: dict[str, str], user: str, password: str) -> None:

@@ -21,6 +21,7 @@ import pytest
 from playwright.sync_api import Browser, Locator, Page, Playwright, expect
 from playwright.sync_api import Error as PlaywrightError
 
+from components.settings import stored_secret
 from model_registry.access import AUTH_APP, server_auth_env
 from tests.servers import free_port, wait_until_up
 
@@ -102,6 +103,11 @@ def set_version_tags_in_ui(page: Page, ui_url: str, model: str, version: int,
               lambda: page.screenshot(path=str(screenshot), full_page=True))
 
 
+def admin_password(auth_folder: Path) -> str:
+    """The MLflow admin's password of a server `mlflow_server` started with `auth_folder`."""
+    return stored_secret(auth_folder / "admin.password")
+
+
 @contextmanager
 def mlflow_server(backend_uri: str, artifact_root: Path, log: Path,
                   auth_folder: Path | None = None) -> Iterator[str]:
@@ -119,7 +125,9 @@ def mlflow_server(backend_uri: str, artifact_root: Path, log: Path,
             # No background job runners (huey consumers): nothing here needs them, they slow
             # the start and outlive the server.
             env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
-                 **(server_auth_env(auth_folder) if auth_folder else {})},
+                 **(server_auth_env(auth_folder, admin_password(auth_folder),
+                                    stored_secret(auth_folder / "csrf.secret"))
+                    if auth_folder else {})},
             stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:

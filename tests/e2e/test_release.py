@@ -39,8 +39,13 @@ from components.train.prepare import prepare_photo
 from components.train.tracking import TrainingRun
 from flows.cli import app
 from model_registry import AuditLog, get_version, register_candidate
-from model_registry.access import add_reviewer, admin_password
-from tests.e2e.mlflow_ui import launch_browser, mlflow_server, set_version_tags_in_ui
+from model_registry.access import add_reviewer
+from tests.e2e.mlflow_ui import (
+    admin_password,
+    launch_browser,
+    mlflow_server,
+    set_version_tags_in_ui,
+)
 from tests.graphs import erring_grader_graph, grader_graph
 from tests.servers import free_port, wait_until_up
 
