@@ -31,7 +31,7 @@ from benchmarks.overload import bench_overload
 from benchmarks.serve import bench_serve
 from benchmarks.train import bench_retrain, bench_train
 from components.cards import CAMERAS, synthesize_batch
-from components.centering import centering_accuracy
+from components.evaluate.centering import centering_accuracy
 
 SECTIONS = ("factory", "centering", "ingest", "train", "evaluate", "segment", "cameras",
             "retrain", "serve", "overload")

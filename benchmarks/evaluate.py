@@ -72,10 +72,10 @@ def bench_cameras(workdir: Path, cards: int) -> list[dict[str, object]]:
     """The evaluated grader (the evaluate bench's) on new cards from every camera, served as
     the service serves it: QWK against the experts' consensus and per subgrade, per camera."""
     from components.cards import CAMERAS, synthesize_batch
-    from components.evaluate.graph import read_metadata
-    from components.serving.models import OnnxGrader
     from components.settings import load_settings
-    from components.train.metrics import grading_metrics
+    from components.vision.agreement import grading_metrics
+    from components.vision.graph import read_metadata
+    from components.vision.models import OnnxGrader
 
     settings = load_settings(home=workdir / "train-home").activate()
     graphs = sorted((settings.cache_dir / "evaluate").glob("card-grader-*/out/model.onnx"))

@@ -25,8 +25,8 @@ import numpy as np
 
 from components.cards import synthesize_batch
 from components.serving.keys import KeyStore, Role
-from components.serving.models import OnnxGrader
 from components.serving.source import ServedModels
+from components.vision.models import OnnxGrader
 from tests.graphs import grader_graph
 from tests.servers import free_port, wait_until_up
 
@@ -49,11 +49,11 @@ def _serve(graph: Path, port: int, max_batch: int, max_queue: int, log_uri: str,
     """The service's app on the server `gradeline serve` runs (draining on SIGTERM), in this
     (child) process."""
     from components.params import load_params
+    from components.predlog import PredictionLog
     from components.serving.app import create_app
     from components.serving.keys import KeyStore
     from components.serving.metrics import ServiceMetrics
     from components.serving.params import ServeParams
-    from components.serving.predlog import PredictionLog
     from components.serving.server import DrainingServer
     from components.serving.service import GradingService, ServiceConfig
 

@@ -39,8 +39,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemaining
 
 from components.cards import CAMERAS, FactoryError, contact_sheet, synthesize_batch
 from components.cards.sheet import legend
-from components.centering import CenteringError, draw_centering, measure_centering
 from components.settings import load_settings, mask_uri
+from components.vision.centering import CenteringError, draw_centering, measure_centering
 from flows.config_cli import config_app
 from flows.keys_cli import keys_app
 from flows.monitor_cli import register as register_monitor_commands

@@ -42,10 +42,10 @@ from components.monitor.reference import grade_reference, held_out_items, served
 from components.monitor.report import contact_sheet, record_in_workspace, write_reports
 from components.monitor.slo import slo_signals
 from components.params import load_params
-from components.serving.models import OnnxGrader
-from components.serving.predlog import PredictionLog
+from components.predlog import PredictionLog
 from components.serving.thumbnails import thumbnail_path
 from components.settings import GradelineSettings, load_settings
+from components.vision.models import OnnxGrader
 from flows.alerts import tell_on_call
 from flows.train import resolve_data
 from model_registry.names import ALIAS_CHAMPION, GATE_PREFIX

@@ -26,8 +26,9 @@ from prefect import flow, task
 from prefect.logging import get_run_logger
 
 from components.params import load_params
+from components.predlog import PredictionLog
 from components.release.analysis import PromoteParams, StepVerdict, analyse_step
-from components.serving.predlog import PredictionLog, compare_roles
+from components.release.comparison import compare_roles
 from components.settings import GradelineSettings, load_settings
 from flows.alerts import tell_on_call
 from flows.registry import releases_of

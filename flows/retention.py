@@ -23,7 +23,7 @@ from components.monitor.retention import (
     stale_folders,
 )
 from components.params import load_params
-from components.serving.predlog import PredictionLog
+from components.predlog import PredictionLog
 from components.settings import GradelineSettings, load_settings
 from flows.registry import releases_of
 from model_registry import DETECTOR, GRADER, VersionNotFound

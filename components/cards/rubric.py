@@ -16,6 +16,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from components.vision.centering import worst_side_share
+
 # (worst-side share in percent, subgrade): the first row whose share is not exceeded wins.
 CENTERING_STEPS: tuple[tuple[float, int], ...] = (
     (55.0, 10),
@@ -59,11 +61,6 @@ class Grade:
     subgrades: Subgrades
     score: float  # continuous overall score before rounding; experts perceive this
     grade: int
-
-
-def worst_side_share(centering_lr: float, centering_tb: float) -> float:
-    """Share (percent) of the larger border on the worse axis: 50 is perfect centering."""
-    return max(centering_lr, 100.0 - centering_lr, centering_tb, 100.0 - centering_tb)
 
 
 def centering_subgrade(centering_lr: float, centering_tb: float) -> int:

@@ -19,9 +19,9 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import pandas as pd
 
-from components.train.metrics import grading_metrics
 from components.train.model import ORDINAL_TARGETS
 from components.train.rubric import GRADES
+from components.vision.agreement import grading_metrics
 
 GRADE_RANGE = range(1, GRADES + 1)
 SUBGRADES = ORDINAL_TARGETS[1:]

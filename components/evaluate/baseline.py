@@ -17,7 +17,7 @@ from sklearn.linear_model import Ridge
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from components.train.metrics import grading_metrics
+from components.vision.agreement import grading_metrics
 from components.vision.properties import image_properties
 
 # Of the served photo's properties, those a rectified card of fixed size still varies in.

@@ -32,9 +32,9 @@ from onnxruntime.quantization import (
 )
 from torch import nn
 
-from components.evaluate.graph import INPUTS, MAPS_OUTPUT, METADATA_PREFIX, OUTPUT
 from components.train.ordinal import grade_probabilities
 from components.train.severity import SeverityGrader
+from components.vision.graph import INPUTS, MAPS_OUTPUT, METADATA_PREFIX, OUTPUT
 
 OPSET = 17
 _CALIBRATION_BATCH = 8

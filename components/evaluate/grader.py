@@ -36,10 +36,8 @@ from components.evaluate.calibration import (
     ordinal_probabilities,
     reliability_diagram_png,
 )
-from components.evaluate.conformal import ConformalGrades, conformal_report, fit_conformal
 from components.evaluate.export import calibrated_torch_model, export_grader, quantize_int8
 from components.evaluate.gates import Gate, baseline_gate, grader_gates
-from components.evaluate.graph import GraderSession, median_grade
 from components.evaluate.latency import Latency, latency_metrics, measure_latency
 from components.evaluate.mlflow_onnx import Graph
 from components.evaluate.params import EvaluateParams
@@ -49,11 +47,13 @@ from components.evaluate.segmentation import segmentation_report
 from components.evaluate.tensorrt import tensorrt_parity
 from components.train.metrics import confusion_matrix_png
 from components.train.model import ORDINAL_TARGETS, TaskModel
-from components.train.prepare import prepare_images
 from components.train.rubric import GRADES
 from components.train.severity import MAP_STRIDE, map_metadata
 from components.train.spec import ModelSpec, load_model
 from components.train.tasks import Canvases, GradeTask
+from components.vision.conformal import ConformalGrades, conformal_report, fit_conformal
+from components.vision.graph import GraderSession, median_grade
+from components.vision.prepare import prepare_images
 
 Progress = Callable[[str, int, int], None]  # stage, done, total
 EVAL_SPLITS = ("val", "calibration", "test")

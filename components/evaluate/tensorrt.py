@@ -13,7 +13,7 @@ import numpy as np
 import onnxruntime
 import torch
 
-from components.evaluate.graph import GraderSession
+from components.vision.graph import GraderSession
 
 PROVIDER = "TensorrtExecutionProvider"
 

@@ -26,14 +26,15 @@ from typing import Literal
 
 import yaml
 
-from components.ingest.masks import (
+from components.ingest.model import Box, IngestError, Reason, SourceBatch, SourceItem
+from components.vision.labels import (
     MIN_OUTLINE_POINTS,
     MaskFormatError,
     coco_outlines,
+    label_path,
     outline_bounds,
     yolo_seg_outline,
 )
-from components.ingest.model import Box, IngestError, Reason, SourceBatch, SourceItem
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
 MANIFEST = "manifest.csv"
@@ -123,13 +124,6 @@ def _yolo_names(root: Path) -> tuple[str, ...]:
                 return tuple(str(n) for n in names)
             raise IngestError(f"{root / name} has no `names` list of classes")
     raise IngestError(f"{root} has boxes but no {' or '.join(YOLO_YAMLS)} naming their classes")
-
-
-def label_path(root: Path, image: str) -> Path:
-    """Ultralytics' convention: the label of images/a/b.jpg is labels/a/b.txt."""
-    parts = Path(image).with_suffix(".txt").parts
-    parts = tuple("labels" if part == "images" else part for part in parts)
-    return root.joinpath(*parts)
 
 
 def _yolo_box(fields: list[str], names: tuple[str, ...]) -> Box | None:

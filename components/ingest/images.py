@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import struct
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,26 +24,14 @@ from PIL import Image, UnidentifiedImageError
 
 from components.ingest.model import Problem, Reason
 from components.parallel import map_chunks
+from components.vision.photos import exif_orientation, sniff_format, turn_upright
+from components.vision.properties import measure_grey
 
-# Magic numbers of the formats we accept: a file that starts like one but does not decode is
-# a corrupt image, one that starts like none is not an image at all.
-SIGNATURES: dict[str, tuple[bytes, ...]] = {
-    "JPEG": (b"\xff\xd8\xff",),
-    "PNG": (b"\x89PNG\r\n\x1a\n",),
-    "BMP": (b"BM",),
-    "WEBP": (b"RIFF",),
-    "TIFF": (b"II*\x00", b"MM\x00*"),
-}
 SUFFIX_FORMATS = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".bmp": "BMP",
                   ".webp": "WEBP", ".tif": "TIFF", ".tiff": "TIFF"}
 # Stored as they come; any other format, mode or orientation is normalised to an RGB PNG.
 KEPT_FORMATS = frozenset({"JPEG", "PNG"})
 HASH_SIDE, HASH_FREQUENCIES = 32, 8
-_ORIENTATION_TAG = 0x0112
-_TRANSPOSE = {1: None, 2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180,
-              4: Image.Transpose.FLIP_TOP_BOTTOM, 5: Image.Transpose.TRANSPOSE,
-              6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
-              8: Image.Transpose.ROTATE_90}
 _CHUNK = 64  # images per task sent to a worker: measured fastest of 16..128
 
 
@@ -109,42 +96,6 @@ def hash_words(phashes: list[str]) -> np.ndarray:
         return np.zeros((0, 3), dtype=np.uint64)
     raw = b"".join(bytes.fromhex(value) for value in phashes)
     return np.frombuffer(raw, dtype=">u8").astype(np.uint64).reshape(len(phashes), 3)
-
-
-def sniff_format(data: bytes) -> str | None:
-    """The format `data` starts like (a key of `SIGNATURES`), None when it starts like none:
-    the bytes, not a file name or a client's content type, say what a file is."""
-    for name, signatures in SIGNATURES.items():
-        starts_like = any(data.startswith(signature) for signature in signatures)
-        if starts_like and (name != "WEBP" or data[8:12] == b"WEBP"):
-            return name
-    return None
-
-
-def measure_grey(grey: np.ndarray) -> tuple[float, float, float]:
-    """Brightness and contrast (mean and std of a grey image, 0..255) and sharpness (variance of
-    the Laplacian, the usual focus measure), as ingest and the service both report them."""
-    mean, std = cv2.meanStdDev(grey)
-    _, laplacian_std = cv2.meanStdDev(cv2.Laplacian(grey, cv2.CV_16S))
-    return (round(float(mean[0, 0]), 2), round(float(std[0, 0]), 2),
-            round(float(laplacian_std[0, 0]) ** 2, 1))
-
-
-def exif_orientation(image: Image.Image) -> int:
-    """The EXIF orientation (1..8); 1 when the EXIF block is missing or does not parse, since
-    the pixels are what a camera without EXIF would have delivered."""
-    try:
-        orientation = int(image.getexif().get(_ORIENTATION_TAG, 1) or 1)
-    except (OSError, SyntaxError, ValueError, TypeError, struct.error):
-        return 1
-    return orientation if orientation in _TRANSPOSE else 1
-
-
-def turn_upright(image: Image.Image, orientation: int) -> Image.Image:
-    """The image turned as its EXIF orientation says. Not `ImageOps.exif_transpose`: that also
-    rewrites the EXIF block and raises on a tag of an unexpected type."""
-    method = _TRANSPOSE[orientation]
-    return image if method is None else image.transpose(method)
 
 
 def check_image(path: Path, limits: ImageLimits) -> ImageFacts:
@@ -227,9 +178,3 @@ def check_images(
         if on_progress:
             on_progress(len(done))
     return facts
-
-
-def upright_rgb(path: Path) -> Image.Image:
-    """The image at `path` as the stored copy should hold it: EXIF rotation applied, RGB."""
-    with Image.open(path) as image:
-        return turn_upright(image, exif_orientation(image)).convert("RGB")

@@ -34,12 +34,13 @@ import pandas as pd
 
 from components.ingest.checks import AcceptedIndex
 from components.ingest.duplicates import Fingerprints
-from components.ingest.images import ImageFacts, upright_rgb
-from components.ingest.masks import yolo_seg_line
+from components.ingest.images import ImageFacts
 from components.ingest.metadata import strip_metadata
 from components.ingest.model import Box, IngestError, SourceBatch, SourceItem
 from components.ingest.versioning import DataRepo
 from components.splits import SPLIT_NAMES, stable_split
+from components.vision.labels import yolo_seg_line
+from components.vision.photos import upright_rgb
 
 MANIFEST, INFO, LEDGER, VERSIONS = "manifest.csv", "dataset.json", "batches.jsonl", "versions.jsonl"
 _LOCK_POLL_S = 0.2

@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from components.ingest.formats import MaskNeed
-from components.ingest.masks import MIN_OUTLINE_POINTS
 from components.ingest.model import Reason, SourceBatch, SourceItem
 from components.splits import SPLIT_NAMES
+from components.vision.labels import MIN_OUTLINE_POINTS
 
 GRADE_RANGE = (1, 10)
 SUBGRADES = ("centering", "corners", "edges", "surface")

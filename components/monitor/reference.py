@@ -20,14 +20,14 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from components.serving.models import GradeAnswer, GraderInput
+from components.vision.models import GradeAnswer, GraderInput
 from components.vision.properties import PROPERTY_NAMES, image_properties
 
 REFERENCE_BATCH = 16
 
 
 class Grader(Protocol):
-    """What grading the reference needs of a grader (serving's OnnxGrader)."""
+    """What grading the reference needs of a grader (the vision core's OnnxGrader)."""
 
     def prepare(self, bgr: np.ndarray) -> GraderInput: ...
     def grade(self, inputs: list[GraderInput]) -> list[GradeAnswer]: ...

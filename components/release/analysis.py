@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pydantic import Field
 
 from components.params import StrictParams
-from components.serving.predlog import RoleComparison
+from components.release.comparison import RoleComparison
 
 
 class AnalysisParams(StrictParams):

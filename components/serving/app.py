@@ -32,12 +32,12 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
 
 from components.oncall import record_alert, send_alert
+from components.predlog import PredictionLog
 from components.serving.batcher import Overloaded
 from components.serving.bodies import BodyLimit, read_files
 from components.serving.keys import AccessDenied, ApiKey, KeyStore, Role
 from components.serving.metrics import ServiceMetrics
 from components.serving.params import ServeParams
-from components.serving.predlog import PredictionLog
 from components.serving.service import GradingService, NotReady
 from components.serving.source import ModelSource
 from components.serving.uploads import UploadRejected

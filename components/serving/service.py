@@ -28,9 +28,14 @@ from pathlib import Path
 
 import numpy as np
 
+from components.predlog import PredictionLog, PredictionRecord, SpooledWriter
 from components.serving.batcher import MicroBatcher, Overloaded
 from components.serving.metrics import ServiceMetrics
-from components.serving.models import (
+from components.serving.routing import answers_with_challenger
+from components.serving.source import ModelSource, ServedModels
+from components.serving.thumbnails import save_thumbnail
+from components.serving.uploads import UploadLimits, UploadRejected, decode_upload
+from components.vision.models import (
     Defect,
     GradeAnswer,
     GraderInput,
@@ -38,11 +43,6 @@ from components.serving.models import (
     OnnxGrader,
     centering_answer,
 )
-from components.serving.predlog import PredictionLog, PredictionRecord, SpooledWriter
-from components.serving.routing import answers_with_challenger
-from components.serving.source import ModelSource, ServedModels
-from components.serving.thumbnails import save_thumbnail
-from components.serving.uploads import UploadLimits, UploadRejected, decode_upload
 from components.vision.properties import image_properties
 
 logger = logging.getLogger(__name__)

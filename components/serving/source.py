@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Generic, TypeVar
 
-from components.serving.models import OnnxDetector, OnnxGrader
+from components.vision.models import OnnxDetector, OnnxGrader
 from model_registry.guard import GuardReport, check_release
 from model_registry.names import (
     ALIAS_CHALLENGER,

@@ -21,7 +21,7 @@ import cv2
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from components.ingest.images import SIGNATURES, exif_orientation, sniff_format, turn_upright
+from components.vision.photos import SIGNATURES, exif_orientation, sniff_format, turn_upright
 
 _MB = 1_000_000
 _WHITE = (255, 255, 255, 255)

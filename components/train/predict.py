@@ -16,8 +16,8 @@ import torch
 
 from components.train.model import ORDINAL_TARGETS, TaskModel
 from components.train.ordinal import grade_probabilities
-from components.train.prepare import prepare_photo
 from components.train.spec import ModelSpec, load_model
+from components.vision.prepare import prepare_photo
 
 
 @dataclass(frozen=True)

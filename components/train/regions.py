@@ -19,8 +19,8 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
-from components.ingest.masks import yolo_seg_outline
 from components.train.rubric import RubricTable
+from components.vision.labels import yolo_seg_outline
 
 IGNORED = -1.0
 _SHIFT = 4  # fractional bits of cv2's fixed-point drawing

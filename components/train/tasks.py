@@ -17,13 +17,13 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from components.ingest.formats import label_path
-from components.train.metrics import classification_metrics, grading_metrics
 from components.train.model import ORDINAL_TARGETS, SoftmaxHead, TaskModel, build_model
 from components.train.ordinal import grade_probabilities, ordinal_loss, predicted_grade
 from components.train.regions import IGNORED, severity_targets
 from components.train.rubric import CARD_RUBRIC, GRADES
 from components.train.severity import MAP_STRIDE, GraderOutputs, build_severity_grader
+from components.vision.agreement import classification_metrics, grading_metrics
+from components.vision.labels import label_path
 
 UNKNOWN = 0  # an ordinal target a manifest does not give; its loss and score skip it
 GRADE_LOSS_WEIGHT = 2.0  # the overall grade is what clients buy; subgrades help it learn

@@ -29,10 +29,10 @@ from components.train.loop import CachedSplit, FitResult, evaluate, fit
 from components.train.metrics import confusion_matrix_png, prediction_sheet, training_curves_png
 from components.train.model import TaskModel
 from components.train.params import BackboneProfile
-from components.train.prepare import prepare_images
 from components.train.spec import ModelSpec, load_model, save_model
 from components.train.tasks import BackboneTask, Canvases, TrainDataError, backbone_task
 from components.train.warm import WarmStart, replay_rows
+from components.vision.prepare import prepare_images
 
 SAMPLES = 12
 Progress = Callable[[str, int, int], None]  # stage, done, total

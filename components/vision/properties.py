@@ -16,14 +16,21 @@ import math
 import cv2
 import numpy as np
 
-from components.ingest.images import measure_grey
-
 PROPERTY_NAMES: tuple[str, ...] = ("brightness", "contrast", "saturation", "colour_temperature",
                                    "sharpness", "noise", "width", "height")
 MEASURE_SIDE = 512
 # Immerkær's mask: the difference of two Laplacians, which cancels image structure up to
 # second order and leaves mostly noise (Immerkær 1996, "Fast noise variance estimation").
 _NOISE_MASK = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], dtype=np.float32)
+
+
+def measure_grey(grey: np.ndarray) -> tuple[float, float, float]:
+    """Brightness and contrast (mean and std of a grey image, 0..255) and sharpness (variance of
+    the Laplacian, the usual focus measure), as ingest and the service both report them."""
+    mean, std = cv2.meanStdDev(grey)
+    _, laplacian_std = cv2.meanStdDev(cv2.Laplacian(grey, cv2.CV_16S))
+    return (round(float(mean[0, 0]), 2), round(float(std[0, 0]), 2),
+            round(float(laplacian_std[0, 0]) ** 2, 1))
 
 
 def image_properties(bgr: np.ndarray) -> dict[str, float]:

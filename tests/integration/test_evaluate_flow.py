@@ -21,8 +21,8 @@ import yaml
 from mlflow import MlflowClient
 from typer.testing import CliRunner
 
-from components.evaluate.graph import read_metadata
 from components.settings import load_settings
+from components.vision.graph import read_metadata
 from flows.cli import app
 from flows.evaluate import run_evaluate
 from flows.ingest import run_ingest

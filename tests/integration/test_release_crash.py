@@ -20,7 +20,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from components.serving.predlog import PredictionLog, PredictionRecord
+from components.predlog import PredictionLog, PredictionRecord
 from components.settings import load_settings
 from components.vision.properties import PROPERTY_NAMES
 from flows.cli import app

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from components.serving.predlog import PredictionLog, PredictionRecord
+from components.predlog import PredictionLog, PredictionRecord
 from components.settings import load_settings
 from components.vision.properties import PROPERTY_NAMES
 from flows.cli import app

@@ -9,12 +9,8 @@ import numpy as np
 import pytest
 
 from components.cards import synthesize_batch
-from components.centering import (
-    CenteringError,
-    centering_accuracy,
-    draw_centering,
-    measure_centering,
-)
+from components.evaluate.centering import centering_accuracy
+from components.vision.centering import CenteringError, draw_centering, measure_centering
 
 
 @pytest.fixture(scope="module")

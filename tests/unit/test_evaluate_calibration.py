@@ -20,9 +20,9 @@ from components.evaluate.calibration import (
     ordinal_probabilities,
     reliability_diagram_png,
 )
-from components.evaluate.conformal import ConformalGrades, conformal_report, fit_conformal
-from components.evaluate.graph import median_grade
 from components.train.ordinal import predicted_grade
+from components.vision.conformal import ConformalGrades, conformal_report, fit_conformal
+from components.vision.graph import median_grade
 
 K = 10
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

@@ -17,12 +17,12 @@ import torch
 
 from components.evaluate.calibration import ordinal_probabilities
 from components.evaluate.export import calibrated_torch_model, export_grader, quantize_int8
-from components.evaluate.graph import GraderSession, median_grade, read_metadata
 from components.evaluate.latency import THROUGHPUT_BATCH, latency_metrics, measure_latency
 from components.evaluate.parity import ParityLimits, compare_outputs, parity_metrics
 from components.train.model import ORDINAL_TARGETS, TaskModel
 from components.train.rubric import CARD_RUBRIC, GRADES
 from components.train.severity import DECODER_WIDTH, build_severity_grader
+from components.vision.graph import GraderSession, median_grade, read_metadata
 
 SIZE = (64, 96)  # width, height
 ONES = np.ones(len(ORDINAL_TARGETS))

@@ -14,7 +14,6 @@ import pandas as pd
 import pytest
 
 from components.evaluate.agreement import expert_agreement, expert_columns, human_bar
-from components.evaluate.conformal import conformal_report, fit_conformal
 from components.evaluate.gates import (
     Gate,
     at_least,
@@ -29,6 +28,7 @@ from components.evaluate.params import EvaluateParams, GateParams
 from components.evaluate.parity import Parity, ParityLimits
 from components.evaluate.plots import agreement_png, conformal_png
 from components.evaluate.report import evaluation_report, summary_lines
+from components.vision.conformal import conformal_report, fit_conformal
 
 MANY = 1_000_000  # test cards: chance explains no shortfall at all
 NAN = math.nan

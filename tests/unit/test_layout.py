@@ -1,5 +1,6 @@
 """The import rules of DESIGN.md: components never import prefect or flows; model_registry
-imports neither flows nor components. Checked statically, so a violation is found unexecuted."""
+imports neither flows nor components; the stage folders of components/ stand on the vision core
+and never on each other. Checked statically, so a violation is found unexecuted."""
 
 import ast
 from pathlib import Path
@@ -13,8 +14,14 @@ RULES = {
 }
 
 
-def forbidden_imports(root: Path, package: str, forbidden: set[str]) -> list[str]:
-    """Every absolute import of a forbidden top-level package under `package`, as file:line."""
+# Stage -> stages it may import besides the vision core. Evaluation judges what training made.
+# The grade task's rubric is the card rubric until task types are plugins (issue 20).
+STAGE_EXCEPTIONS = {"evaluate": {"train"}, "train": {"cards"}}
+CORE = "vision"
+
+
+def absolute_imports(root: Path, package: str) -> list[tuple[str, int, str]]:
+    """Every absolute import under `package`, as (file relative to root, line, module)."""
     found = []
     for path in sorted((root / package).rglob("*.py")):
         tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
@@ -25,11 +32,32 @@ def forbidden_imports(root: Path, package: str, forbidden: set[str]) -> list[str
                 modules = [node.module]
             else:
                 continue
-            for module in modules:
-                if module.split(".")[0] in forbidden:
-                    found.append(
-                        f"{path.relative_to(root).as_posix()}:{node.lineno} imports {module}"
-                    )
+            found += [(path.relative_to(root).as_posix(), node.lineno, module)
+                      for module in modules]
+    return found
+
+
+def forbidden_imports(root: Path, package: str, forbidden: set[str]) -> list[str]:
+    """Every absolute import of a forbidden top-level package under `package`, as file:line."""
+    return [f"{file}:{line} imports {module}"
+            for file, line, module in absolute_imports(root, package)
+            if module.split(".")[0] in forbidden]
+
+
+def stage_crossings(root: Path) -> list[str]:
+    """Every import of one stage folder of components/ by another (or of a stage by the core)
+    that STAGE_EXCEPTIONS does not allow, as file:line."""
+    stages = {path.parent.name for path in (root / "components").glob("*/__init__.py")}
+    found = []
+    for file, line, module in absolute_imports(root, "components"):
+        parts = file.split("/")
+        importer, imported = parts[1], module.split(".")
+        if len(parts) < 3 or imported[0] != "components" or len(imported) < 2:
+            continue  # a top-level module of components/, or not an import of one
+        target = imported[1]
+        if (target in stages and target not in (importer, CORE)
+                and target not in STAGE_EXCEPTIONS.get(importer, set())):
+            found.append(f"{file}:{line} imports {module}")
     return found
 
 
@@ -50,4 +78,31 @@ def test_checker_catches_a_violation(tmp_path: Path) -> None:
 
     assert forbidden_imports(tmp_path, "components", {"prefect"}) == [
         "components/bad.py:2 imports prefect"
+    ]
+
+
+def test_stages_stand_on_the_vision_core_and_not_on_each_other() -> None:
+    crossings = stage_crossings(REPO)
+
+    listing = "\n".join(crossings)
+    assert not crossings, f"stage folders import each other (DESIGN.md, Layout):\n{listing}"
+
+
+def test_the_stage_checker_catches_a_crossing_and_the_core_importing_a_stage(
+        tmp_path: Path) -> None:
+    for folder in ("serving", "monitor", "vision", "evaluate", "train"):
+        (tmp_path / "components" / folder).mkdir(parents=True)
+        (tmp_path / "components" / folder / "__init__.py").write_text("")
+    (tmp_path / "components" / "oncall.py").write_text("import components.serving.app\n")
+    (tmp_path / "components" / "monitor" / "drift.py").write_text(
+        "from components.vision.graph import GraderSession\nfrom components import oncall\n"
+        "from components.serving.app import build_app\n")
+    (tmp_path / "components" / "vision" / "models.py").write_text(
+        "from components.serving.metrics import ServiceMetrics\n")
+    (tmp_path / "components" / "evaluate" / "grader.py").write_text(
+        "from components.train.trainer import train\n")
+
+    assert stage_crossings(tmp_path) == [
+        "components/monitor/drift.py:3 imports components.serving.app",
+        "components/vision/models.py:1 imports components.serving.metrics",
     ]

@@ -17,8 +17,8 @@ from components.monitor.reference import (
     held_out_items,
     served_window,
 )
-from components.serving.models import GradeAnswer, GraderInput
-from components.serving.predlog import PredictionLog, PredictionRecord
+from components.predlog import PredictionLog, PredictionRecord
+from components.vision.models import GradeAnswer, GraderInput
 from components.vision.properties import PROPERTY_NAMES
 
 

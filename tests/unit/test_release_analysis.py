@@ -8,7 +8,7 @@ from dataclasses import replace
 import pytest
 
 from components.release.analysis import AnalysisParams, analyse_step
-from components.serving.predlog import RoleComparison
+from components.release.comparison import RoleComparison
 
 HEALTHY = RoleComparison(
     pairs=60, champion_requests=60, challenger_requests=60, champion_error_rate=0.0,

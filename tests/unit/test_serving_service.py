@@ -16,15 +16,15 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
+from components.predlog import PredictionLog
 from components.serving.app import create_app
 from components.serving.keys import KeyStore, Role
 from components.serving.metrics import ServiceMetrics
-from components.serving.models import GradeAnswer, GradedDefect, GraderInput
-from components.serving.predlog import PredictionLog
 from components.serving.routing import answers_with_challenger
 from components.serving.service import GradingService, NotReady, ServiceConfig
 from components.serving.source import ServedModels
 from components.serving.thumbnails import thumbnail_path
+from components.vision.models import GradeAnswer, GradedDefect, GraderInput
 
 
 @dataclass

@@ -11,14 +11,8 @@ import numpy as np
 import pytest
 from sklearn.metrics import cohen_kappa_score
 
-from components.train.metrics import (
-    MetricsError,
-    classification_metrics,
-    confusion_matrix_png,
-    grading_metrics,
-    prediction_sheet,
-    training_curves_png,
-)
+from components.train.metrics import confusion_matrix_png, prediction_sheet, training_curves_png
+from components.vision.agreement import MetricsError, classification_metrics, grading_metrics
 
 HISTORY = [
     {"epoch": 1, "train_loss": 0.9, "val_loss": 1.0, "val_qwk": 0.40},

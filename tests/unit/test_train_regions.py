@@ -10,11 +10,11 @@ import pandas as pd
 import pytest
 import torch
 
-from components.ingest.masks import yolo_seg_line
 from components.train.regions import IGNORED, severity_targets
 from components.train.rubric import CARD_RUBRIC
 from components.train.severity import GraderOutputs
 from components.train.tasks import Canvases, GradeTask
+from components.vision.labels import yolo_seg_line
 
 CLASSES = ("corner_wear", "edge_whitening", "surface_scratch", "logo")
 CANVAS = (80, 64)  # 10 x 8 cells of 8 pixels

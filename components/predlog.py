@@ -1,5 +1,6 @@
 """The prediction log: one row per model answer (champion, challenger or shadow), with the image
-properties drift monitoring reads, and the comparison of champion and challenger it allows.
+properties drift monitoring reads. Serving writes it; monitoring and the release comparison
+(`components/release/comparison.py`) read it.
 
     log = PredictionLog(settings.prediction_log_uri)
     log.write([PredictionRecord(request_id="r-1", time=datetime.now(UTC), ...)])
@@ -309,74 +310,3 @@ class SpooledWriter:
             return {"healthy": not self._pending, "pending": len(self._pending),
                     "failed_writes": self.failures, "dropped": self.dropped,
                     "last_error": self.last_error}
-
-
-@dataclass(frozen=True)
-class RoleComparison:
-    """Champion against challenger over the same window. Error rates are 0.0 for a side without
-    requests; p99 latencies are None without requests, and the agreement figures None without
-    pairs (a request both graded, neither with an error), so no figure is ever NaN."""
-
-    pairs: int
-    champion_requests: int
-    challenger_requests: int
-    champion_error_rate: float
-    challenger_error_rate: float
-    champion_p99_ms: float | None
-    challenger_p99_ms: float | None
-    agreement_exact: float | None
-    agreement_within_one: float | None
-    mean_abs_grade_difference: float | None
-    expert_items: int = 0  # pairs whose photo an expert has graded since
-    champion_kappa: float | None = None  # QWK against those experts' grades
-    challenger_kappa: float | None = None
-
-    def as_dict(self) -> dict[str, float | int | None]:
-        return asdict(self)
-
-
-def compare_roles(log: PredictionLog, model: str, champion_version: int,
-                  challenger_version: int, since: datetime) -> RoleComparison:
-    """How the challenger (in shadow or canary) did next to the champion since `since`: errors
-    and p99 latency of each side, grade agreement on the requests both graded, and each side's
-    QWK on those whose photo an expert has graded."""
-    champion = log.window(since=since, model=model, roles=["champion"], version=champion_version)
-    challenger = log.window(since=since, model=model, roles=["challenger", "shadow"],
-                            version=challenger_version)
-    graded = [side.loc[side["grade"].notna() & side["error"].isna(), ["request_id", "grade"]]
-              .drop_duplicates("request_id") for side in (champion, challenger)]
-    pairs = graded[0].merge(graded[1], on="request_id", suffixes=("_champion", "_challenger"))
-    difference = (pairs["grade_champion"] - pairs["grade_challenger"]).abs().to_numpy(float)
-    have_pairs = len(pairs) > 0
-    # Imported here, not at the top: it brings sklearn and matplotlib, which the service that
-    # writes this log never needs; the promote flow, which compares, does.
-    from components.train.metrics import grading_metrics
-
-    judged = pairs.merge(log.expert_grades(), on="request_id")
-    kappas = {side: grading_metrics(judged["grade"].to_numpy(int),
-                                    judged[f"grade_{side}"].to_numpy(int))["qwk"]
-              for side in ("champion", "challenger")} if len(judged) else {}
-    return RoleComparison(
-        pairs=len(pairs),
-        champion_requests=len(champion),
-        challenger_requests=len(challenger),
-        champion_error_rate=_error_rate(champion),
-        challenger_error_rate=_error_rate(challenger),
-        champion_p99_ms=_p99(champion),
-        challenger_p99_ms=_p99(challenger),
-        agreement_exact=float(np.mean(difference == 0)) if have_pairs else None,
-        agreement_within_one=float(np.mean(difference <= 1)) if have_pairs else None,
-        mean_abs_grade_difference=float(difference.mean()) if have_pairs else None,
-        expert_items=len(judged),
-        champion_kappa=kappas.get("champion"),
-        challenger_kappa=kappas.get("challenger"),
-    )
-
-
-def _error_rate(frame: pd.DataFrame) -> float:
-    return float(frame["error"].notna().mean()) if len(frame) else 0.0
-
-
-def _p99(frame: pd.DataFrame) -> float | None:
-    """The 99th percentile of latency, interpolated as numpy does by default."""
-    return float(np.percentile(frame["latency_ms"], 99)) if len(frame) else None

@@ -5,7 +5,7 @@ fractions of the image, and malformed ones are named."""
 import numpy as np
 import pytest
 
-from components.ingest.masks import (
+from components.vision.labels import (
     MaskFormatError,
     coco_outlines,
     decode_rle,

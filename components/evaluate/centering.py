@@ -10,7 +10,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from components.centering.measure import CenteringError, measure_centering
+from components.vision.centering import CenteringError, measure_centering
 
 
 @dataclass(frozen=True)

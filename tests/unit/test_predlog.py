@@ -11,14 +11,8 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from components.serving.predlog import (
-    COLUMNS,
-    PredictionLog,
-    PredictionRecord,
-    RoleComparison,
-    SpooledWriter,
-    compare_roles,
-)
+from components.predlog import COLUMNS, PredictionLog, PredictionRecord, SpooledWriter
+from components.release.comparison import RoleComparison, compare_roles
 from components.vision.properties import PROPERTY_NAMES
 
 START = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)

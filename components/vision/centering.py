@@ -64,6 +64,11 @@ class CenteringMeasurement:
         }
 
 
+def worst_side_share(centering_lr: float, centering_tb: float) -> float:
+    """Share (percent) of the larger border on the worse axis: 50 is perfect centering."""
+    return max(centering_lr, 100.0 - centering_lr, centering_tb, 100.0 - centering_tb)
+
+
 def _order_corners(points: np.ndarray) -> np.ndarray:
     """Sort four points as top-left, top-right, bottom-right, bottom-left."""
     centre = points.mean(0)

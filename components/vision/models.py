@@ -24,10 +24,10 @@ import numpy as np
 import onnx
 import onnxruntime
 
-from components.centering.measure import CenteringMeasurement
-from components.evaluate.conformal import ConformalGrades
-from components.evaluate.graph import GraderSession, median_grade, read_metadata
-from components.train.prepare import prepare_photo
+from components.vision.centering import CenteringMeasurement
+from components.vision.conformal import ConformalGrades
+from components.vision.graph import GraderSession, median_grade, read_metadata
+from components.vision.prepare import prepare_photo
 
 # Ultralytics' predictor defaults: boxes below this confidence are no defect, and overlapping
 # boxes of one class above this IoU are one defect.

@@ -11,9 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from components.centering.measure import CenteringMeasurement
 from components.evaluate.detector import letterbox
-from components.serving.models import (
+from components.train.rubric import CARD_RUBRIC, rubric_metadata
+from components.vision.centering import CenteringMeasurement
+from components.vision.models import (
     ChecksumMismatch,
     OnnxDetector,
     capping_aspect,
@@ -21,7 +22,6 @@ from components.serving.models import (
     graded_defects,
     letterbox_one,
 )
-from components.train.rubric import CARD_RUBRIC, rubric_metadata
 from tests.graphs import DETECTOR_IMGSZ as IMGSZ
 from tests.graphs import detector_graph
 

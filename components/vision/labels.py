@@ -1,5 +1,6 @@
-"""Pixel masks as labeling tools export them, read into outlines: COCO polygons and run-length
-encodings (CVAT, Label Studio) and YOLO-seg lines (Ultralytics).
+"""Labels as labeling tools export them: pixel masks read into outlines from COCO polygons and
+run-length encodings (CVAT, Label Studio) and YOLO-seg lines (Ultralytics), and where a YOLO
+label file lies. Ingest validates and stores them; training reads them.
 
     outlines = coco_outlines(annotation["segmentation"], width=640, height=480)
     outline = yolo_seg_outline(["0.1", "0.2", "0.3", "0.2", "0.2", "0.4"])
@@ -11,6 +12,7 @@ dataset stores (YOLO-seg), whatever the source wrote.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -118,3 +120,10 @@ def outline_bounds(outline: Outline) -> tuple[float, float, float, float]:
 def yolo_seg_line(class_id: int, outline: Outline) -> str:
     """One YOLO-seg label line: the class id, then the outline's x y fractions."""
     return f"{class_id} " + " ".join(f"{x:.6f} {y:.6f}" for x, y in outline)
+
+
+def label_path(root: Path, image: str) -> Path:
+    """Ultralytics' convention: the label of images/a/b.jpg is labels/a/b.txt."""
+    parts = Path(image).with_suffix(".txt").parts
+    parts = tuple("labels" if part == "images" else part for part in parts)
+    return root.joinpath(*parts)

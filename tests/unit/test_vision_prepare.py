@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from components.cards import synthesize_batch
-from components.train.prepare import prepare_photo
+from components.vision.prepare import prepare_photo
 
 SIZE = (304, 432)
 

@@ -24,9 +24,13 @@ from typing import NamedTuple
 import cv2
 import numpy as np
 
-from components.cards.rubric import worst_side_share
-from components.centering import CenteringError, CenteringMeasurement, measure_centering
 from components.parallel import map_chunks
+from components.vision.centering import (
+    CenteringError,
+    CenteringMeasurement,
+    measure_centering,
+    worst_side_share,
+)
 
 GEOMETRY_FEATURES = 4
 CARD_MARGIN = 0.04  # share of the canvas on each side outside the card's outer edge
