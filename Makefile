@@ -49,7 +49,7 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks
 
 lint: $(STAMP)
-	$(BIN)/ruff check components model_registry flows tests benchmarks
+	$(BIN)/ruff check components model_registry flows cli tests benchmarks
 
 clean:
 	rm -rf $(VENV) .gradeline .pytest_cache

@@ -1,23 +1,24 @@
-"""Telling on-call from any process, the flows' or the grading service's: a line in the home's
-alert log (what on-call reads when no channel is set, and the history when one is), and the
-Apprise channel (Slack, PagerDuty, email, a webhook) when `GRADELINE_ALERT_URL` names one.
+"""Telling on-call from any process, the flows', the CLI's or the grading service's: a line in
+the home's alert log (what on-call reads when no channel is set, and the history when one is),
+and the Apprise channel (Slack, PagerDuty, email, a webhook) when `GRADELINE_ALERT_URL` names
+one.
 
-    record_alert(settings.home, "card-grader 4 rolled back", "canary_25: error rate 0.2")
-    send_alert(settings.alert_url, "card-grader 4 rolled back", "canary_25: ...")
-
-The flows send through Prefect's notification block (flows/alerts.py); the service, which does
-not run Prefect, sends with Apprise directly.
+    tell_on_call(settings, "card-grader 4 rolled back", "canary_25: error rate 0.2 > 0.01")
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from datetime import UTC, datetime
 from pathlib import Path
 
 from pydantic import SecretStr
 
+from components.settings import GradelineSettings
+
 ALERTS_FILE = "alerts.jsonl"
+_log = logging.getLogger("gradeline.oncall")
 
 
 def record_alert(home: Path, subject: str, body: str) -> Path:
@@ -39,3 +40,12 @@ def send_alert(url: SecretStr | None, subject: str, body: str) -> bool:
     channel = apprise.Apprise()
     channel.add(url.get_secret_value())
     return bool(channel.notify(body=body, title=subject))
+
+
+def tell_on_call(settings: GradelineSettings, subject: str, body: str) -> None:
+    """Record the alert in the home's alert log and send it to the home's channel, if any."""
+    record_alert(settings.home, subject, body)
+    _log.warning("on-call: %s", subject)
+    if settings.alert_url is not None and not send_alert(settings.alert_url, subject, body):
+        _log.error("on-call: the channel did not take %r; it is in %s", subject,
+                   settings.home / ALERTS_FILE)

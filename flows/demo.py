@@ -48,6 +48,7 @@ from pydantic import Field
 from components.cards import contact_sheet, synthesize_batch
 from components.cards.panel import PANEL, panel_agreement
 from components.params import StrictParams, load_params
+from components.release.registry import releases_of
 from components.serving.keys import KeyStore, Role
 from components.serving.traffic import Traffic, TrafficKeys, photos_of_batch
 from components.settings import GradelineSettings, find_project_root, load_settings
@@ -55,7 +56,6 @@ from flows.evaluate import evaluate
 from flows.ingest import ingest
 from flows.monitor import monitor
 from flows.promote import conclude_release
-from flows.registry import releases_of
 from flows.retrain import retrain
 from flows.train import train
 from model_registry.names import APPROVED, GRADER, STAGE_CANDIDATE

@@ -41,12 +41,12 @@ from components.monitor.params import MonitorParams
 from components.monitor.reference import grade_reference, held_out_items, served_window
 from components.monitor.report import contact_sheet, record_in_workspace, write_reports
 from components.monitor.slo import slo_signals
+from components.oncall import tell_on_call
 from components.params import load_params
 from components.predlog import PredictionLog
 from components.serving.thumbnails import thumbnail_path
 from components.settings import GradelineSettings, load_settings
 from components.vision.models import OnnxGrader
-from flows.alerts import tell_on_call
 from flows.train import resolve_data
 from model_registry.names import ALIAS_CHAMPION, GATE_PREFIX
 from model_registry.serving import alias_versions, download_graph, graph_checksum, version_metric

@@ -25,13 +25,13 @@ from pathlib import Path
 from prefect import flow, task
 from prefect.logging import get_run_logger
 
+from components.oncall import tell_on_call
 from components.params import load_params
 from components.predlog import PredictionLog
 from components.release.analysis import PromoteParams, StepVerdict, analyse_step
 from components.release.comparison import compare_roles
+from components.release.registry import releases_of
 from components.settings import GradelineSettings, load_settings
-from flows.alerts import tell_on_call
-from flows.registry import releases_of
 from model_registry import PromotionError, Releases, VersionNotFound
 from model_registry.names import (
     ALIAS_CHALLENGER,

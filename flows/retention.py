@@ -24,8 +24,8 @@ from components.monitor.retention import (
 )
 from components.params import load_params
 from components.predlog import PredictionLog
+from components.release.registry import releases_of
 from components.settings import GradelineSettings, load_settings
-from flows.registry import releases_of
 from model_registry import DETECTOR, GRADER, VersionNotFound
 
 

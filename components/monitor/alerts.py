@@ -6,7 +6,7 @@ where the report and the contact sheet of the most drifted photos are, and the t
 end the noise (silence, for a known change) or the harm (rollback).
 
     subject, body = drift_alert("card-grader", 3, "last 24h", judgement, report, sheet, verdict)
-    tell_on_call(settings, subject, body)           # flows.alerts
+    tell_on_call(settings, subject, body)           # components.oncall
     subject, body = recovery_alert("card-grader", 3, "last 24h", verdict)
 """
 

@@ -31,7 +31,7 @@ from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
 
-from components.oncall import record_alert, send_alert
+from components.oncall import tell_on_call
 from components.predlog import PredictionLog
 from components.serving.batcher import Overloaded
 from components.serving.bodies import BodyLimit, read_files
@@ -206,8 +206,7 @@ def put_back_and_tell(settings: GradelineSettings, releases: Releases,
         subject = f"[gradeline] {report.model}: release changed outside the release flow"
         body = ("put back to the audited state (a restore line is in the audit log); what was "
                 "found:\n" + "\n".join(report.findings))
-        record_alert(settings.home, subject, body)
-        send_alert(settings.alert_url, subject, body)
+        tell_on_call(settings, subject, body)
     return put_back
 
 

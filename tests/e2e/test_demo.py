@@ -12,9 +12,9 @@ import pytest
 
 import flows.retrain
 from components.cards import synthesize_batch
+from components.release.registry import releases_of
 from components.settings import load_settings
 from flows.demo import DemoReport, DemoStep, run_demo
-from flows.registry import releases_of
 from flows.retrain import run_retrain
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]

@@ -31,13 +31,13 @@ import yaml
 from playwright.sync_api import sync_playwright
 from typer.testing import CliRunner
 
+from cli.main import app
 from components.evaluate.mlflow_onnx import log_onnx_model, sha256
 from components.serving.traffic import Photo, Traffic, TrafficKeys
 from components.settings import load_settings
 from components.train.tracking import TrainingRun
 from components.vision.graph import read_metadata
 from components.vision.prepare import prepare_photo
-from flows.cli import app
 from model_registry import AuditLog, get_version, register_candidate
 from model_registry.access import add_reviewer
 from tests.e2e.mlflow_ui import (

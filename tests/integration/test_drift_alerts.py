@@ -2,8 +2,7 @@
 book, the alert texts and `tell_on_call` to Apprise's json:// webhook on a loopback receiver.
 Four judgements (drift, drift within the cooldown, drift after it, ok) make exactly three messages:
 the alert, one reminder and the recovery; the home's alert log holds the same three.
-
-`tell_on_call` builds its notification block without saving it, so no Prefect API is involved.
+No Prefect API is involved: flows, CLI and service all tell on-call through components/oncall.py.
 """
 
 from __future__ import annotations
@@ -16,9 +15,8 @@ import pytest
 
 from components.monitor.alerts import drift_alert, recovery_alert
 from components.monitor.incidents import IncidentBook, Verdict
-from components.oncall import ALERTS_FILE
+from components.oncall import ALERTS_FILE, tell_on_call
 from components.settings import GradelineSettings, load_settings
-from flows.alerts import tell_on_call
 
 pytestmark = pytest.mark.integration
 

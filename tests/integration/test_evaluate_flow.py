@@ -21,9 +21,9 @@ import yaml
 from mlflow import MlflowClient
 from typer.testing import CliRunner
 
+from cli.main import app
 from components.settings import load_settings
 from components.vision.graph import read_metadata
-from flows.cli import app
 from flows.evaluate import run_evaluate
 from flows.ingest import run_ingest
 from flows.train import run_train

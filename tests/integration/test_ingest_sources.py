@@ -14,8 +14,8 @@ import yaml
 from moto.server import ThreadedMotoServer
 from typer.testing import CliRunner
 
+from cli.main import app
 from components.ingest import Reason
-from flows.cli import app
 from flows.ingest import ingest
 from tests.batches import read_rows
 from tests.servers import free_port

@@ -20,12 +20,12 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
+from cli.main import app
 from components.predlog import PredictionLog, PredictionRecord
+from components.release.registry import releases_of
 from components.settings import load_settings
 from components.vision.properties import PROPERTY_NAMES
-from flows.cli import app
 from flows.promote import conclude_release
-from flows.registry import releases_of
 from model_registry.audit import ACTION_ABORT, ACTION_CANARY_SHARE
 from model_registry.guard import check_release
 from model_registry.locks import ReleaseLocked

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from cli.main import app
 from components.predlog import PredictionLog, PredictionRecord
 from components.settings import load_settings
 from components.vision.properties import PROPERTY_NAMES
-from flows.cli import app
 from flows.retention import run_retention
 from model_registry.names import GRADER
 from tests.integration.conftest import two_graders

@@ -10,9 +10,9 @@ import pytest
 from click.testing import Result
 from typer.testing import CliRunner
 
+from cli.main import app
 from components.cards import synthesize_batch
 from components.serving.keys import AccessDenied, KeyStore
-from flows.cli import app
 
 runner = CliRunner()
 

@@ -1,4 +1,4 @@
-"""`gradeline config show`, run through a throwaway Typer app that mounts it like flows/cli.py."""
+"""`gradeline config show`, run through a throwaway Typer app that mounts it like cli/main.py."""
 
 import json
 from pathlib import Path
@@ -7,8 +7,8 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
+from cli.config import config_app
 from components.settings import MASK, GradelineSettings
-from flows.config_cli import config_app
 
 runner = CliRunner()
 

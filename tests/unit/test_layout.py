@@ -1,6 +1,7 @@
-"""The import rules of DESIGN.md: components never import prefect or flows; model_registry
-imports neither flows nor components; the stage folders of components/ stand on the vision core
-and never on each other. Checked statically, so a violation is found unexecuted."""
+"""The layout rules of DESIGN.md: components never import prefect, flows or cli; model_registry
+imports neither flows, cli nor components; flows never import cli, and each file of flows/
+defines a flow; the stage folders of components/ stand on the vision core and never on each
+other. Checked statically, so a violation is found unexecuted."""
 
 import ast
 from pathlib import Path
@@ -9,8 +10,9 @@ import pytest
 
 REPO = Path(__file__).parents[2]
 RULES = {
-    "components": {"prefect", "flows"},
-    "model_registry": {"flows", "components"},
+    "components": {"prefect", "flows", "cli"},
+    "model_registry": {"flows", "cli", "components"},
+    "flows": {"cli"},
 }
 
 
@@ -106,3 +108,32 @@ def test_the_stage_checker_catches_a_crossing_and_the_core_importing_a_stage(
         "components/monitor/drift.py:3 imports components.serving.app",
         "components/vision/models.py:1 imports components.serving.metrics",
     ]
+
+
+def flowless_files(root: Path) -> list[str]:
+    """Files of flows/ that define no Prefect flow (no function decorated with `flow`)."""
+    found = []
+    for path in sorted((root / "flows").glob("*.py")):
+        if path.name == "__init__.py":
+            continue
+        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+        decorators = [decorator.func if isinstance(decorator, ast.Call) else decorator
+                      for node in ast.walk(tree) if isinstance(node, ast.FunctionDef)
+                      for decorator in node.decorator_list]
+        if not any(isinstance(d, ast.Name) and d.id == "flow" for d in decorators):
+            found.append(path.relative_to(root).as_posix())
+    return found
+
+
+def test_flows_holds_only_flows() -> None:
+    assert flowless_files(REPO) == []
+
+
+def test_the_flow_checker_finds_a_file_without_a_flow(tmp_path: Path) -> None:
+    (tmp_path / "flows").mkdir()
+    (tmp_path / "flows" / "__init__.py").write_text("")
+    (tmp_path / "flows" / "train.py").write_text(
+        "from prefect import flow\n\n@flow(name='train')\ndef train():\n    pass\n")
+    (tmp_path / "flows" / "helpers.py").write_text("def resolve():\n    pass\n")
+
+    assert flowless_files(tmp_path) == ["flows/helpers.py"]

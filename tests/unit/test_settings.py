@@ -183,7 +183,7 @@ def test_service_env_reveals_aws_settings_for_the_tools(tmp_path: Path) -> None:
 
 def test_a_database_password_reaches_only_the_mlflow_server_and_never_a_command_line(
         tmp_path: Path) -> None:
-    from flows.stack import Stack, service_commands, service_envs
+    from cli.supervisor import Stack, service_commands, service_envs
 
     settings = load_settings(home=tmp_path,
                              mlflow_tracking_uri="postgresql://gradeline:s3cret@db/mlflow")

@@ -14,12 +14,12 @@ from typing import Annotated
 
 import typer
 
+from cli.common import ParamsOption, fail
+from cli.keys import hand_over
+from cli.supervisor import load_stack, running_pid, stack_folder
 from components.params import load_params
 from components.release.analysis import PromoteParams
 from components.settings import load_settings
-from flows.keys_cli import hand_over
-from flows.release_cli import ParamsOption, _fail
-from flows.stack import load_stack, running_pid, stack_folder
 from model_registry.access import AccessError, add_reviewer
 from model_registry.names import DETECTOR, GRADER
 
@@ -39,16 +39,16 @@ def add(
     settings = load_settings()
     reviewers = load_params("promote", PromoteParams, params).reviewers
     if name not in reviewers:
-        raise _fail(f"{name!r} is not in promote.reviewers ({', '.join(reviewers) or 'empty'}): "
+        raise fail(f"{name!r} is not in promote.reviewers ({', '.join(reviewers) or 'empty'}): "
                     "list them in params.yaml first, since only their approvals count")
     stack = load_stack(stack_folder(settings))
     if stack is None or running_pid(stack, "mlflow") is None:
-        raise _fail("the MLflow server is not running: start it with `gradeline up`")
+        raise fail("the MLflow server is not running: start it with `gradeline up`")
     try:
         password = add_reviewer(stack.mlflow_url, stack.mlflow_admin_password(), name,
                                 [GRADER, DETECTOR])
     except AccessError as error:
-        raise _fail(str(error)) from None
+        raise fail(str(error)) from None
     hand_over(password, out)
     typer.echo(f"{name} may sign in at {stack.mlflow_url} and approve releases of {GRADER} and "
                f"{DETECTOR}" + (f"; password in {out}" if out else ""), err=True)

@@ -34,19 +34,18 @@ from typing import Annotated
 
 import cv2
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
+from cli.common import JsonFlag, fail, progress_bar
+from cli.config import config_app
+from cli.keys import keys_app
+from cli.monitor import register as register_monitor_commands
+from cli.release import register as register_release_commands
+from cli.reviewers import reviewers_app
+from cli.stack import register as register_stack_commands
 from components.cards import CAMERAS, FactoryError, contact_sheet, synthesize_batch
 from components.cards.sheet import legend
 from components.settings import load_settings, mask_uri
 from components.vision.centering import CenteringError, draw_centering, measure_centering
-from flows.config_cli import config_app
-from flows.keys_cli import keys_app
-from flows.monitor_cli import register as register_monitor_commands
-from flows.release_cli import register as register_release_commands
-from flows.reviewers_cli import reviewers_app
-from flows.stack import register as register_stack_commands
 
 app = typer.Typer(help="Gradeline: keep vision grading models correct in production.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
@@ -59,9 +58,6 @@ register_release_commands(app)
 register_monitor_commands(app)
 register_stack_commands(app)
 
-JsonFlag = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
-
-
 @app.callback()
 def main(
     home: Annotated[Path | None, typer.Option(
@@ -69,18 +65,6 @@ def main(
 ) -> None:
     """Resolve the settings once, before any flow module imports Prefect or MLflow."""
     load_settings(home=home).activate()
-
-
-def _fail(message: str) -> typer.Exit:
-    typer.secho(f"error: {message}", err=True, fg=typer.colors.RED)
-    return typer.Exit(code=2)
-
-
-def _progress() -> Progress:
-    """A progress bar on stderr, so stdout stays clean for --json."""
-    return Progress("[progress.description]{task.description}", BarColumn(),
-                    MofNCompleteColumn(), TimeRemainingColumn(), transient=True,
-                    console=Console(stderr=True))
 
 
 @data_app.command("synth")
@@ -94,12 +78,12 @@ def data_synth(
 ) -> None:
     """Write a labeled batch of photographed trading cards with known ground truth."""
     try:
-        with _progress() as progress:
+        with progress_bar() as progress:
             task = progress.add_task(f"cards ({camera})", total=n)
             summary = synthesize_batch(out, n=n, seed=seed, camera=camera, workers=workers,
                                        on_progress=lambda done: progress.advance(task, done))
     except FactoryError as error:
-        raise _fail(str(error)) from None
+        raise fail(str(error)) from None
     if as_json:
         typer.echo(json.dumps(summary.as_dict(), indent=2))
         return
@@ -117,7 +101,7 @@ def data_sheet(
 ) -> None:
     """Draw a contact sheet of a batch: photos, defect boxes, centering and grades."""
     if not (batch / "manifest.csv").is_file():
-        raise _fail(f"{batch} has no manifest.csv; make one with `gradeline data synth`")
+        raise fail(f"{batch} has no manifest.csv; make one with `gradeline data synth`")
     out.parent.mkdir(parents=True, exist_ok=True)
     cv2.imwrite(str(out), contact_sheet(batch, count=count, columns=columns))
     typer.echo(f"wrote {out} (boxes: {legend()})")
@@ -178,7 +162,7 @@ def ingest(
     try:
         summary = run_ingest(load_settings(), source, task, dataset)
     except IngestError as error:
-        raise _fail(str(error)) from None
+        raise fail(str(error)) from None
     if as_json:
         typer.echo(json.dumps(summary.as_dict(), indent=2))
     else:
@@ -218,14 +202,14 @@ def train(
     from model_registry import VersionNotFound
 
     if profile not in ("fast", "full"):
-        raise _fail(f"unknown profile {profile!r}; choose fast or full")
+        raise fail(f"unknown profile {profile!r}; choose fast or full")
     try:
         summary = run_train(load_settings(), task, dataset, data_version, profile, model_name,
                             str(weights) if weights else None, str(params) if params else None,
                             warm_from)
     except (TrainDataError, DetectorError, VersioningError, VersionNotFound,
             IngestError) as error:
-        raise _fail(str(error)) from None
+        raise fail(str(error)) from None
     if as_json:
         typer.echo(json.dumps(summary.as_dict(), indent=2))
     else:
@@ -254,7 +238,7 @@ def evaluate(
     try:
         summary = run_evaluate(load_settings(), model, version, str(params) if params else None)
     except (EvaluationError, DetectorError, VersionNotFound) as error:
-        raise _fail(str(error)) from None
+        raise fail(str(error)) from None
     if as_json:
         typer.echo(json.dumps(summary, indent=2, default=str))
     else:

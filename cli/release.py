@@ -19,29 +19,11 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from cli.common import ByOption, JsonFlag, ModelOption, ParamsOption, VersionOption, fail, say
 from components.settings import load_settings
 
 if TYPE_CHECKING:
     from components.release.analysis import PromoteParams
-
-JsonFlag = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
-ModelOption = Annotated[str, typer.Option(help="Registered model name.")]
-VersionOption = Annotated[int, typer.Option(help="Model version.")]
-ByOption = Annotated[str, typer.Option(help="Your name, written to the version and the audit "
-                                            "log.")]
-ParamsOption = Annotated[Path | None, typer.Option(
-    help="A params.yaml to read this command's section from; default the project's.")]
-
-
-def _fail(message: str, code: int = 2) -> typer.Exit:
-    typer.secho(f"error: {message}", err=True, fg=typer.colors.RED)
-    return typer.Exit(code=code)
-
-
-def _say(message: str) -> None:
-    """Progress for people, on stderr so that --json output stays clean."""
-    typer.echo(message, err=True)
-
 
 def serve(
     host: Annotated[str | None, typer.Option(help="Interface; default params.yaml serve.host.")]
@@ -62,7 +44,7 @@ def serve(
 
     settings = load_settings()
     if not KeyStore(settings.keys_file).active():
-        raise _fail(f"no active API key in {settings.keys_file}: every route but the health "
+        raise fail(f"no active API key in {settings.keys_file}: every route but the health "
                     "checks needs one; create one first with `gradeline keys create --name "
                     "NAME --role client`")
     serve_params = load_params("serve", ServeParams, params)
@@ -74,8 +56,8 @@ def _wait_for_decision(model: str, version: int, params: PromoteParams, params_f
                        timeout_seconds: float) -> dict[str, object]:
     """Poll the version until one of the reviewers decided (then conclude it) or the time is
     up; a decision by anyone else is said once and ignored."""
+    from components.release.registry import releases_of
     from flows.promote import run_conclude
-    from flows.registry import releases_of
     from model_registry import get_version
     from model_registry.names import STAGE_AWAITING_APPROVAL
 
@@ -83,7 +65,7 @@ def _wait_for_decision(model: str, version: int, params: PromoteParams, params_f
     releases = releases_of(settings)
     deadline = time.monotonic() + timeout_seconds
     reviewers = ", ".join(params.reviewers) or "none listed in promote.reviewers"
-    _say(f"waiting for a reviewer ({reviewers}): set the tags approved_by=<name> and "
+    say(f"waiting for a reviewer ({reviewers}): set the tags approved_by=<name> and "
          f"approval=approved (or "
          f"rejected) on {model} version {version} in the MLflow UI (`gradeline ui`), or run "
          f"`gradeline approve`")
@@ -97,7 +79,7 @@ def _wait_for_decision(model: str, version: int, params: PromoteParams, params_f
             return run_conclude(settings, model, version, params_file)
         if approval is not None and approval.by and approval.by != ignored:
             ignored = approval.by
-            _say(f"ignoring the decision by {ignored!r}: not one of promote.reviewers")
+            say(f"ignoring the decision by {ignored!r}: not one of promote.reviewers")
         time.sleep(params.poll_seconds)
     return {"model": model, "version": version, "stage": STAGE_AWAITING_APPROVAL}
 
@@ -120,8 +102,8 @@ def promote(
     Exits 1 when the release stopped (rolled back or rejected)."""
     from components.params import load_params
     from components.release.analysis import PromoteParams
+    from components.release.registry import releases_of
     from flows.promote import run_promote
-    from flows.registry import releases_of
     from model_registry import PromotionError, VersionNotFound
     from model_registry.locks import ReleaseLocked
     from model_registry.names import STAGE_AWAITING_APPROVAL, STAGE_CHAMPION
@@ -136,7 +118,7 @@ def promote(
         else:
             report = run_promote(settings, model, version, str(params) if params else None)
             for step in report["steps"]:
-                _say(f"{step['step']}: {'passed' if step['passed'] else 'FAILED'} "
+                say(f"{step['step']}: {'passed' if step['passed'] else 'FAILED'} "
                      + ", ".join(f"{k}={v}" for k, v in step["figures"].items()))
             if wait and report["stage"] == STAGE_AWAITING_APPROVAL:
                 report["conclusion"] = _wait_for_decision(
@@ -144,7 +126,7 @@ def promote(
                     str(params) if params else None, approval_timeout)
                 report["stage"] = report["conclusion"]["stage"]
     except (PromotionError, VersionNotFound, ReleaseLocked) as error:
-        raise _fail(str(error)) from None
+        raise fail(str(error)) from None
     typer.echo(json.dumps(report, indent=2, default=str) if as_json
                else f"{model} version {version}: {report['stage']}")
     if report["stage"] not in (STAGE_CHAMPION, STAGE_AWAITING_APPROVAL):
@@ -157,21 +139,21 @@ def _decide(model: str, version: int, decision: str, by: str, reason: str,
     is one of promote.reviewers."""
     from components.params import load_params
     from components.release.analysis import PromoteParams
+    from components.release.registry import releases_of
     from flows.promote import run_conclude
-    from flows.registry import releases_of
     from model_registry import PromotionError, VersionNotFound
     from model_registry.locks import ReleaseLocked
 
     reviewers = load_params("promote", PromoteParams, params).reviewers
     if by.strip() not in reviewers:
-        raise _fail(f"{by!r} is not a reviewer: only {', '.join(reviewers) or 'nobody'} may "
+        raise fail(f"{by!r} is not a reviewer: only {', '.join(reviewers) or 'nobody'} may "
                     f"decide (promote.reviewers in params.yaml)")
     settings = load_settings()
     try:
         releases_of(settings).decide(model, version, decision, by, reason)
         report = run_conclude(settings, model, version, str(params) if params else None)
     except (PromotionError, VersionNotFound, ReleaseLocked) as error:
-        raise _fail(str(error)) from None
+        raise fail(str(error)) from None
     typer.echo(json.dumps(report, indent=2, default=str) if as_json
                else f"{model} version {version}: {report['stage']}")
 
@@ -198,15 +180,15 @@ def rollback(model: ModelOption = "card-grader", by: ByOption = ...,
              as_json: JsonFlag = False) -> None:
     """Put the previous champion back (one alias move; serving follows within its refresh
     interval) and mark the demoted version rolled_back."""
-    from flows.alerts import tell_on_call
-    from flows.registry import releases_of
+    from components.oncall import tell_on_call
+    from components.release.registry import releases_of
     from model_registry import PromotionError, VersionNotFound
 
     settings = load_settings()
     try:
         moved = releases_of(settings).rollback(model, by, reason)
     except (PromotionError, VersionNotFound) as error:
-        raise _fail(str(error)) from None
+        raise fail(str(error)) from None
     tell_on_call(settings, f"{model} rolled back to version {moved['champion']}",
                  f"{by}: {reason}; version {moved['rolled_back']} is rolled_back")
     typer.echo(json.dumps({"model": model, **moved}) if as_json else
@@ -224,15 +206,15 @@ def abort(model: ModelOption = "card-grader", by: ByOption = ...,
     """Stop the release in flight at once, whatever state a killed `promote` left it in: the
     challenger leaves traffic (its alias and canary share go) and becomes rolled_back, or
     rejected when it was awaiting approval. The champion keeps answering."""
-    from flows.alerts import tell_on_call
-    from flows.registry import releases_of
+    from components.oncall import tell_on_call
+    from components.release.registry import releases_of
     from model_registry import PromotionError, VersionNotFound
 
     settings = load_settings()
     try:
         stopped = releases_of(settings).abort(model, by, reason)
     except (PromotionError, VersionNotFound) as error:
-        raise _fail(str(error)) from None
+        raise fail(str(error)) from None
     tell_on_call(settings, f"{model} version {stopped.version} release aborted",
                  f"{by}: {reason}; version {stopped.version} is {stopped.stage}")
     typer.echo(json.dumps({"model": model, "version": stopped.version, "stage": stopped.stage})

@@ -1,14 +1,13 @@
-"""The local stack of `gradeline`: a Prefect server, the MLflow UI and a process worker on
-loopback, started in the background and stopped again, and the deployments of prefect.yaml.
+"""The local stack's processes: a Prefect server, the MLflow UI (with its basic-auth app) and a
+process worker on loopback, each started in a session of its own (so stopping its process group
+stops its children), waited for until it answers, and stopped again.
 
-    gradeline up [--prefect-port 4200] [--mlflow-port 5000] [--wait 240]
-    gradeline deploy [--project DIR] [--json]
-    gradeline down
+    stack = Stack(stack_folder(settings), prefect_port=4200, mlflow_port=5000, worker_name="w")
+    start_stack(stack, settings, wait_s=240, say=print)
+    stop_stack(stack, running_services(stack))
 
-Every process runs in a session of its own (so stopping its process group stops its children);
-its pid file and log live under <home>/stack/, next to stack.json with the ports, which is how
-`down`, `deploy` and a second `up` find what `up` started. Mounted by the main CLI with
-`register(app)`.
+Each pid file and log lives under <home>/stack/, next to stack.json with the ports, which is how
+`down`, `deploy` and a second `up` find what `up` started.
 """
 
 from __future__ import annotations
@@ -26,15 +25,10 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Annotated, Any
-
-import typer
-import yaml
+from typing import Any
 
 from components.settings import (
     GradelineSettings,
-    find_project_root,
-    load_settings,
     stored_secret,
 )
 from model_registry.access import AUTH_APP, server_auth_env
@@ -48,27 +42,6 @@ SERVICES = ("prefect-server", "mlflow", "worker")
 _MARKERS = {"prefect-server": "prefect server start", "mlflow": "mlflow server",
             "worker": "prefect worker start"}
 STOP_GRACE_S = 10.0
-
-# Prefect 3.8.8's client lists a pool's workers with "offset": null and "limit": null, which its
-# own server refuses (422) on the FastAPI pinned here (0.154); `prefect deploy` does so after
-# creating each deployment, so it stops after the first. This runs Prefect's CLI with that one
-# call fixed.
-_PREFECT_CLI_FIXED = """
-import sys
-from prefect.cli import app
-from prefect.client.orchestration import PrefectClient
-from prefect.settings import PREFECT_SERVER_API_DEFAULT_LIMIT
-
-read_workers = PrefectClient.read_workers_for_work_pool
-
-async def read_workers_fixed(self, work_pool_name, worker_filter=None, offset=None, limit=None):
-    limit = PREFECT_SERVER_API_DEFAULT_LIMIT.value() if limit is None else limit
-    return await read_workers(self, work_pool_name, worker_filter, offset or 0, limit)
-
-PrefectClient.read_workers_for_work_pool = read_workers_fixed
-sys.exit(app())
-"""
-
 
 class StackError(RuntimeError):
     """A service of the local stack did not start, or its port is taken."""
@@ -234,8 +207,8 @@ def stop_process(pid: int, grace_s: float = STOP_GRACE_S) -> bool:
 
 # --- readiness ---------------------------------------------------------------------------
 
-def _http(url: str, body: dict[str, Any] | None = None, timeout: float = 5,
-          auth: str | None = None) -> Any:
+def http_json(url: str, body: dict[str, Any] | None = None, timeout: float = 5,
+              auth: str | None = None) -> Any:
     """GET `url` (POST `body` as JSON when given), with basic `auth` (`user:password`) when
     given; the decoded JSON answer, or None if empty."""
     data = None if body is None else json.dumps(body).encode()
@@ -260,7 +233,7 @@ def answers(url: str) -> bool:
 def worker_online(api_url: str, worker_name: str, auth: str | None) -> bool:
     """Whether the worker named `worker_name` reports ONLINE in pool `gradeline`."""
     try:
-        workers = _http(f"{api_url}/work_pools/{POOL}/workers/filter", {}, auth=auth)
+        workers = http_json(f"{api_url}/work_pools/{POOL}/workers/filter", {}, auth=auth)
     except (OSError, ValueError):
         return False
     return any(w["name"] == worker_name and w["status"] == "ONLINE" for w in workers or [])
@@ -382,165 +355,3 @@ def stop_stack(stack: Stack, pids: dict[str, int]) -> dict[str, bool]:
             stopped[service] = stop_process(pids[service])
         stack.pid_file(service).unlink(missing_ok=True)
     return stopped
-
-
-# --- deployments -------------------------------------------------------------------------
-
-def deploy_all(project: Path, api: dict[str, str], settings: GradelineSettings,
-               log: Path) -> None:
-    """`prefect --no-prompt deploy --all` in `project` against the API `api` (client
-    environment), output to `log`; StackError with the end of the output when it fails."""
-    env = {**os.environ, **settings.service_env(), **api}
-    with log.open("wb") as out:
-        result = subprocess.run([sys.executable, "-c", _PREFECT_CLI_FIXED, "--no-prompt",
-                                 "deploy", "--all"], cwd=project, env=env,
-                                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
-    if result.returncode != 0:
-        tail = log.read_text(errors="replace")[-2000:]
-        raise StackError(f"prefect deploy failed (exit {result.returncode}), full log in "
-                         f"{log}:\n{tail}")
-
-
-def describe_deployments(api: dict[str, str], names: list[str]) -> list[dict[str, Any]]:
-    """Each named deployment as registered on the server: flow, schedules and event triggers
-    (the automations it owns)."""
-    api_url, auth = api["PREFECT_API_URL"], api.get("PREFECT_API_AUTH_STRING")
-    deployments = _http(f"{api_url}/deployments/filter",
-                        {"deployments": {"name": {"any_": names}}, "limit": 200}, auth=auth)
-    flows = {f["id"]: f["name"]
-             for f in _http(f"{api_url}/flows/filter", {"limit": 200}, auth=auth)}
-    automations = _http(f"{api_url}/automations/filter", {"limit": 200}, auth=auth)
-    described = []
-    for deployment in sorted(deployments, key=lambda d: names.index(d["name"])):
-        schedules = [_schedule_text(s["schedule"]) for s in deployment["schedules"]]
-        triggers = [{"automation": a["name"], "expect": sorted(a["trigger"]["expect"]),
-                     "within_s": a["trigger"]["within"], "parameters": action["parameters"]}
-                    for a in automations for action in a["actions"]
-                    if action.get("deployment_id") == deployment["id"]]
-        described.append({"name": deployment["name"], "id": deployment["id"],
-                          "flow": flows.get(deployment["flow_id"]),
-                          "entrypoint": deployment["entrypoint"],
-                          "work_pool": deployment["work_pool_name"],
-                          "schedules": schedules, "triggers": triggers})
-    return described
-
-
-def _schedule_text(schedule: dict[str, Any]) -> str:
-    if "cron" in schedule:
-        return f"cron {schedule['cron']} ({schedule.get('timezone') or 'UTC'})"
-    if "interval" in schedule:
-        return f"every {schedule['interval']:g} s"
-    return f"rrule {schedule.get('rrule')}"
-
-
-def _trigger_text(trigger: dict[str, Any]) -> str:
-    text = f"on {', '.join(trigger['expect'])}"
-    return text + (f" (once per {trigger['within_s']:g} s)" if trigger["within_s"] else "")
-
-
-def deployment_names(project: Path) -> list[str]:
-    """Names of the deployments declared in the project's prefect.yaml, in order."""
-    config = yaml.safe_load((project / "prefect.yaml").read_text()) or {}
-    return [d["name"] for d in config.get("deployments") or [] if d.get("name")]
-
-
-# --- commands ----------------------------------------------------------------------------
-
-def _fail(message: str) -> typer.Exit:
-    typer.secho(f"error: {message}", err=True, fg=typer.colors.RED)
-    return typer.Exit(code=2)
-
-
-def _say(message: str) -> None:
-    """Progress for people, on stderr so that stdout keeps the results."""
-    typer.echo(message, err=True)
-
-
-def _print_urls(stack: Stack) -> None:
-    typer.echo(f"Prefect UI:  {stack.prefect_url}")
-    typer.echo(f"MLflow UI:   {stack.mlflow_url}")
-    typer.echo(f"worker pool: {stack.pool_url} (pool {POOL!r}, worker {stack.worker_name!r})")
-    typer.echo("stop with `gradeline down`; register the deployments with `gradeline deploy`")
-
-
-def up(
-    prefect_port: Annotated[int, typer.Option(help="Port of the Prefect server and UI.")] = 4200,
-    mlflow_port: Annotated[int, typer.Option(help="Port of the MLflow UI.")] = 5000,
-    wait: Annotated[float, typer.Option(help="Seconds to wait for all three to answer.")]
-    = 240,
-) -> None:
-    """Start a Prefect server, the MLflow UI and a process worker (pool `gradeline`) in the
-    background on 127.0.0.1, on this home's state; print their URLs."""
-    settings = load_settings()
-    folder = stack_folder(settings)
-    current = load_stack(folder)
-    running = running_services(current) if current else {}
-    if current and len(running) == len(SERVICES):
-        typer.echo("the stack is already up")
-        _print_urls(current)
-        return
-    if running:
-        missing = ", ".join(f"{s} (log: {current.log_file(s)})"
-                            for s in SERVICES if s not in running)
-        raise _fail(f"the stack is partly up: {missing} not running; "
-                    f"run `gradeline down`, then `gradeline up`")
-    stack = Stack(folder, prefect_port, mlflow_port, worker_name=f"gradeline-{os.getpid()}")
-    try:
-        start_stack(stack, settings, wait, _say)
-    except StackError as error:
-        raise _fail(str(error)) from None
-    _print_urls(stack)
-
-
-def down() -> None:
-    """Stop what `gradeline up` started (worker, MLflow UI, Prefect server)."""
-    stack = load_stack(stack_folder(load_settings()))
-    if stack is None:
-        typer.echo("nothing to stop: `gradeline up` never ran with this home")
-        return
-    running = running_services(stack)
-    stopped = stop_stack(stack, running)  # also clears the pid files of services that died
-    if not running:
-        typer.echo("nothing to stop: the stack is not running")
-        return
-    for service, on_term in stopped.items():
-        typer.echo(f"stopped {service} (pid {running[service]})"
-                   + ("" if on_term else ", killed after it ignored SIGTERM"))
-
-
-def deploy(
-    project: Annotated[Path | None, typer.Option(
-        help="Folder with prefect.yaml and the flows; default the project root.")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
-    = False,
-) -> None:
-    """Register every deployment of prefect.yaml (schedules and event triggers) on the running
-    Prefect server: PREFECT_API_URL when set, else the one `gradeline up` started."""
-    settings = load_settings()
-    project = (project or find_project_root()).resolve()
-    if not (project / "prefect.yaml").is_file():
-        raise _fail(f"{project} has no prefect.yaml")
-    api = prefect_api(settings)
-    if api is None or not answers(f"{api['PREFECT_API_URL']}/health"):
-        where = f"at {api['PREFECT_API_URL']}" if api else "(none was started here)"
-        raise _fail(f"no Prefect server answers {where}; start one with `gradeline up`")
-    log = stack_folder(settings) / "deploy.log"
-    log.parent.mkdir(parents=True, exist_ok=True)
-    _say(f"deploying {project / 'prefect.yaml'} to {api['PREFECT_API_URL']} (log: {log})")
-    try:
-        deploy_all(project, api, settings, log)
-    except StackError as error:
-        raise _fail(str(error)) from None
-    described = describe_deployments(api, deployment_names(project))
-    if as_json:
-        typer.echo(json.dumps(described, indent=2))
-        return
-    for d in described:
-        when = d["schedules"] + [_trigger_text(t) for t in d["triggers"]]
-        typer.echo(f"{d['name']:<20} {d['entrypoint']:<40} {'; '.join(when) or 'manual'}")
-
-
-def register(app: typer.Typer) -> None:
-    """Add the stack commands to the main CLI."""
-    for command in (up, down, deploy):
-        app.command(command.__name__)(command)

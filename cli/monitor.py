@@ -23,8 +23,8 @@ from typing import Annotated
 
 import typer
 
+from cli.common import ByOption, JsonFlag, ModelOption, ParamsOption, fail
 from components.settings import load_settings
-from flows.release_cli import ByOption, JsonFlag, ModelOption, ParamsOption, _fail
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)([mhd])$")
 _HOURS_PER_UNIT = {"m": 1 / 60, "h": 1.0, "d": 24.0}
@@ -54,7 +54,7 @@ def monitor(
         summary = run_monitor(load_settings(), model, hours,
                               params_file=str(params) if params else None)
     except MonitorError as error:
-        raise _fail(str(error)) from None
+        raise fail(str(error)) from None
     if as_json:
         typer.echo(json.dumps(summary, indent=2, default=str))
         return
@@ -125,14 +125,14 @@ def land(
     """Put a labeled batch in <home>/inbox and announce it: the event gradeline.batch.landed,
     on which the ingest-new-batch deployment triggers (on `gradeline up`'s server, or
     PREFECT_API_URL's)."""
-    from flows.stack import prefect_api
+    from cli.supervisor import prefect_api
 
     settings = load_settings()
     target = settings.inbox_dir / batch.name
     if not batch.is_dir():
-        raise _fail(f"{batch} is not a folder")
+        raise fail(f"{batch} is not a folder")
     if target.exists():
-        raise _fail(f"{target} exists: a batch lands once; give this one another name")
+        raise fail(f"{target} exists: a batch lands once; give this one another name")
     shutil.copytree(batch, target)
     api = prefect_api(settings)
     if api is None:
