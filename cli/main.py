@@ -195,6 +195,7 @@ def train(
     """Train a model on an ingested dataset, track it in MLflow and register it as a candidate
     (the Prefect flow `train`). Running it again after a crash resumes from the checkpoint."""
     from components.ingest.model import IngestError
+    from components.ingest.store import DatasetError
     from components.ingest.versioning import VersioningError
     from components.train.detector import DetectorError
     from components.train.tasks import TrainDataError
@@ -207,7 +208,7 @@ def train(
         summary = run_train(load_settings(), task, dataset, data_version, profile, model_name,
                             str(weights) if weights else None, str(params) if params else None,
                             warm_from)
-    except (TrainDataError, DetectorError, VersioningError, VersionNotFound,
+    except (TrainDataError, DatasetError, DetectorError, VersioningError, VersionNotFound,
             IngestError) as error:
         raise fail(str(error)) from None
     if as_json:
@@ -231,13 +232,14 @@ def evaluate(
     gates to the registry (the Prefect flow `evaluate`). Exits 1 when a gate fails."""
     from components.evaluate.grader import EvaluationError
     from components.evaluate.report import summary_lines
+    from components.ingest.store import DatasetError
     from components.train.detector import DetectorError
     from flows.evaluate import run_evaluate  # imports Prefect: only after main() exported settings
     from model_registry import VersionNotFound
 
     try:
         summary = run_evaluate(load_settings(), model, version, str(params) if params else None)
-    except (EvaluationError, DetectorError, VersionNotFound) as error:
+    except (EvaluationError, DatasetError, DetectorError, VersionNotFound) as error:
         raise fail(str(error)) from None
     if as_json:
         typer.echo(json.dumps(summary, indent=2, default=str))

@@ -47,13 +47,15 @@ def monitor(
 ) -> None:
     """Compare the last window of served photos with the champion's reference: Evidently
     reports, an alert once per incident, and the event that triggers retraining."""
-    from flows.monitor import MonitorError, run_monitor
+    from components.ingest.store import DatasetError
+    from components.monitor.window import MonitorError
+    from flows.monitor import run_monitor
 
     hours = parse_hours(window) if window else None
     try:
         summary = run_monitor(load_settings(), model, hours,
                               params_file=str(params) if params else None)
-    except MonitorError as error:
+    except (MonitorError, DatasetError) as error:
         raise fail(str(error)) from None
     if as_json:
         typer.echo(json.dumps(summary, indent=2, default=str))

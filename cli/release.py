@@ -13,7 +13,6 @@ Mounted by the main CLI with `register(app)`.
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -23,7 +22,7 @@ from cli.common import ByOption, JsonFlag, ModelOption, ParamsOption, VersionOpt
 from components.settings import load_settings
 
 if TYPE_CHECKING:
-    from components.release.analysis import PromoteParams
+    pass
 
 def serve(
     host: Annotated[str | None, typer.Option(help="Interface; default params.yaml serve.host.")]
@@ -52,38 +51,6 @@ def serve(
     DrainingServer(app, app.state.service, serve_params, host, port).run()
 
 
-def _wait_for_decision(model: str, version: int, params: PromoteParams, params_file: str | None,
-                       timeout_seconds: float) -> dict[str, object]:
-    """Poll the version until one of the reviewers decided (then conclude it) or the time is
-    up; a decision by anyone else is said once and ignored."""
-    from components.release.registry import releases_of
-    from flows.promote import run_conclude
-    from model_registry import get_version
-    from model_registry.names import STAGE_AWAITING_APPROVAL
-
-    settings = load_settings()
-    releases = releases_of(settings)
-    deadline = time.monotonic() + timeout_seconds
-    reviewers = ", ".join(params.reviewers) or "none listed in promote.reviewers"
-    say(f"waiting for a reviewer ({reviewers}): set the tags approved_by=<name> and "
-         f"approval=approved (or "
-         f"rejected) on {model} version {version} in the MLflow UI (`gradeline ui`), or run "
-         f"`gradeline approve`")
-    ignored = None
-    while time.monotonic() < deadline:
-        stage = get_version(str(settings.mlflow_tracking_uri), model, version).stage
-        if stage != STAGE_AWAITING_APPROVAL:  # concluded elsewhere (gradeline approve)
-            return {"model": model, "version": version, "stage": stage}
-        approval = releases.approval(model, version)
-        if approval is not None and approval.by in params.reviewers:
-            return run_conclude(settings, model, version, params_file)
-        if approval is not None and approval.by and approval.by != ignored:
-            ignored = approval.by
-            say(f"ignoring the decision by {ignored!r}: not one of promote.reviewers")
-        time.sleep(params.poll_seconds)
-    return {"model": model, "version": version, "stage": STAGE_AWAITING_APPROVAL}
-
-
 def promote(
     model: ModelOption = "card-grader",
     version: VersionOption = ...,
@@ -100,10 +67,8 @@ def promote(
     """Release a candidate through shadow and canary steps to awaiting_approval (the Prefect flow
     `promote`), then wait for the reviewer and make it champion (`conclude-release`).
     Exits 1 when the release stopped (rolled back or rejected)."""
-    from components.params import load_params
-    from components.release.analysis import PromoteParams
     from components.release.registry import releases_of
-    from flows.promote import run_promote
+    from flows.promote import run_promote, wait_for_decision
     from model_registry import PromotionError, VersionNotFound
     from model_registry.locks import ReleaseLocked
     from model_registry.names import STAGE_AWAITING_APPROVAL, STAGE_CHAMPION
@@ -121,9 +86,9 @@ def promote(
                 say(f"{step['step']}: {'passed' if step['passed'] else 'FAILED'} "
                      + ", ".join(f"{k}={v}" for k, v in step["figures"].items()))
             if wait and report["stage"] == STAGE_AWAITING_APPROVAL:
-                report["conclusion"] = _wait_for_decision(
-                    model, version, load_params("promote", PromoteParams, params),
-                    str(params) if params else None, approval_timeout)
+                report["conclusion"] = wait_for_decision(
+                    settings, model, version, str(params) if params else None,
+                    approval_timeout, say)
                 report["stage"] = report["conclusion"]["stage"]
     except (PromotionError, VersionNotFound, ReleaseLocked) as error:
         raise fail(str(error)) from None

@@ -25,9 +25,10 @@ from components.evaluate.grader import EvaluationError, GraderEvaluation, evalua
 from components.evaluate.mlflow_onnx import Graph, log_onnx_model, sha256
 from components.evaluate.params import EvaluateParams
 from components.evaluate.report import evaluation_report
+from components.ingest.store import DatasetStore, DataSnapshot
 from components.params import load_params
 from components.settings import GradelineSettings, load_settings
-from flows.train import DataSnapshot, fetch_model, resolve_data, stage_progress
+from flows.train import fetch_model, stage_progress
 from model_registry import (
     RegisteredVersion,
     get_version,
@@ -92,8 +93,8 @@ def evaluate(model: str = "card-grader", version: int | None = None,
     if task_name not in ("grade", "detect"):
         raise EvaluationError(f"{model} version {registered.version} is a {task_name!r} model; "
                               f"evaluate judges grade and detect models")
-    data = resolve_data(settings, registered.tags.get("dataset", task_name), task_name,
-                        registered.data_version)
+    data = DatasetStore.of(settings, registered.tags.get("dataset", task_name)).snapshot(
+        task_name, registered.data_version)
     out_dir = settings.cache_dir / "evaluate" / f"{model}-{registered.version}" / "out"
     shutil.rmtree(out_dir, ignore_errors=True)
     out_dir.mkdir(parents=True)

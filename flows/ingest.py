@@ -22,7 +22,6 @@ from prefect.utilities.annotations import quote
 from components.ingest import (
     TASKS,
     CheckedBatch,
-    DataRepo,
     DatasetStore,
     IngestError,
     IngestParams,
@@ -187,9 +186,7 @@ def ingest(source: str, task: str = "grade", dataset: str | None = None) -> dict
     settings.activate()  # DVC and boto3 read the endpoint, region and keys from the environment
     params = load_params("ingest", IngestParams)
     dataset = dataset or task
-    repo = DataRepo(settings.data_dir, settings.dvc_remote, settings.s3_endpoint_url,
-                    settings.aws_region)
-    store = DatasetStore(repo, dataset)
+    store = DatasetStore.of(settings, dataset)
     summary = IngestSummary(source=source, dataset=dataset, task=task, status="accepted")
     home = settings.ensure_dirs().home
     with store.locked(), tempfile.TemporaryDirectory(prefix="stage-", dir=home) as staging:

@@ -19,8 +19,7 @@ after an incident announces the recovery. Import after `settings.activate()`.
 
 from __future__ import annotations
 
-import pickle
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import cv2
@@ -29,25 +28,30 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.events import emit_event
 
+from components.ingest.store import DatasetStore
 from components.monitor.alerts import drift_alert, recovery_alert
 from components.monitor.drift import (
     DriftJudgement,
     judge_window,
-    most_drifted,
-    property_z_scores,
 )
 from components.monitor.incidents import IncidentBook, Verdict
+from components.monitor.outliers import most_drifted_sheet
 from components.monitor.params import MonitorParams
-from components.monitor.reference import grade_reference, held_out_items, served_window
-from components.monitor.report import contact_sheet, record_in_workspace, write_reports
+from components.monitor.reference import (
+    cached_reference,
+    grade_reference,
+    held_out_items,
+    served_window,
+)
+from components.monitor.report import record_in_workspace, write_reports
 from components.monitor.slo import slo_signals
+from components.monitor.window import MonitorError, window_bounds
 from components.oncall import tell_on_call
 from components.params import load_params
 from components.predlog import PredictionLog
 from components.serving.thumbnails import thumbnail_path
 from components.settings import GradelineSettings, load_settings
 from components.vision.models import OnnxGrader
-from flows.train import resolve_data
 from model_registry.names import ALIAS_CHAMPION, GATE_PREFIX
 from model_registry.serving import alias_versions, download_graph, graph_checksum, version_metric
 from model_registry.versions import RegisteredVersion
@@ -56,30 +60,23 @@ DRIFT_EVENT = "gradeline.drift.detected"
 RECOVERY_EVENT = "gradeline.drift.recovered"
 
 
-class MonitorError(RuntimeError):
-    """Monitoring cannot judge: no champion, or a window that makes no sense."""
-
-
 @task(cache_policy=NO_CACHE)
 def reference_frame(settings: GradelineSettings, champion: RegisteredVersion,
-                    params: MonitorParams) -> tuple[pd.DataFrame, Path]:
+                    params: MonitorParams) -> pd.DataFrame:
     """The champion's reference, graded once per champion version and reference size."""
-    cache = settings.cache_dir / "monitor" / (f"reference-{champion.name}-{champion.version}-"
-                                              f"{params.reference_items}.pkl")
-    if cache.exists():
-        return pickle.loads(cache.read_bytes()), cache
-    task_name = champion.tags.get("task", "grade")
-    data = resolve_data(settings, champion.tags.get("dataset", task_name), task_name,
-                        champion.data_version)
-    images = held_out_items(pd.read_csv(data.root / "manifest.csv"), params.reference_items,
-                            data.root)
     folder = settings.cache_dir / "monitor" / f"{champion.name}-{champion.version}"
-    graph = download_graph(str(settings.mlflow_tracking_uri), champion, folder)
-    grader = OnnxGrader.load(graph, graph_checksum(champion), champion.name, champion.version)
-    frame = grade_reference(images, grader)
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    cache.write_bytes(pickle.dumps(frame))
-    return frame, cache
+
+    def grade() -> pd.DataFrame:
+        task_name = champion.tags.get("task", "grade")
+        data = DatasetStore.of(settings, champion.tags.get("dataset", task_name)).snapshot(
+            task_name, champion.data_version)
+        images = held_out_items(pd.read_csv(data.root / "manifest.csv"),
+                                params.reference_items, data.root)
+        graph = download_graph(str(settings.mlflow_tracking_uri), champion, folder)
+        return grade_reference(images, OnnxGrader.load(graph, graph_checksum(champion),
+                                                       champion.name, champion.version))
+
+    return cached_reference(folder / f"reference-{params.reference_items}.pkl", grade)
 
 
 @task(cache_policy=NO_CACHE)
@@ -102,22 +99,6 @@ def publish(settings: GradelineSettings, judgement: DriftJudgement, model: str,
                                   until)
     return {"report": str(html), "json": str(data), "workspace": str(settings.evidently_workspace),
             "project": project}
-
-
-def draw_most_drifted(settings: GradelineSettings, reference: pd.DataFrame,
-                      window: pd.DataFrame, params: MonitorParams, folder: Path) -> str | None:
-    """A contact sheet of the served photos farthest from the reference (those with a
-    thumbnail), each captioned with its farthest property; its path, or None when no
-    thumbnail was kept."""
-    z_scores = property_z_scores(reference, window).set_axis(window["request_id"])
-    photos = []
-    for request_id in most_drifted(reference, window, params.sheet_images):
-        image = cv2.imread(str(thumbnail_path(settings.thumbnails_dir, request_id)))
-        if image is not None:
-            farthest = z_scores.loc[request_id].abs().idxmax()
-            z = z_scores.loc[request_id, farthest]
-            photos.append((f"{request_id[:14]} {farthest} z={z:+.1f}", image))
-    return str(contact_sheet(photos, folder / "most_drifted.png")) if photos else None
 
 
 @task(cache_policy=NO_CACHE)
@@ -143,20 +124,6 @@ def tell(settings: GradelineSettings, verdict: Verdict, judgement: DriftJudgemen
     return subject
 
 
-def window_bounds(window_hours: float | None, since: str | None, until: str | None,
-                  params: MonitorParams) -> tuple[datetime, datetime]:
-    """[since, until) in UTC: explicit ISO times, or the last `window_hours` before `until`."""
-    end = datetime.fromisoformat(until) if until else datetime.now(UTC)
-    start = (datetime.fromisoformat(since) if since
-             else end - timedelta(hours=window_hours or params.window_hours))
-    if start.tzinfo is None or end.tzinfo is None:
-        raise MonitorError("window times need a UTC offset, e.g. 2026-11-23T04:00:00+00:00")
-    if start >= end:
-        raise MonitorError(f"the window starts ({start.isoformat()}) after it ends "
-                           f"({end.isoformat()})")
-    return start, end
-
-
 @flow(name="monitor")
 def monitor(model: str = "card-grader", window_hours: float | None = None,
             since: str | None = None, until: str | None = None,
@@ -165,12 +132,12 @@ def monitor(model: str = "card-grader", window_hours: float | None = None,
     alert (or announce a recovery) once per incident. Returns the judgement and file paths."""
     settings = load_settings()
     params = load_params("monitor", MonitorParams, Path(params_file) if params_file else None)
-    start, end = window_bounds(window_hours, since, until, params)
+    start, end = window_bounds(window_hours or params.window_hours, since, until)
     champion = alias_versions(str(settings.mlflow_tracking_uri), model,
                               [ALIAS_CHAMPION]).get(ALIAS_CHAMPION)
     if champion is None:
         raise MonitorError(f"{model} has no champion: there is nothing served to monitor")
-    reference, _ = reference_frame(settings, champion, params)
+    reference = reference_frame(settings, champion, params)
     predictions, window = window_frames(settings, model, start, end)
     champion_kappa = version_metric(str(settings.mlflow_tracking_uri), champion,
                                     f"{GATE_PREFIX}kappa")
@@ -182,8 +149,12 @@ def monitor(model: str = "card-grader", window_hours: float | None = None,
     verdict = IncidentBook(settings.home / "monitor" / "incidents.json",
                            timedelta(hours=params.cooldown_hours)).observe(
         model, judgement.status, [signal.name for signal in judgement.drifted], end)
-    sheet = (draw_most_drifted(settings, reference, window, params, Path(files["report"]).parent)
-             if verdict.action in ("alert", "silenced", "quiet") else None)
+    drawn = (most_drifted_sheet(
+        reference, window, params.sheet_images,
+        lambda request_id: cv2.imread(str(thumbnail_path(settings.thumbnails_dir, request_id))),
+        Path(files["report"]).parent / "most_drifted.png")
+        if verdict.action in ("alert", "silenced", "quiet") else None)
+    sheet = str(drawn) if drawn else None
     subject = tell(settings, verdict, judgement, champion, span, files, sheet)
     get_run_logger().info("%s v%s: %s (incident: %s)", model, champion.version,
                           judgement.headline(), verdict.action)

@@ -10,14 +10,15 @@ The serving process does the routing: it reads the `challenger` alias and its `c
 on every refresh, and logs both models' answers to the prediction log. These flows only move the
 registry state and judge what the log shows. Waiting for the reviewer is not a flow run:
 `promote` ends at `awaiting_approval`, and `conclude-release` acts on the decision when it is
-there (the CLI polls for it; the `conclude-releases` deployment runs every 5 minutes), so no
-worker sits idle for hours.
+there (`gradeline promote` polls for it with `wait_for_decision`; the `conclude-releases`
+deployment runs every 5 minutes), so no worker sits idle for hours.
 A failed analysis rolls the challenger back at once and tells on-call.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -209,6 +210,34 @@ def run_promote(settings: GradelineSettings, model: str, version: int,
     settings.activate()
     summary = promote(model, version, params_file)
     return {**summary, "steps": [step.as_dict() for step in summary["steps"]]}
+
+
+def wait_for_decision(settings: GradelineSettings, model: str, version: int,
+                      params_file: str | None, timeout_seconds: float,
+                      say: Callable[[str], None]) -> dict[str, object]:
+    """Poll the version until one of the reviewers decided (then run `conclude-release`) or the
+    time is up; what was decided elsewhere (`gradeline approve`) is returned as it stands, and a
+    decision by anyone else is said once and ignored."""
+    params = load_params("promote", PromoteParams, Path(params_file) if params_file else None)
+    releases = releases_of(settings)
+    deadline = time.monotonic() + timeout_seconds
+    reviewers = ", ".join(params.reviewers) or "none listed in promote.reviewers"
+    say(f"waiting for a reviewer ({reviewers}): set the tags approved_by=<name> and "
+        f"approval=approved (or rejected) on {model} version {version} in the MLflow UI "
+        f"(`gradeline ui`), or run `gradeline approve`")
+    ignored = None
+    while time.monotonic() < deadline:
+        stage = releases.version(model, version).stage
+        if stage != STAGE_AWAITING_APPROVAL:
+            return {"model": model, "version": version, "stage": stage}
+        approval = releases.approval(model, version)
+        if approval is not None and approval.by in params.reviewers:
+            return run_conclude(settings, model, version, params_file)
+        if approval is not None and approval.by and approval.by != ignored:
+            ignored = approval.by
+            say(f"ignoring the decision by {ignored!r}: not one of promote.reviewers")
+        time.sleep(params.poll_seconds)
+    return {"model": model, "version": version, "stage": STAGE_AWAITING_APPROVAL}
 
 
 def run_conclude(settings: GradelineSettings, model: str, version: int,

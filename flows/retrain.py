@@ -18,7 +18,6 @@ from pathlib import Path
 from prefect import flow, get_run_logger
 
 from components.ingest.store import DatasetStore
-from components.ingest.versioning import DataRepo
 from components.settings import GradelineSettings, load_settings
 from flows.evaluate import evaluate
 from flows.ingest import ingest
@@ -36,9 +35,7 @@ def newest_batch(inbox: Path) -> Path | None:
 
 def data_version_of(settings: GradelineSettings, dataset: str) -> str | None:
     """The dataset's current data version (None before its first batch)."""
-    repo = DataRepo(settings.data_dir, settings.dvc_remote, settings.s3_endpoint_url,
-                    settings.aws_region)
-    return DatasetStore(repo, dataset).version()
+    return DatasetStore.of(settings, dataset).version()
 
 
 @flow(name="retrain")

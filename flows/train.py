@@ -13,7 +13,6 @@ Import this module only after `settings.activate()`: Prefect reads PREFECT_HOME 
 
 from __future__ import annotations
 
-import json
 import shutil
 import time
 from collections.abc import Callable, Iterator
@@ -26,7 +25,7 @@ from prefect.cache_policies import NO_CACHE
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
-from components.ingest import DataRepo, DatasetStore
+from components.ingest.store import DatasetStore, DataSnapshot
 from components.params import load_params
 from components.settings import GradelineSettings, find_project_root, load_settings, mask_uri
 from components.train.params import Profile, TrainParams
@@ -45,16 +44,6 @@ from model_registry import (
 )
 
 RUN_ID_FILE = "mlflow_run_id"
-
-
-@dataclass(frozen=True)
-class DataSnapshot:
-    """The dataset folder holding exactly one data version."""
-
-    dataset: str
-    version: str
-    root: Path
-    classes: tuple[str, ...]
 
 
 @dataclass
@@ -98,28 +87,6 @@ class TrainSummary:
 
 
 @task(cache_policy=NO_CACHE)
-def resolve_data(settings: GradelineSettings, dataset: str, task_name: str,
-                 data_version: str | None) -> DataSnapshot:
-    """The current version of the dataset, or a past one restored next to it with DVC."""
-    repo = DataRepo(settings.data_dir, settings.dvc_remote, settings.s3_endpoint_url,
-                    settings.aws_region)
-    store = DatasetStore(repo, dataset)
-    current = store.version()
-    if current is None:
-        raise TrainDataError(f"dataset {dataset!r} has no data yet: `gradeline ingest` a batch "
-                             f"with --task {task_name} first")
-    info = json.loads((store.root / "dataset.json").read_text())
-    if info.get("task") != task_name:
-        raise TrainDataError(f"dataset {dataset!r} holds {info.get('task')!r} labels, "
-                             f"not {task_name!r}")
-    if data_version in (None, current):
-        return DataSnapshot(dataset, current, store.root, store.classes())
-    root = repo.materialize(dataset, data_version, settings.cache_dir / "datasets" / dataset)
-    classes = tuple(json.loads((root / "dataset.json").read_text())["classes"])
-    return DataSnapshot(dataset, data_version, root, classes)
-
-
-@task(cache_policy=NO_CACHE)
 def fetch_model(settings: GradelineSettings, registered: RegisteredVersion) -> Path:
     """The version's model folder, downloaded from the registry into the cache."""
     target = settings.cache_dir / "evaluate" / f"{registered.name}-{registered.version}" / "model"
@@ -138,9 +105,8 @@ def warm_start(settings: GradelineSettings, model_name: str, version: int,
     if registered.tags.get("dataset") != data.dataset or registered.data_version is None:
         raise TrainDataError(f"{model_name} version {version} was not trained on dataset "
                              f"{data.dataset!r}: it cannot be fine-tuned on it")
-    store = DatasetStore(DataRepo(settings.data_dir, settings.dvc_remote,
-                                  settings.s3_endpoint_url, settings.aws_region), data.dataset)
-    return WarmStart(fetch_model(settings, registered), store.items_at(registered.data_version))
+    seen = DatasetStore.of(settings, data.dataset).items_at(registered.data_version)
+    return WarmStart(fetch_model(settings, registered), seen)
 
 
 @contextmanager
@@ -227,7 +193,7 @@ def train(task: str = "grade", dataset: str | None = None, data_version: str | N
     params = load_params("train", TrainParams, Path(params_file) if params_file else None)
     dataset = dataset or task
     model_name = model_name or model_name_for(task, params)
-    data = resolve_data(settings, dataset, task, data_version)
+    data = DatasetStore.of(settings, dataset).snapshot(task, data_version)
     warm = warm_start(settings, model_name, warm_from, data) if warm_from is not None else None
     started_from = f"-warm-{warm_from}" if warm_from is not None else ""
     work_dir = (settings.cache_dir / "train" / model_name

@@ -38,6 +38,7 @@ from components.ingest.images import ImageFacts
 from components.ingest.metadata import strip_metadata
 from components.ingest.model import Box, IngestError, SourceBatch, SourceItem
 from components.ingest.versioning import DataRepo
+from components.settings import GradelineSettings
 from components.splits import SPLIT_NAMES, stable_split
 from components.vision.labels import yolo_seg_line
 from components.vision.photos import upright_rgb
@@ -67,12 +68,35 @@ def _label_line(box: Box, classes: tuple[str, ...]) -> str:
             f"{box.x1 - box.x0:.6f} {box.y1 - box.y0:.6f}")
 
 
+class DatasetError(ValueError):
+    """A dataset cannot give what was asked of it: no data yet, or labels of another task."""
+
+
+@dataclass(frozen=True)
+class DataSnapshot:
+    """The dataset folder holding exactly one data version."""
+
+    dataset: str
+    version: str
+    root: Path
+    classes: tuple[str, ...]
+
+
 @dataclass(frozen=True)
 class DatasetStore:
     """One accepted dataset under the DVC project `repo`."""
 
     repo: DataRepo
     dataset: str
+    restored_in: Path | None = None  # where past versions are restored; None: refused
+
+    @classmethod
+    def of(cls, settings: GradelineSettings, dataset: str) -> DatasetStore:
+        """The dataset in this home's data folder, versioned to its DVC remote, with past
+        versions restored in its cache."""
+        repo = DataRepo(settings.data_dir, settings.dvc_remote, settings.s3_endpoint_url,
+                        settings.aws_region)
+        return cls(repo, dataset, settings.cache_dir / "datasets" / dataset)
 
     @property
     def root(self) -> Path:
@@ -108,6 +132,25 @@ class DatasetStore:
 
     def version(self) -> str | None:
         return self.repo.version_of(self.dataset)
+
+    def snapshot(self, task: str, version: str | None = None) -> DataSnapshot:
+        """The dataset at `version` for a `task`: the working copy when `version` is None or
+        current, else that past version restored in `restored_in` with DVC (made once)."""
+        current = self.version()
+        if current is None:
+            raise DatasetError(f"dataset {self.dataset!r} has no data yet: `gradeline ingest` a "
+                               f"batch with --task {task} first")
+        held = json.loads((self.root / INFO).read_text()).get("task")
+        if held != task:
+            raise DatasetError(f"dataset {self.dataset!r} holds {held!r} labels, not {task!r}")
+        if version in (None, current):
+            return DataSnapshot(self.dataset, current, self.root, self.classes())
+        if self.restored_in is None:
+            raise DatasetError(f"dataset {self.dataset!r} is at {current[:12]}; restoring "
+                               f"version {version[:12]} needs a folder to restore it in")
+        root = self.repo.materialize(self.dataset, version, self.restored_in)
+        classes = tuple(json.loads((root / INFO).read_text())["classes"])
+        return DataSnapshot(self.dataset, version, root, classes)
 
     def items_at(self, version: str) -> int:
         """How many items the dataset held at `version`: the manifest only grows, so they are

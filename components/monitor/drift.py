@@ -392,28 +392,5 @@ def _measured(check: _Check, snapshot: Snapshot) -> Signal:
     return replace(check.signal, score=float(check.read(result)), drifted=failed)
 
 
-def property_z_scores(reference: pd.DataFrame, current: pd.DataFrame) -> pd.DataFrame:
-    """Robust z-score of every window photo's image properties against the reference:
-    (value - reference median) / reference IQR; infinite off a property the reference never
-    varies in."""
-    ref = reference[list(PROPERTY_NAMES)].astype(float)
-    median = ref.median()
-    iqr = ref.quantile(0.75) - ref.quantile(0.25)
-    offset = current[list(PROPERTY_NAMES)].astype(float) - median
-    with np.errstate(divide="ignore", invalid="ignore"):
-        z = offset / iqr
-    return z.where(offset != 0, 0.0)
-
-
-def most_drifted(reference: pd.DataFrame, current: pd.DataFrame, k: int) -> list[str]:
-    """The request ids of the `k` window photos farthest from the reference on any image
-    property (largest absolute robust z-score), most drifted first."""
-    if "request_id" not in current.columns:
-        raise DriftError("the window lacks the column request_id")
-    farthest = property_z_scores(reference, current).abs().max(axis=1)
-    order = np.argsort(-farthest.to_numpy(), kind="stable")[:k]
-    return [str(current["request_id"].iloc[i]) for i in order]
-
-
 def _json_float(value: float | None) -> float | None:
     return None if value is None or math.isnan(value) else float(value)

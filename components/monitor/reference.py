@@ -65,6 +65,19 @@ def grade_reference(images: list[Path], grader: Grader,
     return pd.DataFrame(rows, columns=[*PROPERTY_NAMES, *_ANSWER_COLUMNS])
 
 
+def cached_reference(path: Path, build: Callable[[], pd.DataFrame]) -> pd.DataFrame:
+    """The reference stored at `path`; built by `build()` and stored there when missing (written
+    to a temporary file first, so a crash never leaves a half reference to be read later)."""
+    if path.is_file():
+        return pd.read_pickle(path)
+    frame = build()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.partial")
+    frame.to_pickle(partial)
+    partial.replace(path)
+    return frame
+
+
 def served_window(predictions: pd.DataFrame, expert_grades: pd.DataFrame) -> pd.DataFrame:
     """The rows of a prediction-log window that the judged model answered without error, in
     the reference's columns, with each photo's expert grade where one arrived."""

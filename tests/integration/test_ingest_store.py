@@ -1,11 +1,13 @@
 """The accepted dataset with real DVC: the same batches give the same data version anywhere,
-versions reach the remote, and a failed push leaves the dataset exactly as it was."""
+versions reach the remote, a failed push leaves the dataset exactly as it was, and a snapshot
+of a past version is restored beside the working copy."""
 
 from __future__ import annotations
 
 import shutil
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from dvc.repo import Repo
 from PIL import Image
@@ -20,6 +22,7 @@ from components.ingest import (
     check_batch,
     read_batch,
 )
+from components.ingest.store import DatasetError
 
 pytestmark = pytest.mark.integration
 
@@ -110,3 +113,25 @@ def test_accepted_photos_are_stored_without_their_camera_metadata(
 
     stored = list((store.root / "images").rglob("*.jpg"))
     assert len(stored) == 40 and not any(b"Ada Lovelace" in p.read_bytes() for p in stored)
+
+
+def test_a_snapshot_is_the_working_copy_or_a_past_version_restored_beside_it(
+        factory_batches: dict[str, Path], tmp_path: Path) -> None:
+    repo = DataRepo(tmp_path / "data", str(tmp_path / "remote"))
+    store = DatasetStore(repo, "grade", restored_in=tmp_path / "cache" / "grade")
+    with pytest.raises(DatasetError, match="has no data yet"):
+        store.snapshot("grade")
+    first = _add(store, factory_batches["first"], "batch-1")
+    second = _add(store, factory_batches["second"], "batch-2")
+
+    current = store.snapshot("grade")
+    past = store.snapshot("grade", first)
+
+    assert (current.version, current.root) == (second, store.root)
+    assert past.version == first and past.root.is_relative_to(tmp_path / "cache")
+    assert len(pd.read_csv(past.root / "manifest.csv")) == 40 and len(store.manifest()) == 70
+    assert past.classes == current.classes
+    with pytest.raises(DatasetError, match="holds 'grade' labels, not 'detect'"):
+        store.snapshot("detect")
+    with pytest.raises(DatasetError, match="needs a folder to restore it in"):
+        DatasetStore(repo, "grade").snapshot("grade", first)

@@ -6,21 +6,17 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from pathlib import Path
 
+import cv2
 import numpy as np
 import pandas as pd
 import pytest
 from sklearn.metrics import cohen_kappa_score
 from threadpoolctl import threadpool_limits
 
-from components.monitor.drift import (
-    DriftError,
-    DriftJudgement,
-    judge_window,
-    kappa_standard_error,
-    most_drifted,
-    property_z_scores,
-)
+from components.monitor.drift import DriftError, DriftJudgement, judge_window, kappa_standard_error
+from components.monitor.outliers import most_drifted, most_drifted_sheet, property_z_scores
 from components.monitor.params import DriftThresholds, MonitorParams
 from components.vision.properties import PROPERTY_NAMES
 
@@ -190,6 +186,25 @@ def test_most_drifted_ranks_planted_outliers_first(reference: pd.DataFrame) -> N
     iqr = brightness.quantile(0.75) - brightness.quantile(0.25)
     z = property_z_scores(reference, window)
     assert z.loc[17, "brightness"] == pytest.approx((400.0 - brightness.median()) / iqr)
+
+
+def test_the_sheet_shows_the_most_drifted_photos_that_have_a_thumbnail(
+        reference: pd.DataFrame, tmp_path: Path) -> None:
+    window = photos(seed=8, n=30)
+    window.loc[17, "brightness"] = 400.0
+    window.loc[3, "colour_temperature"] = 1.6
+    asked = []
+
+    def thumbnail(request_id: str) -> np.ndarray | None:
+        asked.append(request_id)
+        return None if request_id == "req-3" else np.full((40, 30, 3), 200, np.uint8)
+
+    sheet = most_drifted_sheet(reference, window, 2, thumbnail, tmp_path / "most_drifted.png")
+
+    assert asked == ["req-17", "req-3"]
+    assert sheet == tmp_path / "most_drifted.png" and cv2.imread(str(sheet)) is not None
+    assert most_drifted_sheet(reference, window, 2, lambda _: None, tmp_path / "none.png") is None
+    assert not (tmp_path / "none.png").exists()
 
 
 def test_a_property_the_reference_never_varies_in_scores_infinite_off_it() -> None:

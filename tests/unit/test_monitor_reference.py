@@ -1,5 +1,6 @@
-"""The two sides monitoring compares: the reference graded by the champion, and a window of the
-prediction log in the same columns, with experts' grades joined where they arrived."""
+"""The two sides monitoring compares: the reference graded by the champion (once, then read from
+its cache), and a window of the prediction log in the same columns, with experts' grades joined
+where they arrived."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import pytest
 
 from components.monitor.reference import (
     ReferenceError,
+    cached_reference,
     grade_reference,
     held_out_items,
     served_window,
@@ -87,3 +89,30 @@ def test_the_window_keeps_answered_rows_and_joins_experts_grades(tmp_path: Path)
     assert window["expert_grade"].isna().tolist() == [True, False]
     assert window.loc[1, "expert_grade"] == 5.0
     assert window["embedding"].tolist() == [[0.5, 0.25], [0.5, 0.25]]  # float16-exact
+
+
+def test_the_reference_is_graded_once_then_read_back_from_its_cache(tmp_path: Path) -> None:
+    built = []
+
+    def build() -> pd.DataFrame:
+        built.append(1)
+        return pd.DataFrame({"grade": [3, 9], "embedding": [[0.5, 1.0], [0.25, 2.0]]})
+
+    path = tmp_path / "monitor" / "card-grader-3" / "reference-200.pkl"
+    first = cached_reference(path, build)
+    again = cached_reference(path, build)
+
+    assert len(built) == 1
+    pd.testing.assert_frame_equal(again, first)
+    assert [p.name for p in path.parent.iterdir()] == [path.name]  # no partial file left
+
+
+def test_a_reference_that_fails_to_build_leaves_no_cache_behind(tmp_path: Path) -> None:
+    def broken() -> pd.DataFrame:
+        raise ReferenceError("no held-out items")
+
+    path = tmp_path / "reference-200.pkl"
+    with pytest.raises(ReferenceError):
+        cached_reference(path, broken)
+
+    assert not path.exists()
