@@ -24,11 +24,11 @@ import httpx
 import numpy as np
 
 from components.cards import synthesize_batch
+from components.evaluate.export import untrained_grader_graph
 from components.serving.keys import KeyStore, Role
+from components.serving.loopback import free_port, wait_until_up
 from components.serving.source import ServedModels
 from components.vision.models import OnnxGrader
-from tests.graphs import grader_graph
-from tests.servers import free_port, wait_until_up
 
 
 class FixedModels:
@@ -135,7 +135,7 @@ def _fast_profile_graph(path: Path) -> Path:
     from components.train.params import TrainParams
 
     profile = load_params("train", TrainParams).grade.fast
-    return grader_graph(path, profile.size, profile.frozen_blocks)
+    return untrained_grader_graph(path, profile.size, profile.frozen_blocks)
 
 
 def served_graph_and_photos(workdir: Path) -> tuple[Path, list[bytes]]:

@@ -6,6 +6,8 @@ Results go to stdout (JSON with --json); progress and errors go to stderr, so a 
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Annotated
 
@@ -26,6 +28,15 @@ def fail(message: str, code: int = 2) -> typer.Exit:
     """Print `error: message` in red on stderr; the exit to raise."""
     typer.secho(f"error: {message}", err=True, fg=typer.colors.RED)
     return typer.Exit(code=code)
+
+
+def show(result: object, as_json: bool, lines: Iterable[str]) -> None:
+    """A command's result on stdout: as JSON with --json, else the `lines` for people."""
+    if as_json:
+        typer.echo(json.dumps(result, indent=2, default=str))
+        return
+    for line in lines:
+        typer.echo(line)
 
 
 def say(message: str) -> None:

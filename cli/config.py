@@ -8,12 +8,12 @@ Mounted by the main CLI as `app.add_typer(config_app, name="config")`:
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from cli.common import show
 from components.settings import load_settings
 
 config_app = typer.Typer(
@@ -23,7 +23,7 @@ config_app = typer.Typer(
 
 
 @config_app.command("show")
-def show(
+def show_settings(
     home: Annotated[
         Path | None, typer.Option("--home", help="Home folder of all local state.")
     ] = None,
@@ -31,9 +31,6 @@ def show(
 ) -> None:
     """Print every effective setting, secrets and URI passwords masked, so it is safe to share."""
     shown = load_settings(home=home).masked()
-    if as_json:
-        typer.echo(json.dumps(shown, indent=2))
-        return
     width = max(len(name) for name in shown)
-    for name, value in shown.items():
-        typer.echo(f"{name:<{width}}  {'-' if value is None else value}")
+    show(shown, as_json, (f"{name:<{width}}  {'-' if value is None else value}"
+                          for name, value in shown.items()))

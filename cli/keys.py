@@ -10,13 +10,13 @@ Only each key's SHA-256 is kept (in the home's keys.json); a lost key is revoked
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from cli.common import show
 from components.serving.keys import KeyStore, Role
 from components.settings import load_settings
 
@@ -59,13 +59,10 @@ def list_keys(as_json: Annotated[bool, typer.Option("--json", help="Print JSON."
               ) -> None:
     """Every key with its holder, role and dates; never the key itself."""
     keys = [key.public() for key in _store().entries()]
-    if as_json:
-        typer.echo(json.dumps(keys, indent=2))
-        return
-    for key in keys:
-        state = f"revoked {key['revoked']}" if key["revoked"] else "active"
-        typer.echo(f"{key['key_id']}  {key['role']:<8}  {key['name']:<24}  "
-                   f"created {key['created']}  {state}")
+    show(keys, as_json, (f"{key['key_id']}  {key['role']:<8}  {key['name']:<24}  "
+                         f"created {key['created']}  "
+                         + (f"revoked {key['revoked']}" if key["revoked"] else "active")
+                         for key in keys))
 
 
 @keys_app.command("revoke")

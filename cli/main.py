@@ -35,7 +35,7 @@ from typing import Annotated
 import cv2
 import typer
 
-from cli.common import JsonFlag, fail, progress_bar
+from cli.common import JsonFlag, fail, progress_bar, show
 from cli.config import config_app
 from cli.keys import keys_app
 from cli.monitor import register as register_monitor_commands
@@ -84,12 +84,9 @@ def data_synth(
                                        on_progress=lambda done: progress.advance(task, done))
     except FactoryError as error:
         raise fail(str(error)) from None
-    if as_json:
-        typer.echo(json.dumps(summary.as_dict(), indent=2))
-        return
-    typer.echo(f"{summary.count} cards ({camera}) in {summary.out_dir}: "
-               f"{summary.cards_per_s} cards/s")
-    typer.echo("grades: " + "  ".join(f"{g}:{c}" for g, c in summary.grade_histogram.items()))
+    show(summary.as_dict(), as_json, [
+        f"{summary.count} cards ({camera}) in {summary.out_dir}: {summary.cards_per_s} cards/s",
+        "grades: " + "  ".join(f"{g}:{c}" for g, c in summary.grade_histogram.items())])
 
 
 @data_app.command("sheet")
@@ -163,11 +160,7 @@ def ingest(
         summary = run_ingest(load_settings(), source, task, dataset)
     except IngestError as error:
         raise fail(str(error)) from None
-    if as_json:
-        typer.echo(json.dumps(summary.as_dict(), indent=2))
-    else:
-        for line in summary.lines():
-            typer.echo(line)
+    show(summary.as_dict(), as_json, summary.lines())
     if summary.status == "rejected":
         raise typer.Exit(code=1)
 
@@ -211,11 +204,7 @@ def train(
     except (TrainDataError, DatasetError, DetectorError, VersioningError, VersionNotFound,
             IngestError) as error:
         raise fail(str(error)) from None
-    if as_json:
-        typer.echo(json.dumps(summary.as_dict(), indent=2))
-    else:
-        for line in summary.lines():
-            typer.echo(line)
+    show(summary.as_dict(), as_json, summary.lines())
 
 
 @app.command("evaluate")
@@ -241,11 +230,7 @@ def evaluate(
         summary = run_evaluate(load_settings(), model, version, str(params) if params else None)
     except (EvaluationError, DatasetError, DetectorError, VersionNotFound) as error:
         raise fail(str(error)) from None
-    if as_json:
-        typer.echo(json.dumps(summary, indent=2, default=str))
-    else:
-        for line in summary_lines(summary):
-            typer.echo(line)
+    show(summary, as_json, summary_lines(summary))
     if any(not gate["passed"] for gate in summary["gates"]):
         raise typer.Exit(code=1)
 

@@ -23,7 +23,7 @@ from typing import Annotated
 
 import typer
 
-from cli.common import ByOption, JsonFlag, ModelOption, ParamsOption, fail
+from cli.common import ByOption, JsonFlag, ModelOption, ParamsOption, fail, show
 from components.settings import load_settings
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)([mhd])$")
@@ -57,15 +57,13 @@ def monitor(
                               params_file=str(params) if params else None)
     except (MonitorError, DatasetError) as error:
         raise fail(str(error)) from None
-    if as_json:
-        typer.echo(json.dumps(summary, indent=2, default=str))
-        return
-    typer.echo(f"{model} version {summary['version']}, {summary['since']} .. "
-               f"{summary['until']}: {summary['headline']}")
-    typer.echo(f"incident: {summary['incident']['action']} ({summary['incident']['reason']})")
-    typer.echo(f"report: {summary['report']}")
-    if summary["contact_sheet"]:
-        typer.echo(f"most drifted photos: {summary['contact_sheet']}")
+    show(summary, as_json, [
+        f"{model} version {summary['version']}, {summary['since']} .. {summary['until']}: "
+        f"{summary['headline']}",
+        f"incident: {summary['incident']['action']} ({summary['incident']['reason']})",
+        f"report: {summary['report']}",
+        *([f"most drifted photos: {summary['contact_sheet']}"] if summary["contact_sheet"]
+          else [])])
 
 
 def silence(
@@ -161,12 +159,9 @@ def prune(
     from flows.retention import run_retention
 
     summary = run_retention(load_settings(), str(params) if params else None, dry_run)
-    if as_json:
-        typer.echo(json.dumps(summary, indent=2))
-        return
     verb = "would prune" if dry_run else "pruned"
-    for item in summary["pruned"]:
-        typer.echo(f"{verb} {item['what']}: {item['items']} items, {item['bytes'] / 1e6:.1f} MB")
+    show(summary, as_json, (f"{verb} {item['what']}: {item['items']} items, "
+                            f"{item['bytes'] / 1e6:.1f} MB" for item in summary["pruned"]))
 
 
 def register(app: typer.Typer) -> None:

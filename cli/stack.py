@@ -9,7 +9,6 @@ The processes themselves are `supervisor.py`'s. Mounted by the main CLI with `re
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -19,7 +18,7 @@ from typing import Annotated, Any
 import typer
 import yaml
 
-from cli.common import fail, say
+from cli.common import fail, say, show
 from cli.supervisor import (
     POOL,
     SERVICES,
@@ -199,12 +198,10 @@ def deploy(
     except StackError as error:
         raise fail(str(error)) from None
     described = describe_deployments(api, deployment_names(project))
-    if as_json:
-        typer.echo(json.dumps(described, indent=2))
-        return
-    for d in described:
-        when = d["schedules"] + [_trigger_text(t) for t in d["triggers"]]
-        typer.echo(f"{d['name']:<20} {d['entrypoint']:<40} {'; '.join(when) or 'manual'}")
+    show(described, as_json, (
+        f"{d['name']:<20} {d['entrypoint']:<40} "
+        + ("; ".join(d["schedules"] + [_trigger_text(t) for t in d["triggers"]]) or "manual")
+        for d in described))
 
 
 def register(app: typer.Typer) -> None:

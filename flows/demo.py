@@ -29,8 +29,6 @@ from __future__ import annotations
 
 import csv
 import shutil
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -40,7 +38,6 @@ from pathlib import Path
 from typing import Any
 
 import cv2
-import httpx
 import yaml
 from prefect import flow, task
 from pydantic import Field
@@ -50,6 +47,7 @@ from components.cards.panel import PANEL, panel_agreement
 from components.params import StrictParams, load_params
 from components.release.registry import releases_of
 from components.serving.keys import KeyStore, Role
+from components.serving.loopback import serve_process, served_champion
 from components.serving.traffic import Traffic, TrafficKeys, photos_of_batch
 from components.settings import GradelineSettings, find_project_root, load_settings
 from flows.evaluate import evaluate
@@ -217,48 +215,13 @@ def crown_first(settings: GradelineSettings, version: int) -> Figures:
 @contextmanager
 def grading_service(settings: GradelineSettings, params_file: Path,
                     log: Path) -> Iterator[tuple[str, TrafficKeys]]:
-    """`gradeline serve` as its own process on a free loopback port, and new keys of a client
-    and of the expert panel; its URL and those keys until the block ends."""
-    import socket
-
+    """`gradeline serve` of the demo's home, and new keys of a client and of the expert panel;
+    its URL and those keys until the block ends."""
     store = KeyStore(settings.keys_file)
     keys = TrafficKeys(client=store.create("demo client", Role.CLIENT)[1],
                        expert=store.create("demo expert panel", Role.EXPERT)[1])
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    gradeline = Path(sys.executable).parent / "gradeline"
-    url = f"http://127.0.0.1:{port}"
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with log.open("w") as output:
-        process = subprocess.Popen([str(gradeline), "--home", str(settings.home), "serve",
-                                    "--port", str(port), "--params", str(params_file)],
-                                   stdout=output, stderr=subprocess.STDOUT)
-    try:
-        served_version(url, None, process, timeout=180)
+    with serve_process(settings.home, params_file, log) as url:
         yield url, keys
-    finally:
-        process.terminate()
-        process.wait(timeout=60)
-
-
-def served_version(url: str, wanted: int | None, process: subprocess.Popen | None = None,
-                   timeout: float = 60) -> int:
-    """Wait until the service is ready (and serves champion `wanted`, when given)."""
-    deadline = time.monotonic() + timeout
-    seen: object = None
-    while time.monotonic() < deadline:
-        if process is not None and process.poll() is not None:
-            raise DemoFailed(f"the grading service exited with {process.returncode}")
-        try:
-            seen = httpx.get(f"{url}/readyz", timeout=5).json()
-            version = seen.get("loaded", {}).get("champion", {}).get("version")
-            if seen.get("ready") and wanted in (None, version):
-                return int(version)
-        except httpx.HTTPError as error:
-            seen = str(error)
-        time.sleep(0.5)
-    raise DemoFailed(f"the service did not serve champion {wanted} within {timeout:.0f}s: {seen}")
 
 
 def serve_day(url: str, keys: TrafficKeys, photos: Path, camera: str, seed: int, count: int,
@@ -329,7 +292,7 @@ def approve_in_demo_mode(settings: GradelineSettings, url: str, params_file: str
     releases.decide(GRADER, challenger.version, APPROVED, DEMO_REVIEWER,
                     "demo mode: approved by the demo")
     concluded = conclude_release(GRADER, challenger.version, params_file)
-    served = served_version(url, challenger.version)
+    served = served_champion(url, challenger.version)
     return {"approved_by": "the demo itself (demo mode)", "stage": concluded["stage"],
             "champion": served, "previous": concluded["aliases"]["previous"]}, \
         [str(settings.audit_log)]

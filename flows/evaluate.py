@@ -16,18 +16,18 @@ import json
 import shutil
 from pathlib import Path
 
-from mlflow import MlflowClient
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from components.evaluate.detector_model import DetectorModelEvaluation, evaluate_detector_model
 from components.evaluate.grader import EvaluationError, GraderEvaluation, evaluate_grader
-from components.evaluate.mlflow_onnx import Graph, log_onnx_model, sha256
+from components.evaluate.graphs import Graph, sha256
 from components.evaluate.params import EvaluateParams
 from components.evaluate.report import evaluation_report
 from components.ingest.store import DatasetStore, DataSnapshot
 from components.params import load_params
 from components.settings import GradelineSettings, load_settings
+from components.tracking import TrackedRun
 from flows.train import fetch_model, stage_progress
 from model_registry import (
     RegisteredVersion,
@@ -67,10 +67,10 @@ def publish(settings: GradelineSettings, registered: RegisteredVersion, summary:
     title = f"{registered.name} version {registered.version}: evaluation"
     (out_dir / REPORT).write_text(evaluation_report(summary, plots, title))
     (out_dir / "evaluation.json").write_text(json.dumps(summary, indent=2, default=str))
-    client = MlflowClient(tracking_uri=uri)
+    run = TrackedRun.of(uri, registered.run_id)
     for path in (out_dir / REPORT, out_dir / "evaluation.json", *plots):
-        client.log_artifact(registered.run_id, str(path), ARTIFACT_FOLDER)
-    graph_uris = {name: log_onnx_model(uri, registered.run_id, graph.path, name, graph.example)
+        run.log_artifact(path, ARTIFACT_FOLDER)
+    graph_uris = {name: run.log_onnx_model(graph.path, name, graph.example)
                   for name, graph in graphs.items()}
     log_version_metrics(uri, registered, metrics)
     tags = {**{f"{name}.model_uri": graph_uri for name, graph_uri in graph_uris.items()},

@@ -28,11 +28,11 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedCo
 from components.ingest.store import DatasetStore, DataSnapshot
 from components.params import load_params
 from components.settings import GradelineSettings, find_project_root, load_settings, mask_uri
+from components.tracking import TrackedRun, git_sha, package_versions
 from components.train.params import Profile, TrainParams
 from components.train.pyfunc import log_image_model, logged_model_folder
 from components.train.recipes import TASK_NAMES, model_name_for, profile_for, train_task
 from components.train.tasks import TrainDataError
-from components.train.tracking import TrainingRun, git_sha, package_versions
 from components.train.trainer import TrainResult
 from components.train.warm import WarmStart
 from model_registry import (
@@ -126,7 +126,7 @@ def stage_progress() -> Iterator[Callable[[str, int, int], None]]:
 
 @task(cache_policy=NO_CACHE)
 def fit(task_name: str, data: DataSnapshot, params: TrainParams, profile: Profile,
-        work_dir: Path, run: TrainingRun, weights: Path | None,
+        work_dir: Path, run: TrackedRun, weights: Path | None,
         warm: WarmStart | None) -> TrainResult:
     """Train with a progress bar per stage; every epoch's metrics go to the MLflow run."""
     logger = get_run_logger()
@@ -142,13 +142,11 @@ def fit(task_name: str, data: DataSnapshot, params: TrainParams, profile: Profil
 
 
 @task(cache_policy=NO_CACHE)
-def log_and_register(settings: GradelineSettings, run: TrainingRun, result: TrainResult,
+def log_and_register(settings: GradelineSettings, run: TrackedRun, result: TrainResult,
                      data: DataSnapshot, model_name: str, sha: str) -> tuple[int, str]:
     """Log the finished model (pyfunc, signature, example), plots and metrics, then register
     it as a candidate; returns (version, model URI). A run that registered before it was
     killed is not registered twice: its version is returned."""
-    import mlflow
-
     earlier = version_of_run(str(settings.mlflow_tracking_uri), model_name, run.run_id)
     if earlier is not None:
         get_run_logger().warning("run %s registered %s version %s before it was interrupted; "
@@ -165,8 +163,7 @@ def log_and_register(settings: GradelineSettings, run: TrainingRun, result: Trai
     for plot in result.plots:
         run.log_artifact(plot, "plots")
     run.log_json(result.history, "history.json")
-    mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
-    with mlflow.start_run(run_id=run.run_id):
+    with run.active():
         assert result.example_image is not None
         model_uri = log_image_model(result.model_dir, result.example_image)
     registered = register_candidate(
@@ -201,7 +198,7 @@ def train(task: str = "grade", dataset: str | None = None, data_version: str | N
     work_dir.mkdir(parents=True, exist_ok=True)
     marker = work_dir / RUN_ID_FILE
     resume_id = marker.read_text().strip() if marker.is_file() else None
-    run = TrainingRun.open(str(settings.mlflow_tracking_uri), str(settings.mlflow_artifact_root),
+    run = TrackedRun.open(str(settings.mlflow_tracking_uri), str(settings.mlflow_artifact_root),
                            model_name,
                            f"{task}-{profile}-{data.version[:8]}", resume_id)
     marker.write_text(run.run_id)

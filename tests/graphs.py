@@ -1,8 +1,8 @@
-"""ONNX graphs for tests and benchmarks that exercise serving, not learning: a grader with the
-real architecture and serving metadata but fresh heads, a detector that answers fixed raw
-outputs, and a grader changed to fail on a share of photos.
+"""ONNX graphs for tests that exercise serving, not learning: a detector that answers fixed raw
+outputs, and a grader changed to fail on a share of photos (the untrained grader itself is
+`components.evaluate.export.untrained_grader_graph`).
 
-    grader = grader_graph(tmp / "model.onnx", size=(96, 128))
+    grader = untrained_grader_graph(tmp / "model.onnx", size=(96, 128))
     erring = erring_grader_graph(grader, tmp / "erring.onnx", brightness_threshold=120.0)
     detector = detector_graph(tmp / "detector.onnx", raw)   # (4 + classes) x anchors
 """
@@ -15,25 +15,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper
 
-from components.evaluate.export import export_grader
-from components.train.model import ORDINAL_TARGETS
-from components.train.rubric import CARD_RUBRIC
-from components.train.severity import build_severity_grader, map_metadata
-
 DETECTOR_IMGSZ = 64
-
-
-def grader_graph(path: Path, size: tuple[int, int], frozen_blocks: int = 11,
-                 data_version: str = "d-test") -> Path:
-    """The severity grader with ImageNet weights and a fresh decoder, exported as evaluation
-    exports a grader (temperatures 1, a conformal threshold, lineage): what serving loads,
-    without training."""
-    model = build_severity_grader(frozen_blocks).eval()
-    return export_grader(model, size, np.ones(len(ORDINAL_TARGETS)), path, {
-        "spec": {"task": "grade", "size": list(size), "rectify": True,
-                 "targets": list(ORDINAL_TARGETS), **map_metadata(CARD_RUBRIC)},
-        "conformal": {"threshold": 0.2, "coverage": 0.9, "calibration_items": 0},
-        "model": "card-grader", "version": 0, "data_version": data_version})
 
 
 def erring_grader_graph(source: Path, path: Path, brightness_threshold: float) -> Path:

@@ -25,7 +25,7 @@ from components.evaluate.detector import (
 )
 from components.evaluate.gates import Gate, detector_gates
 from components.evaluate.grader import read_split_rows
-from components.evaluate.mlflow_onnx import Graph
+from components.evaluate.graphs import Graph
 from components.evaluate.params import EvaluateParams
 from components.evaluate.parity import Parity, ParityLimits, parity_metrics
 from components.evaluate.tensorrt import PROVIDER, tensorrt_unavailable

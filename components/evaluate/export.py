@@ -32,8 +32,10 @@ from onnxruntime.quantization import (
 )
 from torch import nn
 
+from components.train.model import ORDINAL_TARGETS
 from components.train.ordinal import grade_probabilities
-from components.train.severity import SeverityGrader
+from components.train.rubric import CARD_RUBRIC
+from components.train.severity import SeverityGrader, build_severity_grader, map_metadata
 from components.vision.graph import INPUTS, MAPS_OUTPUT, METADATA_PREFIX, OUTPUT
 
 OPSET = 17
@@ -128,3 +130,16 @@ def quantize_int8(fp32: Path, path: Path, pixels: np.ndarray, geometry: np.ndarr
     graph.metadata_props.extend(source.metadata_props)
     onnx.save(graph, str(path))
     return path
+
+
+def untrained_grader_graph(path: Path, size: tuple[int, int], frozen_blocks: int = 11,
+                 data_version: str = "d-test") -> Path:
+    """The severity grader with ImageNet weights and an untrained decoder, exported as evaluation
+    exports a grader (temperatures 1, a conformal threshold, lineage): what serving loads, for
+    measuring and testing serving without training."""
+    model = build_severity_grader(frozen_blocks).eval()
+    return export_grader(model, size, np.ones(len(ORDINAL_TARGETS)), path, {
+        "spec": {"task": "grade", "size": list(size), "rectify": True,
+                 "targets": list(ORDINAL_TARGETS), **map_metadata(CARD_RUBRIC)},
+        "conformal": {"threshold": 0.2, "coverage": 0.9, "calibration_items": 0},
+        "model": "card-grader", "version": 0, "data_version": data_version})

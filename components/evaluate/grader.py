@@ -38,8 +38,8 @@ from components.evaluate.calibration import (
 )
 from components.evaluate.export import calibrated_torch_model, export_grader, quantize_int8
 from components.evaluate.gates import Gate, baseline_gate, grader_gates
+from components.evaluate.graphs import Graph
 from components.evaluate.latency import Latency, latency_metrics, measure_latency
-from components.evaluate.mlflow_onnx import Graph
 from components.evaluate.params import EvaluateParams
 from components.evaluate.parity import Parity, ParityLimits, compare_outputs, parity_metrics
 from components.evaluate.plots import agreement_png, conformal_png, worst_errors_png

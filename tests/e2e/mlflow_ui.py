@@ -21,9 +21,9 @@ import pytest
 from playwright.sync_api import Browser, Locator, Page, Playwright, expect
 from playwright.sync_api import Error as PlaywrightError
 
+from components.serving.loopback import free_port, wait_until_up
 from components.settings import stored_secret
 from model_registry.access import AUTH_APP, server_auth_env
-from tests.servers import free_port, wait_until_up
 
 CHROMIUM = Path("/usr/bin/chromium")
 # Closed network, root user: no sandbox, no GPU, and no background calls home.

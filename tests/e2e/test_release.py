@@ -32,10 +32,12 @@ from playwright.sync_api import sync_playwright
 from typer.testing import CliRunner
 
 from cli.main import app
-from components.evaluate.mlflow_onnx import log_onnx_model, sha256
+from components.evaluate.export import untrained_grader_graph
+from components.evaluate.graphs import sha256
+from components.serving.loopback import free_port, wait_until_up
 from components.serving.traffic import Photo, Traffic, TrafficKeys
 from components.settings import load_settings
-from components.train.tracking import TrainingRun
+from components.tracking import TrackedRun
 from components.vision.graph import read_metadata
 from components.vision.prepare import prepare_photo
 from model_registry import AuditLog, get_version, register_candidate
@@ -46,8 +48,7 @@ from tests.e2e.mlflow_ui import (
     mlflow_server,
     set_version_tags_in_ui,
 )
-from tests.graphs import erring_grader_graph, grader_graph
-from tests.servers import free_port, wait_until_up
+from tests.graphs import erring_grader_graph
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration, pytest.mark.slow]
 
@@ -73,11 +74,11 @@ def _register(graph: Path) -> int:
     evaluation writes (gates, the graph's URI and checksum)."""
     settings = load_settings()
     uri = str(settings.mlflow_tracking_uri)
-    run = TrainingRun.open(uri, str(settings.mlflow_artifact_root), GRADER, "exported graph")
+    run = TrackedRun.open(uri, str(settings.mlflow_artifact_root), GRADER, "exported graph")
     width, height = read_metadata(graph)["spec"]["size"]
     example = {"pixels": np.zeros((1, height, width, 3), np.float32),
                "geometry": np.zeros((1, 4), np.float32)}
-    graph_uri = log_onnx_model(uri, run.run_id, graph, "onnx", example)
+    graph_uri = run.log_onnx_model(graph, "onnx", example)
     tags = {"onnx.model_uri": graph_uri, "onnx.sha256": sha256(graph), "gate.kappa": "pass",
             "gate.ece": "pass", "gate.coverage": "pass", "gate.parity_onnx_fp32": "pass"}
     return register_candidate(uri, GRADER, graph_uri, run.run_id, data_version="d-test",
@@ -92,7 +93,7 @@ def release_home(tmp_path_factory: pytest.TempPathFactory, prefect_server: None)
         patch.setattr("os.environ", dict(os.environ))
         load_settings(home=root / "home").activate()
         _release_params(root / "params.yaml")
-        grader_graph(root / "grader.onnx", SIZE)
+        untrained_grader_graph(root / "grader.onnx", SIZE)
         assert _register(root / "grader.onnx") == 1
         result = CliRunner().invoke(app, ["promote", "--model", GRADER, "--version", "1",
                                           "--first", "--json"])

@@ -14,12 +14,12 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
+from components.serving.loopback import free_port
 from components.settings import GradelineSettings
 from model_registry.audit import AuditLog
 from model_registry.names import GRADER
 from model_registry.promotion import Releases
 from model_registry.versions import registry_client
-from tests.servers import free_port
 
 
 @pytest.fixture()

@@ -22,12 +22,12 @@ from mlflow import MlflowClient
 from typer.testing import CliRunner
 
 from cli.main import app
+from components.serving.loopback import free_port, wait_until_up
 from components.settings import load_settings
 from components.vision.graph import read_metadata
 from flows.evaluate import run_evaluate
 from flows.ingest import run_ingest
 from flows.train import run_train
-from tests.servers import free_port, wait_until_up
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

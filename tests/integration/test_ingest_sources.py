@@ -16,9 +16,9 @@ from typer.testing import CliRunner
 
 from cli.main import app
 from components.ingest import Reason
+from components.serving.loopback import free_port
 from flows.ingest import ingest
 from tests.batches import read_rows
-from tests.servers import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 WIDTH, HEIGHT = 320, 448  # factory photos

@@ -15,11 +15,11 @@ import httpx
 import pytest
 import uvicorn
 
+from components.serving.loopback import free_port, wait_until_up
 from components.serving.params import ServeParams
 from components.serving.server import DrainingServer
 from components.serving.source import ServedModels
 from components.serving.uploads import UploadLimits
-from tests.servers import free_port, wait_until_up
 from tests.unit.test_serving_service import StandInGrader, _api, _photo, _service
 
 

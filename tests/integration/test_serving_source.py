@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from mlflow import MlflowClient
 
-from components.evaluate.mlflow_onnx import log_onnx_model, sha256
+from components.evaluate.graphs import sha256
 from components.serving.source import ModelSource
-from components.train.tracking import TrainingRun
+from components.tracking import TrackedRun
 from model_registry.audit import AuditLog
 from model_registry.guard import restore_release
 from model_registry.names import DETECTOR, TAG_ONNX_SHA256, TAG_ONNX_URI, TAG_STAGE
@@ -24,9 +24,9 @@ pytestmark = pytest.mark.integration
 
 def _register_detector(client: MlflowClient, uri: str, graph: Path, checksum: str) -> str:
     """A defect-detector version whose exported graph is `graph`, tagged as evaluation tags."""
-    run = TrainingRun.open(uri, str(graph.parent / "artifacts"), DETECTOR, "exported graph")
+    run = TrackedRun.open(uri, str(graph.parent / "artifacts"), DETECTOR, "exported graph")
     example = {"images": np.zeros((1, 3, DETECTOR_IMGSZ, DETECTOR_IMGSZ), np.float32)}
-    graph_uri = log_onnx_model(uri, run.run_id, graph, "onnx", example)
+    graph_uri = run.log_onnx_model(graph, "onnx", example)
     version = client.create_model_version(DETECTOR, graph_uri, run_id=run.run_id).version
     client.set_model_version_tag(DETECTOR, version, TAG_ONNX_URI, graph_uri)
     client.set_model_version_tag(DETECTOR, version, TAG_ONNX_SHA256, checksum)

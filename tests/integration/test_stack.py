@@ -24,10 +24,10 @@ from typing import Any
 import pytest
 import yaml
 
+from components.serving.loopback import free_port
 from components.settings import load_settings
 from model_registry.names import GRADER
 from model_registry.versions import registry_client
-from tests.servers import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

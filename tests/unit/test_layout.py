@@ -1,7 +1,8 @@
 """The layout rules of DESIGN.md: components never import prefect, flows or cli; model_registry
-imports neither flows, cli nor components; flows never import cli, and each file of flows/
-defines a flow; the stage folders of components/ stand on the vision core and never on each
-other. Checked statically, so a violation is found unexecuted."""
+imports neither flows, cli nor components; flows never import cli or mlflow, and each file of
+flows/ defines a flow; only components/tracking.py starts an MLflow run; the stage folders of
+components/ stand on the vision core and never on each other; benchmarks import no test code;
+no source file is over 400 lines. Checked statically, so a violation is found unexecuted."""
 
 import ast
 from pathlib import Path
@@ -12,7 +13,8 @@ REPO = Path(__file__).parents[2]
 RULES = {
     "components": {"prefect", "flows", "cli"},
     "model_registry": {"flows", "cli", "components"},
-    "flows": {"cli"},
+    "flows": {"cli", "mlflow"},  # the run is components/tracking.py's
+    "benchmarks": {"tests"},
 }
 
 
@@ -137,3 +139,24 @@ def test_the_flow_checker_finds_a_file_without_a_flow(tmp_path: Path) -> None:
     (tmp_path / "flows" / "helpers.py").write_text("def resolve():\n    pass\n")
 
     assert flowless_files(tmp_path) == ["flows/helpers.py"]
+
+
+def test_only_tracking_starts_an_mlflow_run() -> None:
+    starting = sorted(path.relative_to(REPO).as_posix()
+                      for folder in ("components", "flows", "cli", "model_registry")
+                      for path in (REPO / folder).rglob("*.py")
+                      if "start_run(" in path.read_text(encoding="utf-8"))
+
+    assert starting == ["components/tracking.py"]
+
+
+MAX_LINES = 400
+
+
+def test_no_source_file_is_over_400_lines() -> None:
+    long_files = {path.relative_to(REPO).as_posix(): lines
+                  for folder in ("components", "flows", "cli", "model_registry", "benchmarks")
+                  for path in sorted((REPO / folder).rglob("*.py"))
+                  if (lines := len(path.read_text(encoding="utf-8").splitlines())) > MAX_LINES}
+
+    assert long_files == {}

@@ -1,9 +1,15 @@
-"""One MLflow run per training, addressed by id (Prefect runs tasks in worker threads, where
-MLflow's "active run" of another thread does not exist), with the lineage a reviewer asks for.
+"""The one owner of an MLflow run: a training opens it (or resumes it after a crash), writes
+params, metrics and artifacts to it by id (Prefect runs tasks in worker threads, where MLflow's
+"active run" of another thread does not exist), logs the model into it, and evaluation later
+adds its report and ONNX graphs to the same run. Nothing else starts an MLflow run.
 
-    run = TrainingRun.open(tracking_uri, experiment="card-grader", name="grade-fast",
-                           resume_id=None)
-    run.log_params({"profile": "fast", ...}); run.log_epoch(record); run.close("FINISHED")
+    run = TrackedRun.open(tracking_uri, artifact_root, experiment="card-grader",
+                          name="grade-fast", resume_id=None)
+    run.log_params({"profile": "fast", ...}); run.log_epoch(record)
+    with run.active():                       # what MLflow's model flavors log into
+        uri = log_image_model(model_dir, example_image)
+    run.close("FINISHED")
+    TrackedRun.of(tracking_uri, run_id).log_onnx_model(graph, "onnx", example)
 """
 
 from __future__ import annotations
@@ -11,10 +17,15 @@ from __future__ import annotations
 import json
 import subprocess
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
+import mlflow
+import numpy as np
+import onnx
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunStatus
 from mlflow.utils.time import get_current_time_millis
@@ -50,29 +61,37 @@ def package_versions() -> dict[str, str]:
 
 
 @dataclass(frozen=True)
-class TrainingRun:
-    """An MLflow run that training writes to by id."""
+class TrackedRun:
+    """An MLflow run written to by id."""
 
     client: MlflowClient
     run_id: str
     experiment_id: str
+    tracking_uri: str
 
     @classmethod
     def open(cls, tracking_uri: str, artifact_root: str, experiment: str, name: str,
-             resume_id: str | None = None) -> TrainingRun:
+             resume_id: str | None = None) -> TrackedRun:
         """A new run in `experiment` (created on first use, its artifacts under
         `artifact_root`), or the unfinished run `resume_id` set back to RUNNING."""
         client = MlflowClient(tracking_uri=tracking_uri)
         if resume_id is not None:
             run = client.get_run(resume_id)
             client.update_run(resume_id, status=RunStatus.to_string(RunStatus.RUNNING))
-            return cls(client, resume_id, run.info.experiment_id)
+            return cls(client, resume_id, run.info.experiment_id, tracking_uri)
         found = client.get_experiment_by_name(experiment)
         location = artifact_root if "://" in artifact_root else Path(artifact_root).as_uri()
         experiment_id = found.experiment_id if found else client.create_experiment(
             experiment, artifact_location=f"{location}/{experiment}")
         run = client.create_run(experiment_id, run_name=name)
-        return cls(client, run.info.run_id, experiment_id)
+        return cls(client, run.info.run_id, experiment_id, tracking_uri)
+
+    @classmethod
+    def of(cls, tracking_uri: str, run_id: str) -> TrackedRun:
+        """The existing run `run_id`, as it is (a registered version's run, which evaluation
+        adds to)."""
+        client = MlflowClient(tracking_uri=tracking_uri)
+        return cls(client, run_id, client.get_run(run_id).info.experiment_id, tracking_uri)
 
     def log_params(self, params: dict[str, object]) -> None:
         """Params not logged before (a resumed run keeps its first values: MLflow params are
@@ -108,3 +127,21 @@ class TrainingRun:
     def close(self, status: str) -> None:
         """FINISHED, FAILED or KILLED."""
         self.client.set_terminated(self.run_id, status=status)
+
+    @contextmanager
+    def active(self) -> Iterator[None]:
+        """This run as MLflow's active run of the calling thread, for the model flavors'
+        `log_model`, which log into the active run only."""
+        mlflow.set_tracking_uri(self.tracking_uri)
+        with mlflow.start_run(run_id=self.run_id):
+            yield
+
+    def log_onnx_model(self, graph: Path, name: str, example: dict[str, np.ndarray]) -> str:
+        """Log `graph` as model `name` of this run with MLflow's ONNX flavor (any MLflow client
+        loads it without Gradeline's code; `mlflow models serve` serves it), its signature
+        inferred from running `example` through it; the logged model's URI."""
+        with self.active():
+            info = mlflow.onnx.log_model(onnx_model=onnx.load(str(graph)), name=name,
+                                         input_example=example, save_as_external_data=False,
+                                         onnx_execution_providers=["CPUExecutionProvider"])
+        return info.model_uri
