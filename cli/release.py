@@ -68,8 +68,8 @@ def promote(
     `promote`), then wait for the reviewer and make it champion (`conclude-release`).
     Exits 1 when the release stopped (rolled back or rejected)."""
     from components.release.registry import releases_of
-    from flows.promote import run_promote, wait_for_decision
-    from model_registry import PromotionError, VersionNotFound
+    from flows.release import run_promote, wait_for_decision
+    from model_registry import ReleaseError, VersionNotFound
     from model_registry.locks import ReleaseLocked
     from model_registry.names import STAGE_AWAITING_APPROVAL, STAGE_CHAMPION
 
@@ -90,7 +90,7 @@ def promote(
                     settings, model, version, str(params) if params else None,
                     approval_timeout, say)
                 report["stage"] = report["conclusion"]["stage"]
-    except (PromotionError, VersionNotFound, ReleaseLocked) as error:
+    except (ReleaseError, VersionNotFound, ReleaseLocked) as error:
         raise fail(str(error)) from None
     typer.echo(json.dumps(report, indent=2, default=str) if as_json
                else f"{model} version {version}: {report['stage']}")
@@ -105,8 +105,8 @@ def _decide(model: str, version: int, decision: str, by: str, reason: str,
     from components.params import load_params
     from components.release.analysis import PromoteParams
     from components.release.registry import releases_of
-    from flows.promote import run_conclude
-    from model_registry import PromotionError, VersionNotFound
+    from flows.release import run_conclude
+    from model_registry import ReleaseError, VersionNotFound
     from model_registry.locks import ReleaseLocked
 
     reviewers = load_params("promote", PromoteParams, params).reviewers
@@ -117,7 +117,7 @@ def _decide(model: str, version: int, decision: str, by: str, reason: str,
     try:
         releases_of(settings).decide(model, version, decision, by, reason)
         report = run_conclude(settings, model, version, str(params) if params else None)
-    except (PromotionError, VersionNotFound, ReleaseLocked) as error:
+    except (ReleaseError, VersionNotFound, ReleaseLocked) as error:
         raise fail(str(error)) from None
     typer.echo(json.dumps(report, indent=2, default=str) if as_json
                else f"{model} version {version}: {report['stage']}")
@@ -147,12 +147,12 @@ def rollback(model: ModelOption = "card-grader", by: ByOption = ...,
     interval) and mark the demoted version rolled_back."""
     from components.oncall import tell_on_call
     from components.release.registry import releases_of
-    from model_registry import PromotionError, VersionNotFound
+    from model_registry import ReleaseError, VersionNotFound
 
     settings = load_settings()
     try:
         moved = releases_of(settings).rollback(model, by, reason)
-    except (PromotionError, VersionNotFound) as error:
+    except (ReleaseError, VersionNotFound) as error:
         raise fail(str(error)) from None
     tell_on_call(settings, f"{model} rolled back to version {moved['champion']}",
                  f"{by}: {reason}; version {moved['rolled_back']} is rolled_back")
@@ -173,12 +173,12 @@ def abort(model: ModelOption = "card-grader", by: ByOption = ...,
     rejected when it was awaiting approval. The champion keeps answering."""
     from components.oncall import tell_on_call
     from components.release.registry import releases_of
-    from model_registry import PromotionError, VersionNotFound
+    from model_registry import ReleaseError, VersionNotFound
 
     settings = load_settings()
     try:
         stopped = releases_of(settings).abort(model, by, reason)
-    except (PromotionError, VersionNotFound) as error:
+    except (ReleaseError, VersionNotFound) as error:
         raise fail(str(error)) from None
     tell_on_call(settings, f"{model} version {stopped.version} release aborted",
                  f"{by}: {reason}; version {stopped.version} is {stopped.stage}")

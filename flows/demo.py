@@ -53,7 +53,7 @@ from components.settings import GradelineSettings, find_project_root, load_setti
 from flows.evaluate import evaluate
 from flows.ingest import ingest
 from flows.monitor import monitor
-from flows.promote import conclude_release
+from flows.release import conclude_release
 from flows.retrain import retrain
 from flows.train import train
 from model_registry.names import APPROVED, GRADER, STAGE_CANDIDATE

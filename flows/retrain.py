@@ -21,7 +21,7 @@ from components.ingest.store import DatasetStore
 from components.settings import GradelineSettings, load_settings
 from flows.evaluate import evaluate
 from flows.ingest import ingest
-from flows.promote import promote
+from flows.release import promote
 from flows.train import train
 from model_registry.names import ALIAS_CHAMPION, STAGE_CANDIDATE
 from model_registry.serving import alias_versions

@@ -20,7 +20,8 @@ from model_registry.names import (
     TAG_GIT_SHA,
     TAG_STAGE,
 )
-from model_registry.promotion import Approval, PromotionError, Releases
+from model_registry.releases import Releases
+from model_registry.stages import Approval, ReleaseError
 from model_registry.versions import (
     RegisteredVersion,
     register_candidate,
@@ -40,7 +41,7 @@ __all__ = [
     "Approval",
     "AuditEvent",
     "AuditLog",
-    "PromotionError",
+    "ReleaseError",
     "RegisteredVersion",
     "Releases",
     "VersionNotFound",

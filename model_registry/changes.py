@@ -18,6 +18,7 @@ from functools import partial
 from mlflow import MlflowClient
 
 from model_registry.audit import AuditEvent, AuditLog, utc_now
+from model_registry.names import TAG_CANARY_SHARE, TAG_STAGE
 from model_registry.versions import RegisteredVersion
 
 
@@ -53,6 +54,21 @@ class RegistryChange:
             time=utc_now(), model=current.name, version=current.version, action=action,
             from_stage=from_stage, to_stage=to_stage, actor=actor, reason=reason,
             details=details))
+
+    def move(self, current: RegisteredVersion, to_stage: str, actor: str, reason: str,
+             action: str, details: dict[str, object]) -> None:
+        """The stage tag and its audit event; the caller has validated the move."""
+        self.tag(current, TAG_STAGE, to_stage)
+        self.event(current, action, current.stage, to_stage, actor, reason, details)
+
+    def drop_canary_share(self, current: RegisteredVersion) -> dict[str, object]:
+        """Remove the version's canary share (serving then scores it in shadow only); the
+        cleared share for the audit event."""
+        share = current.tags.get(TAG_CANARY_SHARE)
+        if share is None:
+            return {}
+        self.tag(current, TAG_CANARY_SHARE, None)
+        return {TAG_CANARY_SHARE: {"from": share, "to": None}}
 
     def commit(self, audit: AuditLog) -> None:
         """Write the events to `audit` (each durable before the next), then the registry."""

@@ -26,7 +26,7 @@ from model_registry.names import (
     TAG_CANARY_SHARE,
     TAG_STAGE,
 )
-from model_registry.promotion import Releases
+from model_registry.releases import Releases
 from model_registry.versions import RegisteredVersion, as_registered
 
 GUARDED_ALIASES = (ALIAS_CHAMPION, ALIAS_CHALLENGER)

@@ -21,7 +21,7 @@ ALIAS_CHAMPION = "champion"
 ALIAS_CHALLENGER = "challenger"
 ALIAS_PREVIOUS = "previous"
 
-# The release of a candidate, in order (model_registry.promotion.TRANSITIONS holds the moves).
+# The release of a candidate, in order (model_registry.stages.TRANSITIONS holds the moves).
 # Answers nobody; its predictions are logged beside the champion's.
 STAGE_SHADOW = "shadow"
 # Answers a share of requests (tag `canary_share`).

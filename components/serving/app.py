@@ -44,7 +44,7 @@ from components.serving.uploads import UploadRejected
 from components.settings import GradelineSettings
 from model_registry.audit import AuditLog
 from model_registry.guard import GuardReport, restore_release
-from model_registry.promotion import Releases
+from model_registry.releases import Releases
 
 REQUEST_ID_HEADER = "X-Request-ID"
 MULTIPART_OVERHEAD = 64 * 1024  # boundaries and part headers around the files of one request

@@ -32,7 +32,7 @@ from model_registry.names import (
     GRADER,
     TAG_CANARY_SHARE,
 )
-from model_registry.promotion import Releases
+from model_registry.releases import Releases
 from model_registry.serving import alias_versions, download_graph, graph_checksum
 from model_registry.versions import RegisteredVersion
 

@@ -18,7 +18,7 @@ from components.serving.loopback import free_port
 from components.settings import GradelineSettings
 from model_registry.audit import AuditLog
 from model_registry.names import GRADER
-from model_registry.promotion import Releases
+from model_registry.releases import Releases
 from model_registry.versions import registry_client
 
 

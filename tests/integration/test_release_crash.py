@@ -25,7 +25,7 @@ from components.predlog import PredictionLog, PredictionRecord
 from components.release.registry import releases_of
 from components.settings import load_settings
 from components.vision.properties import PROPERTY_NAMES
-from flows.promote import conclude_release
+from flows.release import conclude_release
 from model_registry.audit import ACTION_ABORT, ACTION_CANARY_SHARE
 from model_registry.guard import check_release
 from model_registry.locks import ReleaseLocked

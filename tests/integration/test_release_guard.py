@@ -18,8 +18,8 @@ from model_registry.audit import ACTION_RESTORE
 from model_registry.evaluation import record_gates
 from model_registry.guard import check_release, restore_release
 from model_registry.names import ALIAS_CHALLENGER, ALIAS_CHAMPION, TAG_CANARY_SHARE, TAG_STAGE
-from model_registry.promotion import Releases
-from tests.integration.test_promotion_registry import MODEL, candidate, snapshot, stage_of
+from model_registry.releases import Releases
+from tests.integration.test_release_registry import MODEL, candidate, snapshot, stage_of
 
 pytestmark = pytest.mark.integration
 

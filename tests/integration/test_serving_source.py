@@ -16,7 +16,7 @@ from components.tracking import TrackedRun
 from model_registry.audit import AuditLog
 from model_registry.guard import restore_release
 from model_registry.names import DETECTOR, TAG_ONNX_SHA256, TAG_ONNX_URI, TAG_STAGE
-from model_registry.promotion import Releases
+from model_registry.releases import Releases
 from tests.graphs import DETECTOR_IMGSZ, detector_graph
 
 pytestmark = pytest.mark.integration

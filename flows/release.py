@@ -33,7 +33,7 @@ from components.release.analysis import PromoteParams, StepVerdict, analyse_step
 from components.release.comparison import compare_roles
 from components.release.registry import releases_of
 from components.settings import GradelineSettings, load_settings
-from model_registry import PromotionError, Releases, VersionNotFound
+from model_registry import ReleaseError, Releases, VersionNotFound
 from model_registry.names import (
     ALIAS_CHALLENGER,
     ALIAS_CHAMPION,
@@ -115,8 +115,8 @@ def _release(settings: GradelineSettings, params: PromoteParams, releases: Relea
              model: str, version: int) -> dict[str, object]:
     champion = releases.version_for(model, ALIAS_CHAMPION)
     if champion is None:
-        raise PromotionError(f"{model} has no champion to compare with; make the first one with "
-                             f"`gradeline promote --model {model} --version {version} --first`")
+        raise ReleaseError(f"{model} has no champion to compare with; make the first one with "
+                           f"`gradeline promote --model {model} --version {version} --first`")
     stage = releases.version(model, version).stage
     resumed = stage in (STAGE_SHADOW, STAGE_CANARY) and \
         releases.aliases(model).get(ALIAS_CHALLENGER) == version

@@ -24,7 +24,8 @@ from model_registry.names import (
     TAG_CANARY_SHARE,
     TAG_STAGE,
 )
-from model_registry.promotion import Approval, PromotionError, Releases
+from model_registry.releases import Releases
+from model_registry.stages import Approval, ReleaseError
 
 pytestmark = pytest.mark.integration
 
@@ -119,30 +120,30 @@ def test_illegal_moves_raise_and_change_nothing(releases: Releases, client: Mlfl
                                                 tmp_path: Path) -> None:
     version = candidate(client, tmp_path)
     before = snapshot(client)
-    with pytest.raises(PromotionError, match=r"version 1 is candidate .*rejected, shadow"):
+    with pytest.raises(ReleaseError, match=r"version 1 is candidate .*rejected, shadow"):
         releases.set_stage(MODEL, version, STAGE_CANARY, "bob", "skip shadow")
-    with pytest.raises(PromotionError, match="is candidate and may move to .*not to champion"):
+    with pytest.raises(ReleaseError, match="is candidate and may move to .*not to champion"):
         releases.crown(MODEL, version, "bob", "skip the release")
-    with pytest.raises(PromotionError, match="canary share is set on a version in canary"):
+    with pytest.raises(ReleaseError, match="canary share is set on a version in canary"):
         releases.set_canary_share(MODEL, version, 0.05, actor="bob")
-    with pytest.raises(PromotionError, match="awaiting_approval"):
+    with pytest.raises(ReleaseError, match="awaiting_approval"):
         releases.decide(MODEL, version, "approved", by="alice")
     assert snapshot(client) == before
 
     releases.enter_shadow(MODEL, version, actor="release-flow")
     before = snapshot(client)
-    with pytest.raises(PromotionError, match="is shadow and may move to .*not to champion"):
+    with pytest.raises(ReleaseError, match="is shadow and may move to .*not to champion"):
         releases.set_stage(MODEL, version, STAGE_CHAMPION, "bob", "shortcut")
-    with pytest.raises(PromotionError, match="shadow and may move to canary, rejected"):
+    with pytest.raises(ReleaseError, match="shadow and may move to canary, rejected"):
         releases.request_approval(MODEL, version, actor="bob")
-    with pytest.raises(PromotionError, match="actor is required"):
+    with pytest.raises(ReleaseError, match="actor is required"):
         releases.set_stage(MODEL, version, STAGE_CANARY, " ", "no one")
     assert snapshot(client) == before
 
     releases.reject(MODEL, version, "bob", "looks wrong")
     assert ALIAS_CHALLENGER not in releases.aliases(MODEL)
     before = snapshot(client)
-    with pytest.raises(PromotionError, match="nowhere"):
+    with pytest.raises(ReleaseError, match="nowhere"):
         releases.set_stage(MODEL, version, STAGE_SHADOW, "bob", "again")
     assert snapshot(client) == before
     assert stage_of(client, version) == STAGE_REJECTED
@@ -154,9 +155,9 @@ def test_failed_gate_and_second_challenger_are_refused(releases: Releases, clien
     ungated = int(client.create_model_version(MODEL, source=str(tmp_path), run_id=None,
                                               tags={TAG_STAGE: STAGE_CANDIDATE}).version)
     before = snapshot(client)
-    with pytest.raises(PromotionError, match=r"did not pass gate\.latency=fail"):
+    with pytest.raises(ReleaseError, match=r"did not pass gate\.latency=fail"):
         releases.enter_shadow(MODEL, failed, actor="release-flow")
-    with pytest.raises(PromotionError, match="no gate"):
+    with pytest.raises(ReleaseError, match="no gate"):
         releases.enter_shadow(MODEL, ungated, actor="release-flow")
     assert snapshot(client) == before
 
@@ -164,7 +165,7 @@ def test_failed_gate_and_second_challenger_are_refused(releases: Releases, clien
     releases.enter_shadow(MODEL, first, actor="release-flow")
     releases.set_stage(MODEL, first, STAGE_CANARY, "release-flow", "shadow agreed")
     before = snapshot(client)
-    with pytest.raises(PromotionError, match=f"version {first} is the challenger already"):
+    with pytest.raises(ReleaseError, match=f"version {first} is the challenger already"):
         releases.enter_shadow(MODEL, second, actor="release-flow")
     assert snapshot(client) == before
 
@@ -173,7 +174,7 @@ def test_approval_parsing(releases: Releases, client: MlflowClient, tmp_path: Pa
     version = candidate(client, tmp_path)
     to_approval(releases, version)
     assert releases.approval(MODEL, version) is None
-    with pytest.raises(PromotionError, match=r"not approved \(approval=unset\)"):
+    with pytest.raises(ReleaseError, match=r"not approved \(approval=unset\)"):
         releases.crown(MODEL, version, "release-flow", "no review")
     # A reviewer typing in the MLflow UI
     client.set_model_version_tag(MODEL, str(version), "approval", " Approved ")
@@ -182,18 +183,18 @@ def test_approval_parsing(releases: Releases, client: MlflowClient, tmp_path: Pa
 
     client.set_model_version_tag(MODEL, str(version), "approval", "yes")
     before = snapshot(client)
-    with pytest.raises(PromotionError, match="'yes' is neither 'approved' nor 'rejected'"):
+    with pytest.raises(ReleaseError, match="'yes' is neither 'approved' nor 'rejected'"):
         releases.approval(MODEL, version)
-    with pytest.raises(PromotionError, match="'yes' is neither"):
+    with pytest.raises(ReleaseError, match="'yes' is neither"):
         releases.crown(MODEL, version, "release-flow", "approved?")
-    with pytest.raises(PromotionError, match="'yes' is neither"):
+    with pytest.raises(ReleaseError, match="'yes' is neither"):
         releases.decide(MODEL, version, "yes", by="alice")
-    with pytest.raises(PromotionError, match="reviewer"):
+    with pytest.raises(ReleaseError, match="reviewer"):
         releases.decide(MODEL, version, "approved", by="  ")
     assert snapshot(client) == before
 
     releases.decide(MODEL, version, " Rejected", by="alice")
-    with pytest.raises(PromotionError, match="not approved .approval=rejected"):
+    with pytest.raises(ReleaseError, match="not approved .approval=rejected"):
         releases.crown(MODEL, version, "release-flow", "approved?")
     releases.reject(MODEL, version, "release-flow", "reviewer refused")
     assert stage_of(client, version) == STAGE_REJECTED
@@ -210,7 +211,7 @@ def test_request_approval_clears_an_earlier_decision(releases: Releases, client:
     assert releases.approval(MODEL, version) is None
     releases.decide(MODEL, version, "approved", by="alice")
     before = snapshot(client)
-    with pytest.raises(PromotionError, match="goes with the champion alias; use crown"):
+    with pytest.raises(ReleaseError, match="goes with the champion alias; use crown"):
         releases.set_stage(MODEL, version, STAGE_CHAMPION, "bob", "without the alias")
     assert snapshot(client) == before
 
@@ -233,7 +234,7 @@ def test_roll_back_challenger(releases: Releases, client: MlflowClient, tmp_path
     assert last.details["figures"] == {"p99_ms": 180.0, "budget_ms": 120}
     assert last.details["aliases"] == {ALIAS_CHALLENGER: {"from": challenger, "to": None}}
 
-    with pytest.raises(PromotionError, match="only a challenger in shadow or canary"):
+    with pytest.raises(ReleaseError, match="only a challenger in shadow or canary"):
         releases.roll_back_challenger(MODEL, champion, "canary-watch", "wrong version")
     # The slot is free again.
     releases.enter_shadow(MODEL, candidate(client, tmp_path), actor="release-flow")
@@ -243,7 +244,7 @@ def test_rollback_restores_previous(releases: Releases, client: MlflowClient,
                                     tmp_path: Path) -> None:
     first, second = candidate(client, tmp_path), candidate(client, tmp_path)
     releases.crown(MODEL, first, "demo", "fresh install", first=True)
-    with pytest.raises(PromotionError, match="no 'previous' version to roll back to"):
+    with pytest.raises(ReleaseError, match="no 'previous' version to roll back to"):
         releases.rollback(MODEL, "bob", "bad night")
     crowned(releases, second)
 
@@ -259,7 +260,7 @@ def test_rollback_restores_previous(releases: Releases, client: MlflowClient,
         first, STAGE_RETIRED, STAGE_CHAMPION)
 
     before = snapshot(client)
-    with pytest.raises(PromotionError, match="no 'previous'.*champion: 1"):
+    with pytest.raises(ReleaseError, match="no 'previous'.*champion: 1"):
         releases.rollback(MODEL, "bob", "again")
     assert snapshot(client) == before
 
@@ -268,13 +269,13 @@ def test_first_champion_only_on_a_fresh_install(releases: Releases, client: Mlfl
                                                 tmp_path: Path) -> None:
     rejected = candidate(client, tmp_path)
     releases.reject(MODEL, rejected, "bob", "not this one")
-    with pytest.raises(PromotionError, match="the first champion is a candidate"):
+    with pytest.raises(ReleaseError, match="the first champion is a candidate"):
         releases.crown(MODEL, rejected, "demo", "fresh install", first=True)
     first, second = candidate(client, tmp_path), candidate(client, tmp_path)
     releases.crown(MODEL, first, "demo", "fresh install", first=True)
     assert stage_of(client, first) == STAGE_CHAMPION
     before = snapshot(client)
-    with pytest.raises(PromotionError, match="has a champion .version 2.; first=True only"):
+    with pytest.raises(ReleaseError, match="has a champion .version 2.; first=True only"):
         releases.crown(MODEL, second, "demo", "again", first=True)
     assert snapshot(client) == before
 
@@ -302,7 +303,7 @@ def test_abort_takes_a_canary_off_traffic_and_refuses_when_nothing_is_in_flight(
         client: MlflowClient, releases: Releases, tmp_path: Path) -> None:
     champion, challenger = candidate(client, tmp_path), candidate(client, tmp_path)
     releases.crown(MODEL, champion, "release-flow", "first", first=True)
-    with pytest.raises(PromotionError, match="no release in flight"):
+    with pytest.raises(ReleaseError, match="no release in flight"):
         releases.abort(MODEL, "bob", "nothing to stop")
     releases.enter_shadow(MODEL, challenger, "release-flow")
     releases.set_stage(MODEL, challenger, STAGE_CANARY, "release-flow", "shadow passed")

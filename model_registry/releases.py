@@ -25,7 +25,6 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
-from dataclasses import dataclass
 from numbers import Integral, Real
 
 from mlflow.exceptions import MlflowException
@@ -49,7 +48,6 @@ from model_registry.names import (
     ALIAS_PREVIOUS,
     APPROVED,
     GATE_PREFIX,
-    REJECTED,
     RELEASE_PREFIX,
     STAGE_AWAITING_APPROVAL,
     STAGE_CANARY,
@@ -62,59 +60,20 @@ from model_registry.names import (
     TAG_APPROVAL,
     TAG_APPROVED_BY,
     TAG_CANARY_SHARE,
-    TAG_STAGE,
+)
+from model_registry.stages import (
+    ALIASES,
+    CHAMPION_STAGES,
+    IN_FLIGHT,
+    STOPPED,
+    Approval,
+    ReleaseError,
+    approval_of,
+    check_move,
+    parse_decision,
+    version_label,
 )
 from model_registry.versions import RegisteredVersion, as_registered, registry_client
-
-# Where a version in each stage may go next. `None` is a version registered by hand, without a
-# stage: it may be rejected, but it advances only once evaluation has made it a candidate.
-TRANSITIONS: dict[str | None, frozenset[str]] = {
-    None: frozenset({STAGE_REJECTED}),
-    STAGE_CANDIDATE: frozenset({STAGE_SHADOW, STAGE_REJECTED}),
-    STAGE_SHADOW: frozenset({STAGE_CANARY, STAGE_ROLLED_BACK, STAGE_REJECTED}),
-    STAGE_CANARY: frozenset({STAGE_AWAITING_APPROVAL, STAGE_ROLLED_BACK}),
-    STAGE_AWAITING_APPROVAL: frozenset({STAGE_CHAMPION, STAGE_REJECTED}),
-    STAGE_CHAMPION: frozenset({STAGE_RETIRED, STAGE_ROLLED_BACK}),
-    STAGE_RETIRED: frozenset({STAGE_CHAMPION}),  # a rollback brings it back
-    STAGE_REJECTED: frozenset(),
-    STAGE_ROLLED_BACK: frozenset(),
-}
-ALIASES = (ALIAS_CHAMPION, ALIAS_CHALLENGER, ALIAS_PREVIOUS)
-# The stages of a challenger on its way: while one holds `challenger`, no other may enter shadow.
-IN_FLIGHT = frozenset({STAGE_SHADOW, STAGE_CANARY, STAGE_AWAITING_APPROVAL})
-# Moves into or out of these go with the champion alias (crown, rollback).
-_CHAMPION_STAGES = frozenset({STAGE_CHAMPION, STAGE_RETIRED})
-# Stages after which a version answers nobody: it loses `challenger` and its canary share.
-_STOPPED = frozenset({STAGE_REJECTED, STAGE_ROLLED_BACK})
-
-
-class PromotionError(ValueError):
-    """A release step that the version's state does not allow; nothing was changed."""
-
-
-@dataclass(frozen=True)
-class Approval:
-    """A reviewer's decision on a version awaiting approval."""
-
-    decision: str  # APPROVED or REJECTED
-    by: str | None
-
-
-def parse_decision(value: str) -> str:
-    """`approved` or `rejected` from what a reviewer typed (any case, spaces around)."""
-    decision = value.strip().lower()
-    if decision not in (APPROVED, REJECTED):
-        raise PromotionError(f"approval {value!r} is neither {APPROVED!r} nor {REJECTED!r}")
-    return decision
-
-
-def check_move(version: RegisteredVersion, to_stage: str) -> None:
-    """PromotionError unless TRANSITIONS lets `version` move to `to_stage`."""
-    allowed = TRANSITIONS.get(version.stage, frozenset())
-    if to_stage not in allowed:
-        where = ", ".join(sorted(allowed)) or "nowhere (a final stage)"
-        raise PromotionError(f"{_label(version)} is {version.stage or 'without a stage'} and may "
-                             f"move to {where}, not to {to_stage}")
 
 
 class Releases:
@@ -147,7 +106,7 @@ class Releases:
 
     def approval(self, name: str, version: int) -> Approval | None:
         """The reviewer's decision, None when there is none yet."""
-        return _approval_of(self._get(name, version))
+        return approval_of(self._get(name, version))
 
     # -- stages ----------------------------------------------------------------------------
 
@@ -158,14 +117,14 @@ class Releases:
         current = self._get(name, version)
         _require_actor(actor)
         check_move(current, to_stage)
-        if {current.stage, to_stage} & _CHAMPION_STAGES:
-            raise PromotionError(f"{_label(current)}: a move from {current.stage} to {to_stage} "
-                                 f"goes with the champion alias; use crown or rollback")
+        if {current.stage, to_stage} & CHAMPION_STAGES:
+            raise ReleaseError(f"{version_label(current)}: a move from {current.stage} to "
+                               f"{to_stage} goes with the champion alias; use crown or rollback")
         with self._change() as change:
-            if to_stage in _STOPPED:
+            if to_stage in STOPPED:
                 self._stop(change, current, to_stage, actor, reason, ACTION_STAGE, details or {})
             else:
-                self._move(change, current, to_stage, actor, reason, ACTION_STAGE,
+                change.move(current, to_stage, actor, reason, ACTION_STAGE,
                            details or {})
 
     def enter_shadow(self, name: str, version: int, actor: str, reason: str = "") -> None:
@@ -173,27 +132,27 @@ class Releases:
         current = self._get(name, version)
         _require_actor(actor)
         if current.stage != STAGE_CANDIDATE:
-            raise PromotionError(f"{_label(current)} is {current.stage or 'without a stage'}; "
-                                 f"only a {STAGE_CANDIDATE} enters {STAGE_SHADOW}")
+            raise ReleaseError(f"{version_label(current)} is {current.stage or 'without a stage'}; "
+                               f"only a {STAGE_CANDIDATE} enters {STAGE_SHADOW}")
         gates = {key.removeprefix(GATE_PREFIX): value for key, value in current.tags.items()
                  if key.startswith(GATE_PREFIX)}
         if not gates:
-            raise PromotionError(f"{_label(current)} has no {GATE_PREFIX}* tags: evaluate it "
-                                 f"before it enters {STAGE_SHADOW}")
+            raise ReleaseError(f"{version_label(current)} has no {GATE_PREFIX}* tags: evaluate it "
+                               f"before it enters {STAGE_SHADOW}")
         failing = [f"{GATE_PREFIX}{gate}={value}" for gate, value in sorted(gates.items())
                    if value != "pass"]
         if failing:
-            raise PromotionError(f"{_label(current)} did not pass {', '.join(failing)}; "
-                                 f"it cannot enter {STAGE_SHADOW}")
+            raise ReleaseError(f"{version_label(current)} did not pass {', '.join(failing)}; "
+                               f"it cannot enter {STAGE_SHADOW}")
         holder = self.version_for(name, ALIAS_CHALLENGER)
         if holder is not None and holder.version != version and holder.stage in IN_FLIGHT:
-            raise PromotionError(f"{_label(holder)} is the challenger already ({holder.stage}); "
-                                 f"crown, reject or roll it back before {_label(current)} "
-                                 f"enters {STAGE_SHADOW}")
+            raise ReleaseError(f"{version_label(holder)} is the challenger already "
+                               f"({holder.stage}); crown, reject or roll it back before "
+                               f"{version_label(current)} enters {STAGE_SHADOW}")
         moved = {ALIAS_CHALLENGER: _moved(holder.version if holder else None, version)}
         with self._change() as change:
             change.alias(name, ALIAS_CHALLENGER, version)
-            self._move(change, current, STAGE_SHADOW, actor, reason, ACTION_STAGE,
+            change.move(current, STAGE_SHADOW, actor, reason, ACTION_STAGE,
                        {"aliases": moved})
 
     def set_canary_share(self, name: str, version: int, share: float, actor: str,
@@ -202,10 +161,10 @@ class Releases:
         current = self._get(name, version)
         _require_actor(actor)
         if current.stage != STAGE_CANARY:
-            raise PromotionError(f"{_label(current)} is {current.stage}; a canary share is set "
-                                 f"on a version in {STAGE_CANARY}")
+            raise ReleaseError(f"{version_label(current)} is {current.stage}; a canary share is "
+                               f"set on a version in {STAGE_CANARY}")
         if not (math.isfinite(share) and 0 < share <= 1):
-            raise PromotionError(f"canary share {share} of {_label(current)} is not in (0, 1]")
+            raise ReleaseError(f"canary share {share} of {version_label(current)} is not in (0, 1]")
         value = f"{share:g}"
         with self._change() as change:
             change.tag(current, TAG_CANARY_SHARE, value)
@@ -219,8 +178,8 @@ class Releases:
         self._get(name, version)
         names = [step, *figures]
         if not all(part.strip() and "." not in part for part in names):
-            raise PromotionError(f"release figures of {name} version {version}: step and figure "
-                                 f"names must be non-empty and without dots, got {names}")
+            raise ReleaseError(f"release figures of {name} version {version}: step and figure "
+                               f"names must be non-empty and without dots, got {names}")
         for figure, value in figures.items():
             real = isinstance(value, Real) and not isinstance(value, Integral)
             text = f"{value:.4g}" if real else str(value)
@@ -241,8 +200,8 @@ class Releases:
         with self._change() as change:
             for tag in cleared:
                 change.tag(current, tag, None)
-            cleared.update(self._drop_canary_share(change, current))
-            self._move(change, current, STAGE_AWAITING_APPROVAL, actor, reason, ACTION_STAGE,
+            cleared.update(change.drop_canary_share(current))
+            change.move(current, STAGE_AWAITING_APPROVAL, actor, reason, ACTION_STAGE,
                        {"cleared": cleared} if cleared else {})
 
     def decide(self, name: str, version: int, decision: str, by: str, reason: str = "") -> None:
@@ -250,11 +209,11 @@ class Releases:
         and `approved_by` tags. It moves no stage; crown or reject act on it."""
         current = self._get(name, version)
         if not by.strip():
-            raise PromotionError(f"{_label(current)}: a decision names its reviewer (by)")
+            raise ReleaseError(f"{version_label(current)}: a decision names its reviewer (by)")
         normalized = parse_decision(decision)
         if current.stage != STAGE_AWAITING_APPROVAL:
-            raise PromotionError(f"{_label(current)} is {current.stage}; a decision is taken on a "
-                                 f"version in {STAGE_AWAITING_APPROVAL}")
+            raise ReleaseError(f"{version_label(current)} is {current.stage}; a decision is taken "
+                               f"on a version in {STAGE_AWAITING_APPROVAL}")
         with self._change() as change:
             change.tag(current, TAG_APPROVAL, normalized)
             change.tag(current, TAG_APPROVED_BY, by.strip())
@@ -276,19 +235,19 @@ class Releases:
         aliases = self.aliases(name)
         if first:
             if ALIAS_CHAMPION in aliases:
-                raise PromotionError(f"{name} has a champion (version {aliases[ALIAS_CHAMPION]}); "
-                                     f"first=True only crowns the first one, later ones go "
-                                     f"through shadow, canary and approval")
+                raise ReleaseError(f"{name} has a champion (version {aliases[ALIAS_CHAMPION]}); "
+                                   f"first=True only crowns the first one, later ones go "
+                                   f"through shadow, canary and approval")
             if current.stage != STAGE_CANDIDATE:
-                raise PromotionError(f"{_label(current)} is {current.stage}; the first champion "
-                                     f"is a {STAGE_CANDIDATE}")
+                raise ReleaseError(f"{version_label(current)} is {current.stage}; the first "
+                                   f"champion is a {STAGE_CANDIDATE}")
         else:
             check_move(current, STAGE_CHAMPION)
-            decided = _approval_of(current)
+            decided = approval_of(current)
             if decided is None or decided.decision != APPROVED:
-                raise PromotionError(f"{_label(current)} is not approved ({TAG_APPROVAL}="
-                                     f"{decided.decision if decided else 'unset'}); a reviewer "
-                                     f"approves it with `gradeline approve` or in the MLflow UI")
+                raise ReleaseError(f"{version_label(current)} is not approved ({TAG_APPROVAL}="
+                                   f"{decided.decision if decided else 'unset'}); a reviewer "
+                                   f"approves it with `gradeline approve` or in the MLflow UI")
         old = self._get(name, aliases[ALIAS_CHAMPION]) if ALIAS_CHAMPION in aliases else None
         if old is not None:
             check_move(old, STAGE_RETIRED)
@@ -302,9 +261,9 @@ class Releases:
             moved[ALIAS_CHAMPION] = _moved(old.version if old else None, version)
             details: dict[str, object] = {"aliases": moved, "first": first}
             details.update(self._stand_down(change, current, moved))
-            self._move(change, current, STAGE_CHAMPION, actor, reason, ACTION_ALIAS, details)
+            change.move(current, STAGE_CHAMPION, actor, reason, ACTION_ALIAS, details)
             if old is not None:
-                self._move(change, old, STAGE_RETIRED, actor, reason, ACTION_STAGE,
+                change.move(old, STAGE_RETIRED, actor, reason, ACTION_STAGE,
                            {"replaced_by": version})
         return {"champion": version, "previous": old.version if old else None}
 
@@ -318,8 +277,8 @@ class Releases:
         aliases = self.aliases(name)
         if ALIAS_PREVIOUS not in aliases or ALIAS_CHAMPION not in aliases:
             champion = aliases.get(ALIAS_CHAMPION)
-            raise PromotionError(f"{name} has no {ALIAS_PREVIOUS!r} version to roll back to "
-                                 f"(champion: {'none' if champion is None else champion})")
+            raise ReleaseError(f"{name} has no {ALIAS_PREVIOUS!r} version to roll back to "
+                               f"(champion: {'none' if champion is None else champion})")
         demoted = self._get(name, aliases[ALIAS_CHAMPION])
         restored = self._get(name, aliases[ALIAS_PREVIOUS])
         check_move(demoted, STAGE_ROLLED_BACK)
@@ -330,9 +289,9 @@ class Releases:
         with self._change() as change:
             change.alias(name, ALIAS_CHAMPION, restored.version)
             change.alias(name, ALIAS_PREVIOUS, None)
-            self._move(change, demoted, STAGE_ROLLED_BACK, actor, reason, ACTION_ROLLBACK,
+            change.move(demoted, STAGE_ROLLED_BACK, actor, reason, ACTION_ROLLBACK,
                        {"aliases": moved, "restored": restored.version})
-            self._move(change, restored, STAGE_CHAMPION, actor, reason, ACTION_STAGE,
+            change.move(restored, STAGE_CHAMPION, actor, reason, ACTION_STAGE,
                        {"replaces": demoted.version})
         return {"champion": restored.version, "rolled_back": demoted.version}
 
@@ -348,20 +307,20 @@ class Releases:
         current = self._get(name, version)
         _require_actor(actor)
         with self._change() as change:
-            cleared = self._drop_canary_share(change, current)
+            cleared = change.drop_canary_share(current)
             if cleared:
                 change.event(current, ACTION_CANARY_SHARE, None, None, actor, reason, cleared)
 
     def abort(self, name: str, actor: str, reason: str) -> RegisteredVersion:
         """Stop the release in flight (gradeline release abort): a challenger in shadow or
         canary is rolled back, one awaiting approval rejected; it loses `challenger` and its
-        canary share at once. Returns the stopped version; PromotionError if none is in
+        canary share at once. Returns the stopped version; ReleaseError if none is in
         flight."""
         _require_actor(actor)
         challenger = self.version_for(name, ALIAS_CHALLENGER)
         if challenger is None or challenger.stage not in IN_FLIGHT:
             holder = f"{challenger.version}, {challenger.stage}" if challenger else "none"
-            raise PromotionError(f"{name} has no release in flight (challenger: {holder})")
+            raise ReleaseError(f"{name} has no release in flight (challenger: {holder})")
         to_stage = STAGE_REJECTED if challenger.stage == STAGE_AWAITING_APPROVAL \
             else STAGE_ROLLED_BACK
         with self._change() as change:
@@ -382,9 +341,9 @@ class Releases:
         current = self._get(name, version)
         _require_actor(actor)
         if current.stage not in (STAGE_SHADOW, STAGE_CANARY):
-            raise PromotionError(f"{_label(current)} is {current.stage}; only a challenger in "
-                                 f"{STAGE_SHADOW} or {STAGE_CANARY} is rolled back this way "
-                                 f"(a champion goes back with rollback)")
+            raise ReleaseError(f"{version_label(current)} is {current.stage}; only a challenger in "
+                               f"{STAGE_SHADOW} or {STAGE_CANARY} is rolled back this way "
+                               f"(a champion goes back with rollback)")
         with self._change() as change:
             self._stop(change, current, STAGE_ROLLED_BACK, actor, reason, ACTION_ROLLBACK,
                        {"figures": dict(figures or {})})
@@ -411,7 +370,7 @@ class Releases:
               reason: str, action: str, details: dict[str, object]) -> None:
         moved: dict[str, object] = {}
         extra = self._stand_down(change, current, moved)
-        self._move(change, current, to_stage, actor, reason, action,
+        change.move(current, to_stage, actor, reason, action,
                    {**details, **({"aliases": moved} if moved else {}), **extra})
 
     def _stand_down(self, change: RegistryChange, current: RegisteredVersion,
@@ -421,45 +380,13 @@ class Releases:
         if self.aliases(current.name).get(ALIAS_CHALLENGER) == current.version:
             change.alias(current.name, ALIAS_CHALLENGER, None)
             moved[ALIAS_CHALLENGER] = _moved(current.version, None)
-        return self._drop_canary_share(change, current)
-
-    @staticmethod
-    def _drop_canary_share(change: RegistryChange, current: RegisteredVersion) -> dict[str, object]:
-        """Remove the version's canary share (serving then scores it in shadow only); returns
-        the cleared share for the audit event."""
-        share = current.tags.get(TAG_CANARY_SHARE)
-        if share is None:
-            return {}
-        change.tag(current, TAG_CANARY_SHARE, None)
-        return {TAG_CANARY_SHARE: {"from": share, "to": None}}
-
-    @staticmethod
-    def _move(change: RegistryChange, current: RegisteredVersion, to_stage: str, actor: str,
-              reason: str, action: str, details: dict[str, object]) -> None:
-        """The stage tag and its audit event; the caller has validated the move."""
-        change.tag(current, TAG_STAGE, to_stage)
-        change.event(current, action, current.stage, to_stage, actor, reason, details)
-
-
-def _approval_of(version: RegisteredVersion) -> Approval | None:
-    value = version.tags.get(TAG_APPROVAL)
-    if value is None:
-        return None
-    try:
-        decision = parse_decision(value)
-    except PromotionError as error:
-        raise PromotionError(f"{_label(version)}: {error}") from None
-    return Approval(decision=decision, by=version.tags.get(TAG_APPROVED_BY))
+        return change.drop_canary_share(current)
 
 
 def _require_actor(actor: str) -> None:
     if not actor.strip():
-        raise PromotionError("an actor is required: the audit log names who moved what")
+        raise ReleaseError("an actor is required: the audit log names who moved what")
 
 
 def _moved(before: int | None, after: int | None) -> dict[str, int | None]:
     return {"from": before, "to": after}
-
-
-def _label(version: RegisteredVersion) -> str:
-    return f"{version.name} version {version.version}"
