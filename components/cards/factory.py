@@ -38,10 +38,10 @@ from components.cards.camera import (
 )
 from components.cards.panel import PANEL, consensus, grade_by_panel
 from components.cards.render import render_card
-from components.cards.rubric import Grade
-from components.cards.spec import DEFECT_CLASSES, CardSpec, sample_card
+from components.cards.spec import CardSpec, sample_card
 from components.parallel import map_chunks
 from components.splits import SPLIT_NAMES, split_for
+from components.vision.rubric import DEFECT_CLASSES, Grade
 
 FACTORY_VERSION = "1"
 MANIFEST_COLUMNS: tuple[str, ...] = (

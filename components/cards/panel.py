@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from components.cards.rubric import round_grade
+from components.vision.rubric import round_grade
 
 # Bias plus noise never reaches a full grade.
 MAX_DEVIATION = 0.95

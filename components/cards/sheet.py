@@ -11,8 +11,8 @@ import cv2
 import numpy as np
 
 from components.cards.panel import PANEL
-from components.cards.spec import DEFECT_CLASSES
 from components.vision.centering import CenteringError, draw_centering, measure_centering
+from components.vision.rubric import DEFECT_CLASSES
 
 _CAPTION_PX = 46
 # One BGR colour per defect class, in DEFECT_CLASSES order.

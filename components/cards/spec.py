@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from components.cards.rubric import Grade, grade_card
+from components.vision.rubric import DEFECT_ASPECTS, DEFECT_CLASSES, Grade, grade_card
 
 CARD_WIDTH_MM = 63.0
 CARD_HEIGHT_MM = 88.0
@@ -21,20 +21,7 @@ FRAME_LINE_MM = 0.6
 # Offsets beyond 90/10 would leave a border too thin to print.
 MAX_CENTERING_SHARE = 90.0
 
-# YOLO class ids follow this order.
-DEFECT_CLASSES: tuple[str, ...] = (
-    "corner_wear",
-    "edge_whitening",
-    "surface_scratch",
-    "crease",
-    "stain",
-    "print_line",
-)
-SURFACE_DEFECTS = frozenset({"surface_scratch", "crease", "stain", "print_line"})
-# The rubric aspect each defect class counts towards.
-DEFECT_ASPECTS: dict[str, str] = {
-    kind: {"corner_wear": "corners", "edge_whitening": "edges"}.get(kind, "surface")
-    for kind in DEFECT_CLASSES}
+SURFACE_DEFECTS = frozenset(kind for kind, aspect in DEFECT_ASPECTS.items() if aspect == "surface")
 # A crease is never a light defect: it always costs at least five surface grades.
 CREASE_MIN_SEVERITY = 0.55
 # A defect drawn at all is visible: below this it would be invisible yet still labelled.

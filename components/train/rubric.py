@@ -29,9 +29,8 @@ from dataclasses import dataclass
 
 import torch
 
-from components.cards import rubric as card_rubric
-from components.cards.spec import DEFECT_ASPECTS
 from components.train.ordinal import grade_probabilities
+from components.vision import rubric as card_rubric
 
 GRADES = 10
 # Beyond every limit of the measured aspect's table: P(subgrade > 1) is certain.
@@ -98,7 +97,7 @@ CARD_RUBRIC = RubricTable(
                   ("centering", "corners", "edges", "surface")),
     max_lead_over_weakest=card_rubric.MAX_LEAD_OVER_WEAKEST,
     good_otherwise=card_rubric.GOOD_OTHERWISE,
-    defect_aspects=tuple(DEFECT_ASPECTS.items()),
+    defect_aspects=tuple(card_rubric.DEFECT_ASPECTS.items()),
 )
 
 

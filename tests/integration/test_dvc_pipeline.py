@@ -37,6 +37,8 @@ def project(tmp_path: Path) -> Path:
     # The stage depends on the factory's code, so that a change to it is a new data version.
     shutil.copytree(REPO / "components" / "cards", tmp_path / "components" / "cards",
                     ignore=shutil.ignore_patterns("__pycache__"))
+    (tmp_path / "components" / "vision").mkdir()
+    shutil.copy(REPO / "components" / "vision" / "rubric.py", tmp_path / "components" / "vision")
     shutil.copytree(REPO / ".dvc", tmp_path / ".dvc", ignore=shutil.ignore_patterns("cache",
                                                                                       "tmp"))
     params = yaml.safe_load((tmp_path / "params.yaml").read_text())

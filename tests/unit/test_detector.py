@@ -21,7 +21,6 @@ import yaml
 from PIL import Image, UnidentifiedImageError
 
 from components.cards import synthesize_batch
-from components.cards.spec import DEFECT_CLASSES
 from components.train.detector import (
     DetectorConfig,
     DetectorError,
@@ -30,6 +29,7 @@ from components.train.detector import (
     train_detector,
     write_yolo_dataset,
 )
+from components.vision.rubric import DEFECT_CLASSES
 
 ONE_EPOCH = DetectorConfig(epochs=1, imgsz=64, batch=8, patience=5, seed=0)
 

@@ -18,7 +18,6 @@ import onnx
 import pytest
 import torch
 
-from components.cards.spec import DEFECT_CLASSES
 from components.evaluate.detector import (
     detector_parity,
     evaluate_detector,
@@ -27,6 +26,7 @@ from components.evaluate.detector import (
 from components.evaluate.parity import ParityLimits
 from components.train.detector import DetectorConfig, DetectorError, train_detector
 from components.train.loading import save_detector
+from components.vision.rubric import DEFECT_CLASSES
 from tests.unit.test_detector import ingest_cards
 
 ONE_EPOCH = DetectorConfig(epochs=1, imgsz=64, batch=8, patience=5, seed=0)

@@ -28,9 +28,8 @@ from components.cards.camera import (
 from components.cards.factory import MANIFEST_COLUMNS, LabeledCard, label_card
 from components.cards.panel import PANEL, consensus
 from components.cards.render import render_card
-from components.cards.rubric import severity_subgrade
-from components.cards.spec import DEFECT_CLASSES
 from components.vision.centering import worst_side_share
+from components.vision.rubric import DEFECT_CLASSES, severity_subgrade
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SPLITS = ("train", "val", "calibration", "test")

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from components.cards import synthesize_batch
-from components.cards.spec import DEFECT_CLASSES
 from components.ingest import IngestError, Reason, detect_format, read_batch
 from components.ingest.model import Box
+from components.vision.rubric import DEFECT_CLASSES
 
 
 @pytest.fixture(scope="module")

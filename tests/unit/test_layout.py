@@ -19,8 +19,7 @@ RULES = {
 
 
 # Stage -> stages it may import besides the vision core. Evaluation judges what training made.
-# The grade task's rubric is the card rubric until task types are plugins (issue 20).
-STAGE_EXCEPTIONS = {"evaluate": {"train"}, "train": {"cards"}}
+STAGE_EXCEPTIONS = {"evaluate": {"train"}}
 CORE = "vision"
 
 

@@ -5,7 +5,7 @@ import itertools
 import numpy as np
 import pytest
 
-from components.cards.rubric import (
+from components.vision.rubric import (
     Subgrades,
     centering_subgrade,
     grade_card,

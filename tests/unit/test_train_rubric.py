@@ -7,7 +7,6 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from components.cards.rubric import grade_card
 from components.train.ordinal import predicted_grade
 from components.train.rubric import (
     CARD_RUBRIC,
@@ -18,6 +17,7 @@ from components.train.rubric import (
     subgrade_combinations,
     subgrade_logits,
 )
+from components.vision.rubric import grade_card
 
 SHARP = torch.tensor(1e-3)
 

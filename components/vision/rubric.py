@@ -1,4 +1,6 @@
-"""The grading rubric: physical measurements of a card -> four subgrades -> overall grade 1..10.
+"""The card grading rubric: physical measurements of a card -> four subgrades -> overall grade
+1..10, and the defect classes whose severities it reads. The factory labels cards with it and
+the grader's structure follows it, so it is part of the core every stage stands on.
 
 Centering follows the public PSA front-of-card standard (worst side share of the border):
 55/45 or better is a 10, 60/40 a 9, 65/35 an 8, 70/30 a 7, 80/20 a 6, 85/15 a 5, 90/10 a 4,
@@ -17,6 +19,20 @@ import math
 from dataclasses import dataclass
 
 from components.vision.centering import worst_side_share
+
+# The defect classes a card is inspected for; YOLO class ids follow this order.
+DEFECT_CLASSES: tuple[str, ...] = (
+    "corner_wear",
+    "edge_whitening",
+    "surface_scratch",
+    "crease",
+    "stain",
+    "print_line",
+)
+# The rubric aspect each defect class counts towards.
+DEFECT_ASPECTS: dict[str, str] = {
+    kind: {"corner_wear": "corners", "edge_whitening": "edges"}.get(kind, "surface")
+    for kind in DEFECT_CLASSES}
 
 # (worst-side share in percent, subgrade): the first row whose share is not exceeded wins.
 CENTERING_STEPS: tuple[tuple[float, int], ...] = (
