@@ -69,9 +69,11 @@ def test_changing_a_parameter_makes_the_stage_stale(project: Path) -> None:
     assert "modified" in _dvc(project, "status")
 
 
-def test_changing_the_factory_code_makes_the_stage_stale(project: Path) -> None:
+@pytest.mark.parametrize("code", ["components/cards/render.py", "components/vision/rubric.py"])
+def test_changing_the_factory_code_or_its_rubric_makes_the_stage_stale(project: Path,
+                                                                        code: str) -> None:
     _dvc(project, "repro")
-    rubric = project / "components" / "cards" / "rubric.py"
-    rubric.write_text(rubric.read_text() + "\n# a changed rubric is a new data version\n")
+    changed = project / code
+    changed.write_text(changed.read_text() + "\n# a changed factory is a new data version\n")
 
     assert "modified" in _dvc(project, "status")
