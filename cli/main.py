@@ -46,6 +46,7 @@ from components.cards import CAMERAS, FactoryError, contact_sheet, synthesize_ba
 from components.cards.sheet import legend
 from components.settings import load_settings, mask_uri
 from components.vision.centering import CenteringError, draw_centering, measure_centering
+from components.vision.tasks import UnsupportedTask
 
 app = typer.Typer(help="Gradeline: keep vision grading models correct in production.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
@@ -158,7 +159,7 @@ def ingest(
 
     try:
         summary = run_ingest(load_settings(), source, task, dataset)
-    except IngestError as error:
+    except (IngestError, UnsupportedTask) as error:
         raise fail(str(error)) from None
     show(summary.as_dict(), as_json, summary.lines())
     if summary.status == "rejected":
@@ -202,7 +203,7 @@ def train(
                             str(weights) if weights else None, str(params) if params else None,
                             warm_from)
     except (TrainDataError, DatasetError, DetectorError, VersioningError, VersionNotFound,
-            IngestError) as error:
+            IngestError, UnsupportedTask) as error:
         raise fail(str(error)) from None
     show(summary.as_dict(), as_json, summary.lines())
 
@@ -228,7 +229,8 @@ def evaluate(
 
     try:
         summary = run_evaluate(load_settings(), model, version, str(params) if params else None)
-    except (EvaluationError, DatasetError, DetectorError, VersionNotFound) as error:
+    except (EvaluationError, DatasetError, DetectorError, VersionNotFound,
+            UnsupportedTask) as error:
         raise fail(str(error)) from None
     show(summary, as_json, summary_lines(summary))
     if any(not gate["passed"] for gate in summary["gates"]):

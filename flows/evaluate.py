@@ -14,20 +14,21 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from components.evaluate.detector_model import DetectorModelEvaluation, evaluate_detector_model
-from components.evaluate.grader import EvaluationError, GraderEvaluation, evaluate_grader
 from components.evaluate.graphs import Graph, sha256
 from components.evaluate.params import EvaluateParams
 from components.evaluate.report import evaluation_report
+from components.evaluate.tasks import EVALUATIONS, Evaluation
 from components.ingest.store import DatasetStore, DataSnapshot
 from components.params import load_params
 from components.settings import GradelineSettings, load_settings
 from components.tracking import TrackedRun
+from components.vision.tasks import plugin_for
 from flows.train import fetch_model, stage_progress
 from model_registry import (
     RegisteredVersion,
@@ -41,19 +42,16 @@ ARTIFACT_FOLDER = "evaluation"
 
 
 @task(cache_policy=NO_CACHE)
-def judge(registered: RegisteredVersion, model_dir: Path, data: DataSnapshot, out_dir: Path,
+def judge(evaluate: Callable[..., Evaluation], registered: RegisteredVersion, model_dir: Path,
+          data: DataSnapshot, out_dir: Path,
           params: EvaluateParams) -> tuple[dict, dict[str, float], list[Path], dict[str, Graph]]:
     """Evaluate with a progress bar per stage; returns the summary, flat metrics, plots and
     the graphs to log with an example input each."""
     lineage = {"model": registered.name, "version": registered.version,
                "data_version": data.version}
     with stage_progress() as on_progress:
-        if registered.tags.get("task") == "detect":
-            evaluation: GraderEvaluation | DetectorModelEvaluation = evaluate_detector_model(
-                model_dir, data.root, out_dir, params, on_progress)
-        else:
-            evaluation = evaluate_grader(model_dir, data.root, out_dir, params, on_progress,
-                                         metadata=lineage)
+        evaluation = evaluate(model_dir, data.root, out_dir, params, on_progress,
+                              metadata=lineage)
     return evaluation.summary(), evaluation.metrics(), evaluation.plots, evaluation.graphs()
 
 
@@ -90,16 +88,15 @@ def evaluate(model: str = "card-grader", version: int | None = None,
     params = load_params("evaluate", EvaluateParams, Path(params_file) if params_file else None)
     registered = get_version(str(settings.mlflow_tracking_uri), model, version)
     task_name = registered.tags.get("task", "grade")
-    if task_name not in ("grade", "detect"):
-        raise EvaluationError(f"{model} version {registered.version} is a {task_name!r} model; "
-                              f"evaluate judges grade and detect models")
+    evaluate = plugin_for(EVALUATIONS, task_name, "evaluation")
     data = DatasetStore.of(settings, registered.tags.get("dataset", task_name)).snapshot(
         task_name, registered.data_version)
     out_dir = settings.cache_dir / "evaluate" / f"{model}-{registered.version}" / "out"
     shutil.rmtree(out_dir, ignore_errors=True)
     out_dir.mkdir(parents=True)
     model_dir = fetch_model(settings, registered)
-    summary, metrics, plots, graphs = judge(registered, model_dir, data, out_dir, params)
+    summary, metrics, plots, graphs = judge(evaluate, registered, model_dir, data, out_dir,
+                                            params)
     stage, graph_uris = publish(settings, registered, summary, metrics, plots, graphs, out_dir)
     summary = {"model": model, "version": registered.version, "stage": stage,
                "data_version": data.version, "run_id": registered.run_id,

@@ -37,6 +37,7 @@ from components.ingest.s3 import StagedSource, s3_client, stage_s3
 from components.ingest.suite import SuiteResult, build_data_docs, validate_batch
 from components.params import load_params
 from components.settings import GradelineSettings, find_project_root, load_settings
+from components.vision.tasks import plugin_for
 
 _PROGRESS_STEPS = 10
 
@@ -114,7 +115,7 @@ def check_items(staged: StagedSource, task_name: str, store: DatasetStore,
                 params: IngestParams) -> CheckedBatch:
     """Read the batch and run every item check (images in parallel), logging progress."""
     logger = get_run_logger()
-    kind = TASKS[task_name]
+    kind = plugin_for(TASKS, task_name, "ingest")
     batch = read_batch(staged.root, needs_boxes=kind.needs_boxes, masks=kind.masks)
     total, done, shown = len(batch.items), 0, 0
 
@@ -136,7 +137,7 @@ def check_items(staged: StagedSource, task_name: str, store: DatasetStore,
 def run_suite(checked: CheckedBatch, task_name: str, store: DatasetStore, params: IngestParams,
               gx_root: Path) -> SuiteResult:
     """The Great Expectations batch suite: its verdict, failures in words, and result ids."""
-    kind = TASKS[task_name]
+    kind = plugin_for(TASKS, task_name, "ingest")
     fallback = find_project_root() / params.reference if params.reference else None
     reference = reference_labels(kind, store.manifest(), fallback)
     result = validate_batch(gx_root, store.dataset, kind, checked, params.suite,
@@ -179,8 +180,7 @@ def _batch_id(fingerprint: str) -> str:
 @flow(name="ingest", persist_result=True)
 def ingest(source: str, task: str = "grade", dataset: str | None = None) -> dict[str, object]:
     """Ingest one labeled batch; returns the IngestSummary as a dict."""
-    if task not in TASKS:
-        raise IngestError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")
+    plugin_for(TASKS, task, "ingest")  # an unknown task fails here, before any file is read
     started = time.perf_counter()
     settings = load_settings()
     settings.activate()  # DVC and boto3 read the endpoint, region and keys from the environment

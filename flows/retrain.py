@@ -19,6 +19,8 @@ from prefect import flow, get_run_logger
 
 from components.ingest.store import DatasetStore
 from components.settings import GradelineSettings, load_settings
+from components.train.recipes import RECIPES
+from components.vision.tasks import plugin_for
 from flows.evaluate import evaluate
 from flows.ingest import ingest
 from flows.release import promote
@@ -63,7 +65,8 @@ def retrain(model: str = "card-grader", task: str = "grade", dataset: str | None
                     model, champion.version, dataset, data_version)
         return {**summary, "status": "nothing_new"}
     # The champion learnt from this dataset already: fine-tune it on what is new (warm.py).
-    warm_from = champion.version if champion is not None and task != "detect" \
+    warm_from = champion.version if champion is not None \
+        and plugin_for(RECIPES, task, "training").warm_starts \
         and champion.tags.get("dataset") == dataset else None
     trained = train(task=task, dataset=dataset, model_name=model, params_file=params_file,
                     warm_from=warm_from)

@@ -31,10 +31,11 @@ from components.settings import GradelineSettings, find_project_root, load_setti
 from components.tracking import TrackedRun, git_sha, package_versions
 from components.train.params import Profile, TrainParams
 from components.train.pyfunc import log_image_model, logged_model_folder
-from components.train.recipes import TASK_NAMES, model_name_for, profile_for, train_task
+from components.train.recipes import RECIPES, model_name_for, profile_for, train_task
 from components.train.tasks import TrainDataError
 from components.train.trainer import TrainResult
 from components.train.warm import WarmStart
+from components.vision.tasks import plugin_for
 from model_registry import (
     RegisteredVersion,
     download_version,
@@ -183,8 +184,7 @@ def train(task: str = "grade", dataset: str | None = None, data_version: str | N
     from the `train:` section of `params_file` (default: the project's params.yaml).
     `warm_from`: a registered version of the model to fine-tune (what retraining does) on the
     items it has not seen and a replay of those it has, instead of starting from ImageNet."""
-    if task not in TASK_NAMES:
-        raise TrainDataError(f"unknown task {task!r}; choose one of {', '.join(TASK_NAMES)}")
+    plugin_for(RECIPES, task, "training")  # an unknown or untrainable task fails here, at once
     started = time.perf_counter()
     settings = load_settings().activate()
     params = load_params("train", TrainParams, Path(params_file) if params_file else None)

@@ -23,6 +23,7 @@ from components.evaluate.detector import (
     example_input,
     export_detector,
 )
+from components.evaluate.export import write_metadata
 from components.evaluate.gates import Gate, detector_gates
 from components.evaluate.grader import read_split_rows
 from components.evaluate.graphs import Graph
@@ -62,15 +63,16 @@ class DetectorModelEvaluation:
 
 
 def evaluate_detector_model(model_dir: Path, root: Path, out_dir: Path, params: EvaluateParams,
-                            on_progress: Progress = lambda stage, done, total: None
+                            on_progress: Progress = lambda stage, done, total: None,
+                            metadata: dict[str, object] | None = None
                             ) -> DetectorModelEvaluation:
     """Evaluate the detector saved in `model_dir` on the dataset at `root`; plots and the
-    exported graph go to `out_dir`."""
+    exported graph go to `out_dir`, and `metadata` (lineage) is written into the graph."""
     classes = json.loads((model_dir / DETECTOR_SPEC).read_text())["classes"]
     on_progress("evaluate detector", 0, 3)
     evaluation = evaluate_detector(model_dir, root, "test", out_dir)
     on_progress("evaluate detector", 1, 3)
-    onnx_path = export_detector(model_dir, out_dir)
+    onnx_path = write_metadata(export_detector(model_dir, out_dir), metadata or {})
     val = read_split_rows(root, ("val",))["val"].head(PARITY_IMAGES)
     images = [cv2.imread(str(root / path), cv2.IMREAD_COLOR) for path in val["image_path"]]
     limits = ParityLimits(params.parity.max_abs_diff, params.parity.same_prediction)

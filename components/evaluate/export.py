@@ -87,6 +87,12 @@ def export_grader(model: SeverityGrader, size: tuple[int, int], temperatures: np
                           output_names=[OUTPUT, MAPS_OUTPUT], opset_version=OPSET, dynamo=False,
                           dynamic_axes={name: {0: "batch"}
                                         for name in (*INPUTS, OUTPUT, MAPS_OUTPUT)})
+    return write_metadata(path, metadata)
+
+
+def write_metadata(path: Path, metadata: dict[str, object]) -> Path:
+    """Add `metadata` (JSON values) to the graph at `path` under Gradeline's prefix, where
+    serving and `read_metadata` find it; `path`."""
     graph = onnx.load(str(path))
     for key, value in metadata.items():
         entry = graph.metadata_props.add()

@@ -30,7 +30,7 @@ from components.ingest.checks import CheckedBatch
 from components.ingest.images import ImageLimits
 from components.ingest.model import Reason
 from components.ingest.params import SuiteLimits
-from components.ingest.tasks import GRADE_RANGE, TaskKind
+from components.ingest.tasks import TaskKind
 
 DUPLICATE_REASONS = (Reason.DUPLICATE.value, Reason.NEAR_DUPLICATE.value,
                      Reason.ALREADY_ACCEPTED.value)
@@ -64,7 +64,8 @@ def label_threshold(n: int, categories: int, limits: SuiteLimits,
 
 def reference_partition(kind: TaskKind, reference: pd.Series) -> dict[str, list]:
     """The smoothed reference distribution of the task's label as a GE partition object."""
-    values = (list(range(GRADE_RANGE[0], GRADE_RANGE[1] + 1)) if kind.name == "grade"
+    values = (list(range(kind.label_range[0], kind.label_range[1] + 1))
+              if kind.label_range is not None
               else sorted(reference.dropna().astype(str).unique()))
     counts = reference.value_counts()
     weights = [float(counts.get(v, 0)) + _SMOOTHING for v in values]
@@ -89,12 +90,12 @@ def _expectations(kind: TaskKind, checked: CheckedBatch, limits: SuiteLimits,
     column = kind.label_column
     if column is not None:
         manifest.append(e.ExpectColumnValuesToNotBeNull(column=column))
-    if kind.name == "grade":
-        manifest += [e.ExpectColumnValuesToBeInTypeList(column="grade", type_list=["int", "int64"]),
-                     e.ExpectColumnValuesToBeBetween(column="grade", min_value=GRADE_RANGE[0],
-                                                     max_value=GRADE_RANGE[1])]
-    if kind.name == "classify" and checked.classes:
-        manifest.append(e.ExpectColumnValuesToBeInSet(column="label",
+    if column is not None and kind.label_range is not None:  # ordinal labels: whole, in range
+        low, high = kind.label_range
+        manifest += [e.ExpectColumnValuesToBeInTypeList(column=column, type_list=["int", "int64"]),
+                     e.ExpectColumnValuesToBeBetween(column=column, min_value=low, max_value=high)]
+    elif column is not None and checked.classes:  # class labels: among the dataset's classes
+        manifest.append(e.ExpectColumnValuesToBeInSet(column=column,
                                                       value_set=list(checked.classes)))
     if column is not None and reference is not None and len(reference):
         partition = reference_partition(kind, reference)

@@ -5,7 +5,8 @@ and how each item's labels are checked and normalised to typed values.
     batch.refusals += kind.refusals(batch)
     kind.check_labels(item, known_classes)
 
-Flows look a task up here and never branch on its name.
+These are ingest's task plugins: flows find one with `vision.tasks.plugin_for(TASKS, ...)` and
+never branch on a task's name.
 """
 
 from __future__ import annotations
@@ -84,8 +85,10 @@ class TaskKind:
     name: ClassVar[str]
     needs_boxes: ClassVar[bool] = False
     masks: ClassVar[MaskNeed] = "ignored"
-    # The label whose distribution the batch suite compares with the reference, if any.
+    # The label whose distribution the batch suite compares with the reference, if any, and
+    # for an ordinal label its whole range (otherwise the label names one of the classes).
     label_column: ClassVar[str | None] = None
+    label_range: ClassVar[tuple[int, int] | None] = None
 
     def refusals(self, batch: SourceBatch) -> list[str]:
         """Problems that refuse the batch as a whole (a column every item needs is missing)."""
@@ -138,6 +141,7 @@ class GradeTask(TaskKind):
 
     name: ClassVar[str] = "grade"
     label_column: ClassVar[str | None] = "grade"
+    label_range: ClassVar[tuple[int, int] | None] = GRADE_RANGE
     masks: ClassVar[MaskNeed] = "optional"
 
     def refusals(self, batch: SourceBatch) -> list[str]:

@@ -23,7 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Generic, TypeVar
 
-from components.vision.models import OnnxDetector, OnnxGrader
+from components.vision.models import SERVED_MODELS, OnnxDetector, OnnxGrader
+from components.vision.tasks import plugin_for
 from model_registry.guard import GuardReport, check_release
 from model_registry.names import (
     ALIAS_CHALLENGER,
@@ -60,12 +61,20 @@ class ServedModels:
 
 @dataclass
 class _Loaded(Generic[Model]):
-    """Models already loaded, by version, so a challenger crowned champion is not loaded twice."""
+    """The models of one task type already loaded, by version, so a challenger crowned
+    champion is not loaded twice; a version of another task type is refused."""
 
-    load: Callable[[Path, str | None, str, int], Model]
+    task: str
     by_version: dict[int, Model] = field(default_factory=dict)
 
+    @property
+    def load(self) -> Callable[[Path, str | None, str, int], Model]:
+        return plugin_for(SERVED_MODELS, self.task, "serving").load
+
     def get(self, tracking_uri: str, cache: Path, version: RegisteredVersion) -> Model:
+        task = version.tags.get("task", self.task)
+        if task != self.task:
+            raise ValueError(f"it is a {task} model, and this place serves {self.task} models")
         if version.version not in self.by_version:
             graph = download_graph(tracking_uri, version,
                                    cache / f"{version.name}-{version.version}")
@@ -95,8 +104,8 @@ class ModelSource:
                  on_tamper: Callable[[GuardReport], None] | None = None) -> None:
         self.tracking_uri, self.cache_dir = tracking_uri, cache_dir
         self.grader_name, self.detector_name = grader, detector
-        self.graders: _Loaded[OnnxGrader] = _Loaded(OnnxGrader.load)
-        self.detectors: _Loaded[OnnxDetector] = _Loaded(OnnxDetector.load)
+        self.graders: _Loaded[OnnxGrader] = _Loaded("grade")
+        self.detectors: _Loaded[OnnxDetector] = _Loaded("detect")
         self.current = ServedModels()
         self.problems: dict[str, str] = {}
         self.releases, self.on_tamper = releases, on_tamper

@@ -14,8 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from components.train.model import ORDINAL_TARGETS, TaskModel
-from components.train.ordinal import grade_probabilities
+from components.train.model import TaskModel
 from components.train.spec import ModelSpec, load_model
 from components.vision.prepare import prepare_photo
 
@@ -39,20 +38,4 @@ class Predictor:
         geometry = torch.from_numpy(np.stack([p.geometry for p in prepared]))
         with torch.no_grad():
             outputs = self.model(pixels.float() / 255, geometry)
-        if self.spec.task == "classify":
-            probabilities = outputs.softmax(dim=1).numpy()
-            return [{"label": self.spec.classes[int(row.argmax())],
-                     "probabilities": dict(zip(self.spec.classes, row.round(4).tolist(),
-                                               strict=True))}
-                    for row in probabilities]
-        grades = self.spec.backbone_task().predictions(outputs).tolist()
-        probabilities = grade_probabilities(outputs[:, 0]).numpy().round(4).tolist()
-        results = []
-        for item, item_grades, item_probabilities in zip(prepared, grades, probabilities,
-                                                         strict=True):
-            measured = item.centering
-            results.append({**dict(zip(ORDINAL_TARGETS, item_grades, strict=True)),
-                            "probabilities": item_probabilities,
-                            "centering_lr": round(measured.centering_lr, 2) if measured else None,
-                            "centering_tb": round(measured.centering_tb, 2) if measured else None})
-        return results
+        return self.spec.backbone_task().answers(outputs, [p.centering for p in prepared])

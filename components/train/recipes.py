@@ -1,6 +1,6 @@
-"""One door to training for every task: grade and classify train the Lite0 backbone
-(trainer.py), detect trains YOLO (detector.py); each returns the same `TrainResult`, so the
-flow and its tracking never branch on the task.
+"""Training's task plugins, one door for every task: grade and classify train the Lite0
+backbone (trainer.py), detect trains YOLO (detector.py); each returns the same `TrainResult`,
+so the flow and its tracking never branch on the task.
 
     result = train_task("detect", root, classes, params, "fast", work_dir, on_progress, on_epoch)
 """
@@ -8,7 +8,9 @@ flow and its tracking never branch on the task.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import cv2
 import numpy as np
@@ -21,8 +23,8 @@ from components.train.params import DetectProfile, Profile, TrainParams
 from components.train.tasks import TrainDataError
 from components.train.trainer import SAMPLES, Progress, TrainResult, train_backbone
 from components.train.warm import WarmStart
+from components.vision.tasks import plugin_for
 
-TASK_NAMES = ("grade", "classify", "detect")
 EpochCallback = Callable[[dict[str, float]], None]
 
 
@@ -36,6 +38,24 @@ def profile_for(task: str, params: TrainParams, profile: Profile) -> object:
     return getattr(getattr(params, task), profile)
 
 
+class Trains(Protocol):
+    """How one task type trains (see `train_task` for the arguments)."""
+
+    def __call__(self, task: str, root: Path, classes: tuple[str, ...], profile: Profile,
+                 chosen: object, work_dir: Path, on_progress: Progress,
+                 on_epoch: EpochCallback, weights: Path | None,
+                 warm: WarmStart | None) -> TrainResult: ...
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Training's plugin for a task type: how it trains, and whether it can fine-tune a
+    registered version of its model (what retraining does) instead of starting over."""
+
+    train: Trains
+    warm_starts: bool
+
+
 def train_task(task: str, root: Path, classes: tuple[str, ...], params: TrainParams,
                profile: Profile, work_dir: Path, on_progress: Progress,
                on_epoch: EpochCallback, weights: Path | None = None,
@@ -43,15 +63,30 @@ def train_task(task: str, root: Path, classes: tuple[str, ...], params: TrainPar
     """Train `task` on the dataset at `root` with the named profile; `work_dir` holds caches
     and checkpoints, so a second call after a crash resumes. `weights`: a detector's .pt to
     start from instead of its YAML; `warm`: a backbone model to fine-tune (warm.py)."""
-    if task not in TASK_NAMES:
-        raise ValueError(f"unknown task {task!r}; expected one of {', '.join(TASK_NAMES)}")
-    chosen = profile_for(task, params, profile)
-    if task == "detect":
-        if warm is not None:
-            raise TrainDataError("a detector starts from a .pt file (weights), not a warm start")
-        return _train_detect(root, classes, chosen, work_dir, on_progress, on_epoch, weights)
+    recipe = plugin_for(RECIPES, task, "training")
+    return recipe.train(task, root, classes, profile, profile_for(task, params, profile),
+                        work_dir, on_progress, on_epoch, weights, warm)
+
+
+def _train_backbone(task: str, root: Path, classes: tuple[str, ...], profile: Profile,
+                    chosen: object, work_dir: Path, on_progress: Progress,
+                    on_epoch: EpochCallback, weights: Path | None,
+                    warm: WarmStart | None) -> TrainResult:
+    if weights is not None:
+        raise TrainDataError(f"a {task} model starts from ImageNet or a warm start, not from "
+                             f"a weights file")
     return train_backbone(root, task, classes, chosen, work_dir, key=f"{task}/{profile}",
                           on_progress=on_progress, on_epoch=on_epoch, warm=warm)
+
+
+def _train_detector(task: str, root: Path, classes: tuple[str, ...], profile: Profile,
+                    chosen: object, work_dir: Path, on_progress: Progress,
+                    on_epoch: EpochCallback, weights: Path | None,
+                    warm: WarmStart | None) -> TrainResult:
+    if warm is not None:
+        raise TrainDataError("a detector starts from a .pt file (weights), not a warm start")
+    assert isinstance(chosen, DetectProfile)
+    return _train_detect(root, classes, chosen, work_dir, on_progress, on_epoch, weights)
 
 
 def _train_detect(root: Path, classes: tuple[str, ...], profile: DetectProfile, work_dir: Path,
@@ -109,3 +144,8 @@ def _detection_sheet(root: Path, model_dir: Path, path: Path) -> Path:
                zip([c.split()[1] for c in captions], [c.split()[-1] for c in captions],
                    strict=True)]
     return prediction_sheet(drawn, captions, correct, path)
+
+
+RECIPES: dict[str, Recipe] = {"grade": Recipe(_train_backbone, warm_starts=True),
+                              "classify": Recipe(_train_backbone, warm_starts=True),
+                              "detect": Recipe(_train_detector, warm_starts=False)}

@@ -9,6 +9,7 @@ checkpoints and tracking are shared and never branch on the task.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,7 +24,9 @@ from components.train.regions import IGNORED, severity_targets
 from components.train.rubric import CARD_RUBRIC, GRADES
 from components.train.severity import MAP_STRIDE, GraderOutputs, build_severity_grader
 from components.vision.agreement import classification_metrics, grading_metrics
+from components.vision.centering import CenteringMeasurement
 from components.vision.labels import label_path
+from components.vision.tasks import plugin_for
 
 UNKNOWN = 0  # an ordinal target a manifest does not give; its loss and score skip it
 GRADE_LOSS_WEIGHT = 2.0  # the overall grade is what clients buy; subgrades help it learn
@@ -130,6 +133,19 @@ class GradeTask:
         return torch.stack([predicted_grade(outputs[:, i]) for i in range(len(ORDINAL_TARGETS))],
                            dim=1).numpy()
 
+    def answers(self, outputs: torch.Tensor,
+                centerings: Sequence[CenteringMeasurement | None]) -> list[dict[str, object]]:
+        """What a prediction says of each photo: the grade and subgrades, the grade's
+        probabilities and the measured centering (None where no card was found)."""
+        probabilities = grade_probabilities(outputs[:, 0]).numpy().round(4).tolist()
+        return [{**dict(zip(ORDINAL_TARGETS, grades, strict=True)),
+                 "probabilities": item_probabilities,
+                 "centering_lr": round(measured.centering_lr, 2) if measured else None,
+                 "centering_tb": round(measured.centering_tb, 2) if measured else None}
+                for grades, item_probabilities, measured
+                in zip(self.predictions(outputs).tolist(), probabilities, centerings,
+                       strict=True)]
+
     def score(self, outputs: torch.Tensor, targets: torch.Tensor) -> dict[str, float]:
         """QWK, MAE, exact and within-one of the grade; QWK of each subgrade given."""
         predicted, expected = self.predictions(outputs), _grades(targets)
@@ -197,6 +213,14 @@ class ClassifyTask:
     def loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(outputs, targets)
 
+    def answers(self, outputs: torch.Tensor,
+                centerings: Sequence[CenteringMeasurement | None]) -> list[dict[str, object]]:
+        """The likeliest label of each photo with every class's probability (a class task
+        measures no centering)."""
+        return [{"label": self.classes[int(row.argmax())],
+                 "probabilities": dict(zip(self.classes, row.round(4).tolist(), strict=True))}
+                for row in outputs.softmax(dim=1).numpy()]
+
     def score(self, outputs: torch.Tensor, targets: torch.Tensor) -> dict[str, float]:
         predicted = outputs.argmax(dim=1).numpy()
         return classification_metrics([self.classes[i] for i in targets.numpy()],
@@ -218,10 +242,13 @@ class ClassifyTask:
 BackboneTask = GradeTask | ClassifyTask
 
 
+# The task plugins of the Lite0 backbone, each made for a dataset's classes.
+BACKBONE_TASKS: dict[str, Callable[[tuple[str, ...]], BackboneTask]] = {
+    "grade": lambda classes: GradeTask(classes=classes),
+    "classify": ClassifyTask,
+}
+
+
 def backbone_task(name: str, classes: tuple[str, ...]) -> BackboneTask:
-    """The task plugin for `name` ("grade" or "classify")."""
-    if name == "grade":
-        return GradeTask(classes=classes)
-    if name == "classify":
-        return ClassifyTask(classes)
-    raise TrainDataError(f"unknown backbone task {name!r}; expected grade or classify")
+    """The backbone's task plugin for `name`, for the dataset's `classes`."""
+    return plugin_for(BACKBONE_TASKS, name, "backbone training")(classes)

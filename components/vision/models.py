@@ -279,3 +279,8 @@ class OnnxDetector:
                        (float(boxes[j, 0]), float(boxes[j, 1]),
                         float(boxes[j, 0] + boxes[j, 2]), float(boxes[j, 1] + boxes[j, 3])))
                 for j in np.asarray(chosen, int).reshape(-1)]
+
+
+# Serving's task plugins: what runs an exported graph of each task type on photos.
+SERVED_MODELS: dict[str, type[OnnxGrader] | type[OnnxDetector]] = {
+    "grade": OnnxGrader, "detect": OnnxDetector}

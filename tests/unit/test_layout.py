@@ -2,12 +2,15 @@
 imports neither flows, cli nor components; flows never import cli or mlflow, and each file of
 flows/ defines a flow; only components/tracking.py starts an MLflow run; the stage folders of
 components/ stand on the vision core and never on each other; benchmarks import no test code;
-no source file is over 400 lines. Checked statically, so a violation is found unexecuted."""
+flows and the CLI never branch on a task type's name (they find the stage's plugin); no source
+file is over 400 lines. Checked statically, so a violation is found unexecuted."""
 
 import ast
 from pathlib import Path
 
 import pytest
+
+from components.vision.tasks import TASK_TYPES
 
 REPO = Path(__file__).parents[2]
 RULES = {
@@ -159,3 +162,33 @@ def test_no_source_file_is_over_400_lines() -> None:
                   if (lines := len(path.read_text(encoding="utf-8").splitlines())) > MAX_LINES}
 
     assert long_files == {}
+
+
+def task_name_branches(root: Path, folders: tuple[str, ...]) -> list[str]:
+    """Comparisons with a task type's name (`task == "detect"`, `x in ("grade", "detect")`)
+    under `folders`, as file:line."""
+    found = []
+    for folder in folders:
+        for path in sorted((root / folder).rglob("*.py")):
+            tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+            for node in ast.walk(tree):
+                if not isinstance(node, ast.Compare):
+                    continue
+                constants = [c for side in (node.left, *node.comparators)
+                             for c in ast.walk(side) if isinstance(c, ast.Constant)]
+                if any(c.value in TASK_TYPES for c in constants):
+                    found.append(f"{path.relative_to(root).as_posix()}:{node.lineno}")
+    return found
+
+
+def test_flows_and_the_cli_find_task_plugins_instead_of_branching_on_names() -> None:
+    assert task_name_branches(REPO, ("flows", "cli")) == []
+
+
+def test_the_branch_checker_finds_a_comparison_with_a_task_name(tmp_path: Path) -> None:
+    (tmp_path / "flows").mkdir()
+    (tmp_path / "flows" / "train.py").write_text(
+        "def pick(task):\n    if task != 'detect':\n        return 1\n"
+        "    return 2 if task in ('grade', 'x') else 3\n")
+
+    assert task_name_branches(tmp_path, ("flows",)) == ["flows/train.py:2", "flows/train.py:4"]
