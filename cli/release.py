@@ -13,15 +13,26 @@ Mounted by the main CLI with `register(app)`.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from cli.common import ByOption, JsonFlag, ModelOption, ParamsOption, VersionOption, fail, say
+from cli.common import (
+    ByOption,
+    JsonFlag,
+    ModelOption,
+    ParamsOption,
+    VersionOption,
+    fail,
+    say,
+    show,
+)
 from components.settings import load_settings
 
 if TYPE_CHECKING:
+    from model_registry import Releases
     pass
 
 def serve(
@@ -145,20 +156,30 @@ def rollback(model: ModelOption = "card-grader", by: ByOption = ...,
              as_json: JsonFlag = False) -> None:
     """Put the previous champion back (one alias move; serving follows within its refresh
     interval) and mark the demoted version rolled_back."""
+    def act(releases: Releases) -> tuple[dict[str, object], str, str]:
+        moved = releases.rollback(model, by, reason)
+        return ({"model": model, **moved}, f"{model} rolled back to version {moved['champion']}",
+                f"{model}: champion is version {moved['champion']} again "
+                f"(version {moved['rolled_back']} rolled back)")
+
+    _act_and_tell(act, by, reason, as_json)
+
+
+def _act_and_tell(act: Callable[[Releases], tuple[dict[str, object], str, str]], by: str,
+                  reason: str, as_json: bool) -> None:
+    """What on-call's release commands share: `act` on this home's releases (it returns the
+    result, the on-call subject and the line for people), tell on-call, print the result."""
     from components.oncall import tell_on_call
     from components.release.registry import releases_of
     from model_registry import ReleaseError, VersionNotFound
 
     settings = load_settings()
     try:
-        moved = releases_of(settings).rollback(model, by, reason)
+        result, subject, line = act(releases_of(settings))
     except (ReleaseError, VersionNotFound) as error:
         raise fail(str(error)) from None
-    tell_on_call(settings, f"{model} rolled back to version {moved['champion']}",
-                 f"{by}: {reason}; version {moved['rolled_back']} is rolled_back")
-    typer.echo(json.dumps({"model": model, **moved}) if as_json else
-               f"{model}: champion is version {moved['champion']} again "
-               f"(version {moved['rolled_back']} rolled back)")
+    tell_on_call(settings, subject, f"{by}: {reason}; {line}")
+    show(result, as_json, [line])
 
 
 release_app = typer.Typer(help="Act on a release in flight.", no_args_is_help=True)
@@ -171,19 +192,13 @@ def abort(model: ModelOption = "card-grader", by: ByOption = ...,
     """Stop the release in flight at once, whatever state a killed `promote` left it in: the
     challenger leaves traffic (its alias and canary share go) and becomes rolled_back, or
     rejected when it was awaiting approval. The champion keeps answering."""
-    from components.oncall import tell_on_call
-    from components.release.registry import releases_of
-    from model_registry import ReleaseError, VersionNotFound
+    def act(releases: Releases) -> tuple[dict[str, object], str, str]:
+        stopped = releases.abort(model, by, reason)
+        return ({"model": model, "version": stopped.version, "stage": stopped.stage},
+                f"{model} version {stopped.version} release aborted",
+                f"{model} version {stopped.version}: {stopped.stage}")
 
-    settings = load_settings()
-    try:
-        stopped = releases_of(settings).abort(model, by, reason)
-    except (ReleaseError, VersionNotFound) as error:
-        raise fail(str(error)) from None
-    tell_on_call(settings, f"{model} version {stopped.version} release aborted",
-                 f"{by}: {reason}; version {stopped.version} is {stopped.stage}")
-    typer.echo(json.dumps({"model": model, "version": stopped.version, "stage": stopped.stage})
-               if as_json else f"{model} version {stopped.version}: {stopped.stage}")
+    _act_and_tell(act, by, reason, as_json)
 
 
 def register(app: typer.Typer) -> None:
