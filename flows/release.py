@@ -66,20 +66,29 @@ class Watch:
 
 @task(name="watch-step")
 def watch_step(settings: GradelineSettings, watch: Watch, params: PromoteParams) -> StepVerdict:
-    """Wait until the challenger has scored `minimum` requests of the step (or its time is up),
-    then judge."""
+    """Wait until the challenger has scored `minimum` requests of the step, then judge, and
+    keep judging as expert grades arrive while the kappa test is unclear; at the step's time
+    limit, judge what there is."""
     log = PredictionLog(str(settings.prediction_log_uri))
     since = datetime.now(UTC)
     deadline = time.monotonic() + watch.max_wait_seconds
     logger = get_run_logger()
     while True:
+        final = time.monotonic() >= deadline
         comparison = compare_roles(log, watch.model, watch.champion, watch.challenger, since)
-        if comparison.challenger_requests >= watch.minimum or time.monotonic() >= deadline:
-            break
-        logger.info("%s: %d of %d challenger requests", watch.step,
-                    comparison.challenger_requests, watch.minimum)
+        if comparison.challenger_requests >= watch.minimum or final:
+            verdict = analyse_step(watch.step, comparison, params.analysis, watch.minimum,
+                                   final)
+            if not verdict.pending:
+                return verdict
+            figures = verdict.figures
+            logger.info("%s: kappa difference %s [%s, %s] on %s expert grades is unclear; "
+                        "waiting for more", watch.step, figures["kappa_difference"],
+                        figures["kappa_low"], figures["kappa_high"], figures["kappa_items"])
+        else:
+            logger.info("%s: %d of %d challenger requests", watch.step,
+                        comparison.challenger_requests, watch.minimum)
         time.sleep(watch.poll_seconds)
-    return analyse_step(watch.step, comparison, params.analysis, watch.minimum)
 
 
 def _judged(releases: Releases, settings: GradelineSettings, watch: Watch,

@@ -6,20 +6,23 @@
     verdict.passed, verdict.failures        # False, ["error rate 0.200 > champion 0.000 + 0.01"]
 
 A step passes when the challenger errs no more than the champion (plus a margin), is no slower at
-p99 than a ratio of the champion's, grades no worse against the experts where enough of their
-grades have arrived (POST /v1/feedback) or, until then, agrees with the champion often enough,
-and was seen on enough requests to judge. Too few requests is a failure too: a release that
-nobody watched is not promoted.
+p99 than a ratio of the champion's, is shown not to grade worse against the experts by the
+kappa margin once enough of their grades have arrived (POST /v1/feedback; `verdict.py`: it
+waits for more while the evidence is unclear) or, until then, agrees with the champion often
+enough, and was seen on enough requests to judge. Too few requests is a failure too: a release
+that nobody watched is not promoted.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
 from pydantic import Field
 
 from components.params import StrictParams
 from components.release.comparison import RoleComparison
+from components.release.verdict import KappaTest, kappa_verdict
 
 
 class AnalysisParams(StrictParams):
@@ -30,10 +33,18 @@ class AnalysisParams(StrictParams):
     max_p99_ratio: float = Field(1.5, gt=0, description="challenger p99 latency over champion's")
     min_agreement_within_one: float = Field(0.9, ge=0, le=1, description="share of requests "
                                             "where the two grades differ by at most one")
-    max_kappa_drop: float = Field(0.02, ge=0, description="challenger QWK against experts' "
-                                  "grades may fall this far below the champion's")
-    min_expert_items: int = Field(30, ge=1, description="expert-graded requests needed before "
-                                  "kappa is judged")
+    kappa_margin: float = Field(0.03, gt=0, description="the smallest worsening of QWK against "
+                                "experts' grades a step must catch")
+    kappa_risk: float = Field(0.05, gt=0, lt=1, description="the chance of passing a challenger "
+                              "worse by the margin")
+    min_expert_items: int = Field(30, ge=2, description="expert-graded requests at the first "
+                                  "look at kappa; below them the agreement proxy decides")
+    max_expert_items: int = Field(480, ge=2, description="expert-graded requests at the last "
+                                  "look: a step still unclear then fails")
+
+    def kappa_test(self) -> KappaTest:
+        return KappaTest(self.kappa_margin, self.kappa_risk, self.min_expert_items,
+                         max(self.max_expert_items, self.min_expert_items))
 
 
 class ShadowParams(StrictParams):
@@ -66,8 +77,9 @@ class StepVerdict:
 
     step: str
     passed: bool
-    figures: dict[str, float | int]
+    figures: dict[str, float | int | str | None]
     failures: list[str] = field(default_factory=list)
+    pending: bool = False  # the evidence is not clear yet: the step waits for more grades
 
     def as_dict(self) -> dict[str, object]:
         return {"step": self.step, "passed": self.passed, "figures": self.figures,
@@ -75,9 +87,10 @@ class StepVerdict:
 
 
 def analyse_step(step: str, comparison: RoleComparison, params: AnalysisParams,
-                 minimum: int) -> StepVerdict:
+                 minimum: int, final: bool = True) -> StepVerdict:
     """Judge the challenger against the champion on the step's requests; `minimum` is the
-    number of challenger requests below which nothing can be judged."""
+    number of challenger requests below which nothing can be judged. Unless `final` (the
+    step's time is up), a kappa test still unclear leaves the verdict pending."""
     c = comparison
     failures = []
     if c.challenger_requests < minimum:
@@ -92,16 +105,23 @@ def analyse_step(step: str, comparison: RoleComparison, params: AnalysisParams,
                         f"{c.champion_p99_ms:.1f} ms")
     # Experts' grades are the truth; agreement with the champion is the proxy while too few have
     # arrived. A retrain after drift is meant to disagree with a champion that drifted.
+    kappa = None
     if c.expert_items >= params.min_expert_items:
-        if c.challenger_kappa < c.champion_kappa - params.max_kappa_drop:
-            failures.append(f"kappa against {c.expert_items} expert grades "
-                            f"{c.challenger_kappa:.3f} < champion {c.champion_kappa:.3f} - "
-                            f"{params.max_kappa_drop}")
+        experts, champion, challenger = (np.array(side) for side in zip(*c.judged, strict=True))
+        kappa = kappa_verdict(experts, champion, challenger, params.kappa_test(), final)
+        if kappa.outcome == "fail":
+            failures.append(kappa.reason)
     elif c.agreement_within_one is not None and \
             c.agreement_within_one < params.min_agreement_within_one:
         failures.append(f"agreement within one grade {c.agreement_within_one:.3f} < "
                         f"{params.min_agreement_within_one} (and {c.expert_items} expert grades, "
                         f"{params.min_expert_items} needed to judge on them instead)")
-    figures = {name: round(value, 4) if isinstance(value, float) else value
-               for name, value in c.as_dict().items()}
-    return StepVerdict(step, not failures, figures, failures)
+    figures: dict[str, float | int | str | None] = {
+        name: round(value, 4) if isinstance(value, float) else value
+        for name, value in c.as_dict().items()}
+    if kappa is not None:
+        figures.update({"kappa_verdict": kappa.outcome, "kappa_items": kappa.items,
+                        "kappa_difference": kappa.difference, "kappa_low": kappa.low,
+                        "kappa_high": kappa.high})
+    pending = kappa is not None and kappa.outcome == "wait" and not failures
+    return StepVerdict(step, not failures and not pending, figures, failures, pending)

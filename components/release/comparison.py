@@ -7,7 +7,7 @@ grade agreement on the requests both graded, and each side's QWK against the exp
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 
 import numpy as np
@@ -36,9 +36,12 @@ class RoleComparison:
     expert_items: int = 0  # pairs whose photo an expert has graded since
     champion_kappa: float | None = None  # QWK against those experts' grades
     challenger_kappa: float | None = None
+    # (expert, champion, challenger) grade of each of those photos, in the order served: what
+    # the kappa test resamples; left out of as_dict (the figures), and of equality.
+    judged: tuple[tuple[int, int, int], ...] = field(default=(), compare=False, repr=False)
 
     def as_dict(self) -> dict[str, float | int | None]:
-        return asdict(self)
+        return {key: value for key, value in asdict(self).items() if key != "judged"}
 
 
 def compare_roles(log: PredictionLog, model: str, champion_version: int,
@@ -72,6 +75,8 @@ def compare_roles(log: PredictionLog, model: str, champion_version: int,
         expert_items=len(judged),
         champion_kappa=kappas.get("champion"),
         challenger_kappa=kappas.get("challenger"),
+        judged=tuple(zip(*(judged[column].astype(int).tolist() for column in
+                           ("grade", "grade_champion", "grade_challenger")), strict=True)),
     )
 
 

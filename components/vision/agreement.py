@@ -96,3 +96,17 @@ def classification_metrics(
     metrics["macro_f1"] = float(np.mean(f1))
     metrics["n"] = float(len(expected_array))
     return metrics
+
+
+def quadratic_kappas(expected: np.ndarray, predicted: np.ndarray) -> np.ndarray:
+    """Quadratic weighted kappa of each row of two equal-shape grade arrays, at once (what a
+    bootstrap needs). With squared-distance weights, kappa is 1 - mean squared difference over
+    what independent grades with the same marginals would give: var + var + squared mean gap.
+    The same number as `grading_metrics`' qwk (which pins the label set) where defined; NaN
+    where every grade of a row is one and the same."""
+    expected, predicted = np.asarray(expected, float), np.asarray(predicted, float)
+    observed = ((expected - predicted) ** 2).mean(axis=-1)
+    chance = (expected.var(axis=-1) + predicted.var(axis=-1)
+              + (expected.mean(axis=-1) - predicted.mean(axis=-1)) ** 2)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return 1.0 - observed / chance
