@@ -30,7 +30,8 @@ class AnalysisParams(StrictParams):
 
     max_error_rate_increase: float = Field(0.01, ge=0, description="challenger error rate may "
                                            "exceed the champion's by this much")
-    max_p99_ratio: float = Field(1.5, gt=0, description="challenger p99 latency over champion's")
+    max_latency_ratio: float = Field(1.5, gt=0, description="challenger tail latency over the "
+                                     "champion's, at the quantile the step's size allows")
     min_agreement_within_one: float = Field(0.9, ge=0, le=1, description="share of requests "
                                             "where the two grades differ by at most one")
     kappa_margin: float = Field(0.03, gt=0, description="the smallest worsening of QWK against "
@@ -99,10 +100,11 @@ def analyse_step(step: str, comparison: RoleComparison, params: AnalysisParams,
     if c.challenger_error_rate > error_limit:
         failures.append(f"error rate {c.challenger_error_rate:.3f} > champion "
                         f"{c.champion_error_rate:.3f} + {params.max_error_rate_increase}")
-    if c.champion_p99_ms and c.challenger_p99_ms and \
-            c.challenger_p99_ms > params.max_p99_ratio * c.champion_p99_ms:
-        failures.append(f"p99 {c.challenger_p99_ms:.1f} ms > {params.max_p99_ratio} x champion "
-                        f"{c.champion_p99_ms:.1f} ms")
+    if c.champion_latency_ms and c.challenger_latency_ms and \
+            c.challenger_latency_ms > params.max_latency_ratio * c.champion_latency_ms:
+        name = f"p{round(c.latency_quantile * 100)}"
+        failures.append(f"{name} {c.challenger_latency_ms:.1f} ms > {params.max_latency_ratio} "
+                        f"x champion {c.champion_latency_ms:.1f} ms")
     # Experts' grades are the truth; agreement with the champion is the proxy while too few have
     # arrived. A retrain after drift is meant to disagree with a champion that drifted.
     kappa = None

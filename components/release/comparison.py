@@ -1,4 +1,4 @@
-"""Champion against challenger over one window of the prediction log: errors, p99 latency,
+"""Champion against challenger over one window of the prediction log: errors, tail latency,
 grade agreement on the requests both graded, and each side's QWK against the experts' grades.
 
     comparison = compare_roles(log, "card-grader", champion_version=3, challenger_version=4,
@@ -28,11 +28,12 @@ class RoleComparison:
     challenger_requests: int
     champion_error_rate: float
     challenger_error_rate: float
-    champion_p99_ms: float | None
-    challenger_p99_ms: float | None
+    champion_latency_ms: float | None  # at `latency_quantile`, chosen by the step's size
+    challenger_latency_ms: float | None
     agreement_exact: float | None
     agreement_within_one: float | None
     mean_abs_grade_difference: float | None
+    latency_quantile: float = 0.99
     expert_items: int = 0  # pairs whose photo an expert has graded since
     champion_kappa: float | None = None  # QWK against those experts' grades
     challenger_kappa: float | None = None
@@ -56,6 +57,7 @@ def compare_roles(log: PredictionLog, model: str, champion_version: int,
               .drop_duplicates("request_id") for side in (champion, challenger)]
     pairs = graded[0].merge(graded[1], on="request_id", suffixes=("_champion", "_challenger"))
     difference = (pairs["grade_champion"] - pairs["grade_challenger"]).abs().to_numpy(float)
+    quantile = latency_quantile(min(len(champion), len(challenger)))
     have_pairs = len(pairs) > 0
     judged = pairs.merge(log.expert_grades(), on="request_id")
     kappas = {side: grading_metrics(judged["grade"].to_numpy(int),
@@ -67,8 +69,9 @@ def compare_roles(log: PredictionLog, model: str, champion_version: int,
         challenger_requests=len(challenger),
         champion_error_rate=_error_rate(champion),
         challenger_error_rate=_error_rate(challenger),
-        champion_p99_ms=_p99(champion),
-        challenger_p99_ms=_p99(challenger),
+        latency_quantile=quantile,
+        champion_latency_ms=_latency(champion, quantile),
+        challenger_latency_ms=_latency(challenger, quantile),
         agreement_exact=float(np.mean(difference == 0)) if have_pairs else None,
         agreement_within_one=float(np.mean(difference <= 1)) if have_pairs else None,
         mean_abs_grade_difference=float(difference.mean()) if have_pairs else None,
@@ -84,6 +87,12 @@ def _error_rate(frame: pd.DataFrame) -> float:
     return float(frame["error"].notna().mean()) if len(frame) else 0.0
 
 
-def _p99(frame: pd.DataFrame) -> float | None:
-    """The 99th percentile of latency, interpolated as numpy does by default."""
-    return float(np.percentile(frame["latency_ms"], 99)) if len(frame) else None
+def latency_quantile(requests: int) -> float:
+    """The latency quantile a step of `requests` per side can compare: a p99 needs 100 requests
+    to rest on more than the single slowest one, a p90 20; below that, the median."""
+    return 0.99 if requests >= 100 else 0.9 if requests >= 20 else 0.5
+
+
+def _latency(frame: pd.DataFrame, quantile: float) -> float | None:
+    """Latency at `quantile`, interpolated as numpy does by default; None without requests."""
+    return float(np.quantile(frame["latency_ms"], quantile)) if len(frame) else None

@@ -63,7 +63,7 @@ def _release_params(path: Path) -> Path:
               "promote": {"shadow": {"min_pairs": 12, "max_wait_seconds": 120},
                           "canary": {"steps": [0.25, 0.5], "min_requests": 8,
                                      "max_wait_seconds": 120},
-                          "analysis": {"max_p99_ratio": 10.0}, "poll_seconds": 0.5,
+                          "analysis": {"max_latency_ratio": 10.0}, "poll_seconds": 0.5,
                           "reviewers": ["ada"]}}
     path.write_text(yaml.safe_dump(params))
     return path

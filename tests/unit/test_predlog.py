@@ -12,7 +12,7 @@ import pytest
 import sqlalchemy as sa
 
 from components.predlog import COLUMNS, PredictionLog, PredictionRecord, SpooledWriter
-from components.release.comparison import RoleComparison, compare_roles
+from components.release.comparison import RoleComparison, compare_roles, latency_quantile
 from components.vision.properties import PROPERTY_NAMES
 
 START = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
@@ -134,9 +134,18 @@ def test_champion_and_challenger_compare_on_known_rows(log: PredictionLog) -> No
     assert comparison.champion_error_rate == 0.0 and comparison.challenger_error_rate == 0.5
     assert comparison.agreement_exact == 0.75 and comparison.agreement_within_one == 0.75
     assert comparison.mean_abs_grade_difference == 0.5
-    assert comparison.champion_p99_ms == pytest.approx(np.percentile(latencies, 99))
-    assert comparison.challenger_p99_ms == pytest.approx(np.percentile(100 + np.arange(8), 99))
+    # 8 requests a side are too few for a p99 or a p90: the median is compared, and named.
+    assert comparison.latency_quantile == 0.5
+    assert comparison.champion_latency_ms == pytest.approx(np.median(latencies))
+    assert comparison.challenger_latency_ms == pytest.approx(np.median(100 + np.arange(8)))
     assert comparison.as_dict()["pairs"] == 4
+
+
+@pytest.mark.parametrize(("requests", "quantile"), [(1, 0.5), (19, 0.5), (20, 0.9), (99, 0.9),
+                                                     (100, 0.99), (5000, 0.99)])
+def test_the_latency_quantile_compared_is_one_the_step_has_requests_for(requests: int,
+                                                                        quantile: float) -> None:
+    assert latency_quantile(requests) == quantile
 
 
 def test_an_empty_window_compares_without_nan(log: PredictionLog) -> None:
@@ -146,8 +155,9 @@ def test_an_empty_window_compares_without_nan(log: PredictionLog) -> None:
 
     assert comparison == RoleComparison(
         pairs=0, champion_requests=1, challenger_requests=0, champion_error_rate=0.0,
-        challenger_error_rate=0.0, champion_p99_ms=12.5, challenger_p99_ms=None,
-        agreement_exact=None, agreement_within_one=None, mean_abs_grade_difference=None)
+        challenger_error_rate=0.0, champion_latency_ms=12.5, challenger_latency_ms=None,
+        agreement_exact=None, agreement_within_one=None, mean_abs_grade_difference=None,
+        latency_quantile=0.5)
 
 
 def test_expert_grades_give_each_side_its_kappa(log: PredictionLog) -> None:

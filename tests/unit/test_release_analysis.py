@@ -31,7 +31,8 @@ def _judged(champion: np.ndarray, challenger: np.ndarray) -> dict[str, object]:
 CHAMPION = _off_by_one(EXPERTS, every=4)
 HEALTHY = RoleComparison(
     pairs=60, champion_requests=60, challenger_requests=60, champion_error_rate=0.0,
-    challenger_error_rate=0.0, champion_p99_ms=40.0, challenger_p99_ms=44.0, agreement_exact=0.8,
+    challenger_error_rate=0.0, champion_latency_ms=40.0, challenger_latency_ms=44.0,
+    latency_quantile=0.9, agreement_exact=0.8,
     agreement_within_one=0.97, mean_abs_grade_difference=0.2, champion_kappa=0.96,
     challenger_kappa=0.96, **_judged(CHAMPION, CHAMPION))
 
@@ -48,7 +49,7 @@ def test_a_healthy_challenger_passes_with_its_figures() -> None:
 @pytest.mark.parametrize(("change", "message"), [
     ({"challenger_requests": 10}, "only 10 challenger requests, 50 needed"),
     ({"challenger_error_rate": 0.2}, "error rate 0.200 > champion 0.000 + 0.01"),
-    ({"challenger_p99_ms": 90.0}, "p99 90.0 ms > 1.5 x champion 40.0 ms"),
+    ({"challenger_latency_ms": 90.0}, "p90 90.0 ms > 1.5 x champion 40.0 ms"),
     ({"agreement_within_one": 0.5, "expert_items": 5}, "agreement within one grade 0.500 < 0.9"),
     (_judged(CHAMPION, EXPERTS[::-1].copy()), "kappa difference -1.9"),
 ])
