@@ -282,3 +282,32 @@ def test_a_challenger_that_errs_is_rolled_back_and_on_call_is_told(
     assert "challenger" not in httpx.get(f"{service}/readyz").json()["loaded"]
     alert = _Receiver.received[-1]
     assert f"version {erring} rolled back" in alert["title"] and "error rate" in alert["message"]
+
+
+def test_on_call_rolls_back_through_the_cli_and_the_service_follows_within_its_refresh(
+        release_home: Path, service: str) -> None:
+    settings = load_settings()
+    aliases = httpx.get(f"{service}/readyz").json()["loaded"]
+    champion = aliases["champion"]["version"]
+    previous = get_version(str(settings.mlflow_tracking_uri), GRADER, champion)
+    audit = AuditLog(settings.audit_log)
+
+    result = CliRunner().invoke(app, ["rollback", "--model", GRADER, "--by", "bob",
+                                      "--reason", "p99 doubled after the release", "--json"])
+
+    assert result.exit_code == 0, result.output
+    moved = json.loads(result.stdout)
+    assert moved["rolled_back"] == champion and _stage(champion) == "rolled_back"
+    restored = moved["champion"]
+    last = audit.read(GRADER)[-1]
+    assert (last.action, last.actor, last.reason) == ("rollback", "bob",
+                                                      "p99 doubled after the release")
+    alert = json.loads((settings.home / "alerts.jsonl").read_text().splitlines()[-1])
+    assert alert["subject"] == f"{GRADER} rolled back to version {restored}"
+    assert "bob: p99 doubled after the release" in alert["body"]
+    _wait_for(lambda: httpx.get(f"{service}/readyz").json()["loaded"]["champion"]["version"]
+              == restored, timeout=15, what=lambda: f"the service to serve version {restored}")
+    assert previous.stage == "champion"
+
+    again = CliRunner().invoke(app, ["rollback", "--model", GRADER, "--by", "bob"])
+    assert again.exit_code == 2 and "error:" in again.output  # nothing left to roll back to

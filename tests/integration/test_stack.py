@@ -42,7 +42,7 @@ STAND_INS = {
                   'def monitor(model: str = "card-grader", window_hours: float | None = None)'
                   ' -> dict:\n'
                   '    return {}\n',
-    "promote.py": '@flow(name="conclude-releases")\n'
+    "release.py": '@flow(name="conclude-releases")\n'
                   'def conclude_releases() -> dict:\n'
                   '    return {}\n',
     "retention.py": '@flow(name="retention")\n'
