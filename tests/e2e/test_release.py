@@ -299,9 +299,10 @@ def test_on_call_rolls_back_through_the_cli_and_the_service_follows_within_its_r
     moved = json.loads(result.stdout)
     assert moved["rolled_back"] == champion and _stage(champion) == "rolled_back"
     restored = moved["champion"]
-    last = audit.read(GRADER)[-1]
-    assert (last.action, last.actor, last.reason) == ("rollback", "bob",
-                                                      "p99 doubled after the release")
+    written = [event for event in audit.read(GRADER)
+               if event.reason == "p99 doubled after the release"]
+    assert {event.action for event in written} >= {"rollback"}
+    assert {event.actor for event in written} == {"bob"}
     alert = json.loads((settings.home / "alerts.jsonl").read_text().splitlines()[-1])
     assert alert["subject"] == f"{GRADER} rolled back to version {restored}"
     assert "bob: p99 doubled after the release" in alert["body"]
