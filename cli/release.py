@@ -47,6 +47,7 @@ def serve(
     (`gradeline keys create`) and will not start without one. Stop it with Ctrl-C or SIGTERM:
     it drains first (serve.drain_seconds)."""
     from components.params import load_params
+    from components.reviews import ReviewParams
     from components.serving.app import app_from_settings
     from components.serving.keys import KeyStore
     from components.serving.params import ServeParams
@@ -58,7 +59,7 @@ def serve(
                     "checks needs one; create one first with `gradeline keys create --name "
                     "NAME --role client`")
     serve_params = load_params("serve", ServeParams, params)
-    app = app_from_settings(settings, serve_params)
+    app = app_from_settings(settings, serve_params, load_params("review", ReviewParams, params))
     DrainingServer(app, app.state.service, serve_params, host, port).run()
 
 

@@ -126,16 +126,23 @@ def _enable_wal(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+def open_database(uri: str) -> sa.Engine:
+    """An engine on `uri`; for SQLite, its folder made and WAL with a busy timeout set."""
+    url = sa.engine.make_url(uri)
+    engine = sa.create_engine(url)
+    if url.get_backend_name() == "sqlite":
+        if url.database and url.database != ":memory:":
+            Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+        sa.event.listen(engine, "connect", _enable_wal)
+    return engine
+
+
 class PredictionLog:
     """The `predictions` table at `uri` (created when missing): write records, read windows."""
 
     def __init__(self, uri: str) -> None:
-        url = sa.engine.make_url(uri)
-        self._engine = sa.create_engine(url)
-        if url.get_backend_name() == "sqlite":
-            if url.database and url.database != ":memory:":
-                Path(url.database).parent.mkdir(parents=True, exist_ok=True)
-            sa.event.listen(self._engine, "connect", _enable_wal)
+        self.uri = uri
+        self._engine = open_database(uri)
         metadata = sa.MetaData()
         self._table, self._experts = _table(metadata), _expert_table(metadata)
         metadata.create_all(self._engine)
@@ -183,18 +190,21 @@ class PredictionLog:
                 "request_id": request_id, "grade": grade, "grader": grader,
                 "time": _utc(time, "time")}])
 
-    def expert_grades(self) -> pd.DataFrame:
-        """request_id and grade of every photo experts graded: each expert's latest grade
-        counts (an expert may correct their own, never another's), and the photo's grade is
-        the median of its experts' (rounded half up), as a panel's consensus is."""
+    def expert_panel(self) -> pd.DataFrame:
+        """request_id, grader and grade of every expert's grade of a photo: each expert's
+        latest counts (an expert may correct their own, never another's)."""
         column = self._experts.c
         query = (sa.select(column.request_id, column.grader, column.grade)
                  .order_by(column.time, column.id))
         with self._engine.connect() as connection:
             frame = pd.DataFrame(connection.execute(query).all(),
                                  columns=["request_id", "grader", "grade"])
-        latest = frame.drop_duplicates(["request_id", "grader"], keep="last")
-        median = latest.groupby("request_id", sort=False)["grade"].median()
+        return frame.drop_duplicates(["request_id", "grader"], keep="last")
+
+    def expert_grades(self) -> pd.DataFrame:
+        """request_id and grade of every photo experts graded: the median of its experts'
+        latest grades (rounded half up), as a panel's consensus is."""
+        median = self.expert_panel().groupby("request_id", sort=False)["grade"].median()
         return pd.DataFrame({"request_id": median.index,
                              "grade": np.floor(median.to_numpy(float) + 0.5).astype(int)})
 

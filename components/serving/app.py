@@ -19,20 +19,23 @@ service names every request itself; the `X-Request-ID` a client sends comes back
 
 from __future__ import annotations
 
+import asyncio
 import math
 import re
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import Depends, FastAPI, HTTPException, Request, Response
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import FileResponse, JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
 
 from components.oncall import tell_on_call
 from components.predlog import PredictionLog
+from components.reviews import ReviewParams, ReviewQueue
 from components.serving.batcher import Overloaded
 from components.serving.bodies import BodyLimit, read_files
 from components.serving.keys import AccessDenied, ApiKey, KeyStore, Role
@@ -40,6 +43,7 @@ from components.serving.metrics import ServiceMetrics
 from components.serving.params import ServeParams
 from components.serving.service import GradingService, NotReady
 from components.serving.source import ModelSource
+from components.serving.thumbnails import thumbnail_path
 from components.serving.uploads import UploadRejected
 from components.settings import GradelineSettings
 from model_registry.audit import AuditLog
@@ -79,9 +83,11 @@ def _correlation_id(request: Request) -> str | None:
     return value
 
 
-def create_app(service: GradingService, keys: KeyStore) -> FastAPI:
+def create_app(service: GradingService, keys: KeyStore,
+               review: ReviewParams | None = None) -> FastAPI:
     """The API over `service`, which it starts and stops with the app; `keys` says who may
-    call it."""
+    call it; `review` sets its review queue (params.yaml's defaults when None)."""
+    queue = ReviewQueue(service.log, review or ReviewParams())
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -170,7 +176,33 @@ def create_app(service: GradingService, keys: KeyStore) -> FastAPI:
             await service.record_expert_grade(expert.request_id, expert.grade, key.name)
         except KeyError as error:
             raise HTTPException(404, str(error.args[0])) from None
+        await asyncio.to_thread(queue.release, expert.request_id, key.name)
         return {"status": "recorded", "request_id": expert.request_id, "grader": key.name}
+
+    @app.get("/v1/review/next", summary="The next served photo this expert should grade",
+             responses={204: {"description": "nothing waits for this expert"}})
+    async def review_next(key: ApiKey = an_expert) -> Response:
+        """Leases the item to the caller; the model's answer is withheld, so it cannot anchor
+        the expert's grade. The grade goes to POST /v1/feedback, which ends the lease."""
+        item = await asyncio.to_thread(queue.lease_next, key.name, datetime.now(UTC))
+        if item is None:
+            return Response(status_code=204)
+        return JSONResponse({"request_id": item.request_id, "reasons": list(item.reasons),
+                             "graded_by": len(item.graders), "wanted": item.wanted,
+                             "lease_seconds": queue.params.lease_seconds,
+                             "photo": f"/v1/review/{item.request_id}/photo"})
+
+    @app.get("/v1/review/{request_id}/photo", summary="The photo of an item the caller holds",
+             response_class=FileResponse)
+    async def review_photo(request_id: str, key: ApiKey = an_expert) -> FileResponse:
+        if not await asyncio.to_thread(queue.holds, request_id, key.name, datetime.now(UTC)):
+            raise AccessDenied(403, f"{key.name} holds no lease on {request_id!r}: ask "
+                                    f"/v1/review/next for an item")
+        folder = service.config.thumbnails
+        path = thumbnail_path(folder, request_id) if folder is not None else None
+        if path is None or not path.is_file():
+            raise HTTPException(404, f"no photo of {request_id!r} was kept")
+        return FileResponse(path, media_type="image/jpeg")
 
     @app.post("/v1/admin/refresh", dependencies=[Depends(allowed(Role.OPERATOR))],
               summary="Re-read the registry's aliases now instead of at the next refresh")
@@ -210,7 +242,8 @@ def put_back_and_tell(settings: GradelineSettings, releases: Releases,
     return put_back
 
 
-def app_from_settings(settings: GradelineSettings, params: ServeParams) -> FastAPI:
+def app_from_settings(settings: GradelineSettings, params: ServeParams,
+                      review: ReviewParams | None = None) -> FastAPI:
     """The service of this home: its registry guarded by its release audit log, its prediction
     log, its keys, graphs cached under <cache>/serving, thumbnails of served photos in the
     home's thumbnails folder."""
@@ -221,4 +254,4 @@ def app_from_settings(settings: GradelineSettings, params: ServeParams) -> FastA
                          on_tamper=put_back_and_tell(settings, releases, metrics))
     return create_app(GradingService(source, PredictionLog(str(settings.prediction_log_uri)),
                                      metrics, params.service_config(settings.thumbnails_dir)),
-                      KeyStore(settings.keys_file))
+                      KeyStore(settings.keys_file), review)

@@ -1,0 +1,158 @@
+"""The review queue: served answers that experts should grade, and who is grading which.
+
+    queue = ReviewQueue(log, ReviewParams())
+    item = queue.lease_next("ada", now)       # the oldest item ada may grade now, or None
+    queue.release(item.request_id, "ada")     # ada's grade is in (the service does this)
+    queue.pending(now)                        # every item still wanting grades, and why
+
+An answer is queued when its conformal set holds more than one grade (`uncertain`), when the
+other model in a release graded it otherwise (`disagreement`), or when its request id falls in
+the audit share (`audit`: a hash of the id, so the same answers are audited wherever this is
+computed: an unbiased sample for monitoring). Each item wants `panel` independent expert
+grades, and one more while they spread over more than one grade (up to `max_panel`); the
+consensus is their median, as the prediction log's `expert_grades` gives it. The queue is read
+from the prediction log, so it survives restarts; a lease (one expert, one item, for
+`lease_seconds`) is a row in the same database, unique per item, so an item is never handed to
+two experts at once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import pandas as pd
+import sqlalchemy as sa
+from pydantic import Field
+
+from components.params import StrictParams
+from components.predlog import PredictionLog, open_database
+
+UNCERTAIN, DISAGREEMENT, AUDIT = "uncertain", "disagreement", "audit"
+
+
+class ReviewParams(StrictParams):
+    """The `review:` section of params.yaml."""
+
+    panel: int = Field(3, ge=1, description="independent expert grades each item wants")
+    max_panel: int = Field(5, ge=1, description="grades an item wants at most, however they "
+                           "spread")
+    audit_share: float = Field(0.05, ge=0, le=1, description="share of all answers reviewed "
+                               "whatever the model said: an unbiased sample")
+    lease_seconds: float = Field(600, gt=0, description="how long an expert holds an item")
+    window_days: float = Field(14, gt=0, description="answers this recent are queued")
+
+
+@dataclass(frozen=True)
+class ReviewItem:
+    """One queued answer: why it is queued, which experts graded it and how many it wants."""
+
+    request_id: str
+    time: datetime
+    reasons: tuple[str, ...]
+    graders: tuple[str, ...]
+    wanted: int
+
+
+def in_audit_share(request_id: str, share: float) -> bool:
+    """Whether `request_id` falls in the audit share: the same answer whoever asks."""
+    return int(hashlib.sha256(request_id.encode()).hexdigest()[:8], 16) < share * 16 ** 8
+
+
+def wanted_grades(grades: list[int], params: ReviewParams) -> int:
+    """Expert grades an item wants: the panel, plus one while they spread over more than one
+    grade, up to `max_panel`."""
+    spread = len(grades) >= params.panel and max(grades) - min(grades) > 1
+    return min(params.max_panel, max(params.panel, len(grades) + 1 if spread else 0))
+
+
+def _leases(metadata: sa.MetaData) -> sa.Table:
+    return sa.Table(
+        "review_leases", metadata,
+        sa.Column("request_id", sa.String(128), primary_key=True),  # one expert per item
+        sa.Column("expert", sa.String(128), nullable=False),
+        sa.Column("until", sa.DateTime(timezone=True), nullable=False),
+    )
+
+
+class ReviewQueue:
+    """The queue over a prediction log, with its leases in the same database."""
+
+    def __init__(self, log: PredictionLog, params: ReviewParams) -> None:
+        self.log, self.params = log, params
+        self._engine = open_database(log.uri)
+        metadata = sa.MetaData()
+        self._leases = _leases(metadata)
+        metadata.create_all(self._engine)
+
+    def pending(self, now: datetime) -> list[ReviewItem]:
+        """Every queued answer of the window that still wants expert grades, oldest first."""
+        rows = self.log.window(since=now - timedelta(days=self.params.window_days), until=now)
+        if rows.empty:
+            return []
+        graded = rows[rows["grade"].notna() & rows["error"].isna()]
+        answers = graded[graded["answered"]].drop_duplicates("request_id")
+        others = graded[~graded["answered"]].groupby("request_id")["grade"].agg(set)
+        panel = self.log.expert_panel().groupby("request_id")
+        experts = {request_id: frame for request_id, frame in panel}
+        items = []
+        for row in answers.itertuples():
+            reasons = self._reasons(row, others.get(row.request_id, set()))
+            if not reasons:
+                continue
+            given = experts.get(row.request_id)
+            grades = [] if given is None else given["grade"].astype(int).tolist()
+            wanted = wanted_grades(grades, self.params)
+            if len(grades) < wanted:
+                graders = () if given is None else tuple(given["grader"])
+                items.append(ReviewItem(row.request_id, row.time, reasons, graders, wanted))
+        return items
+
+    def _reasons(self, row: object, other_grades: set) -> tuple[str, ...]:
+        reasons = []
+        if pd.notna(row.grade_set_low) and row.grade_set_high > row.grade_set_low:
+            reasons.append(UNCERTAIN)
+        if other_grades - {row.grade}:
+            reasons.append(DISAGREEMENT)
+        if in_audit_share(row.request_id, self.params.audit_share):
+            reasons.append(AUDIT)
+        return tuple(reasons)
+
+    def lease_next(self, expert: str, now: datetime) -> ReviewItem | None:
+        """The item `expert` holds, or else the oldest one they have not graded that nobody
+        holds, leased to them for `lease_seconds`; None when nothing waits for them."""
+        mine = [item for item in self.pending(now) if expert not in item.graders]
+        until = now + timedelta(seconds=self.params.lease_seconds)
+        leases = self._leases.c
+        for item in mine:
+            with self._engine.begin() as connection:
+                connection.execute(self._leases.delete().where(leases.until <= now))
+                holder = connection.execute(sa.select(leases.expert).where(
+                    leases.request_id == item.request_id)).scalar_one_or_none()
+                if holder == expert:
+                    return item
+                if holder is not None:
+                    continue
+                try:
+                    connection.execute(self._leases.insert().values(
+                        request_id=item.request_id, expert=expert, until=until))
+                except sa.exc.IntegrityError:  # another expert took it just now
+                    continue
+            return item
+        return None
+
+    def holds(self, request_id: str, expert: str, now: datetime) -> bool:
+        """Whether `expert` holds a live lease on `request_id`."""
+        leases = self._leases.c
+        with self._engine.connect() as connection:
+            return connection.execute(sa.select(sa.func.count()).where(
+                leases.request_id == request_id, leases.expert == expert,
+                leases.until > now)).scalar_one() > 0
+
+    def release(self, request_id: str, expert: str) -> None:
+        """Let go of `expert`'s lease on `request_id` (their grade is in)."""
+        leases = self._leases.c
+        with self._engine.begin() as connection:
+            connection.execute(self._leases.delete().where(
+                leases.request_id == request_id, leases.expert == expert))

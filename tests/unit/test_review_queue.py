@@ -1,0 +1,110 @@
+"""The review queue on a real SQLite prediction log: which answers are queued and why, how many
+expert grades each wants, and leases that hand an item to one expert at a time, expire, and
+survive a restart."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from components.predlog import PredictionLog
+from components.reviews import (
+    AUDIT,
+    DISAGREEMENT,
+    UNCERTAIN,
+    ReviewParams,
+    ReviewQueue,
+    in_audit_share,
+    wanted_grades,
+)
+from tests.unit.test_predlog import START, _record
+
+NOW = START + timedelta(hours=1)
+NO_AUDIT = ReviewParams(audit_share=0.0)
+
+
+@pytest.fixture
+def log(tmp_path: Path) -> PredictionLog:
+    log = PredictionLog(f"sqlite:///{tmp_path}/p.db")
+    log.write([
+        _record("certain", 0, grade_set_low=8, grade_set_high=8),
+        _record("uncertain", 1),  # the set 7..9
+        _record("disputed", 2, grade_set_low=8, grade_set_high=8),
+        _record("disputed", 2, role="shadow", version=4, answered=False, grade=6),
+        _record("failed", 3, grade=None, grade_set_low=None, grade_set_high=None,
+                error="RuntimeError: boom"),
+    ])
+    return log
+
+
+def test_answers_are_queued_for_an_uncertain_set_or_a_disagreement_with_why(
+        log: PredictionLog) -> None:
+    items = ReviewQueue(log, NO_AUDIT).pending(NOW)
+
+    assert [(item.request_id, item.reasons, item.wanted) for item in items] == [
+        ("uncertain", (UNCERTAIN,), 3), ("disputed", (DISAGREEMENT,), 3)]
+
+
+def test_the_audit_share_is_a_fixed_sample_of_all_answers(log: PredictionLog) -> None:
+    everything = ReviewQueue(log, ReviewParams(audit_share=1.0)).pending(NOW)
+
+    assert [item.request_id for item in everything] == ["certain", "uncertain", "disputed"]
+    assert all(AUDIT in item.reasons for item in everything)
+    ids = [f"request-{i}" for i in range(4000)]
+    share = sum(in_audit_share(request_id, 0.05) for request_id in ids) / len(ids)
+    assert share == pytest.approx(0.05, abs=0.01)
+    assert [in_audit_share(i, 0.05) for i in ids] == [in_audit_share(i, 0.05) for i in ids]
+
+
+@pytest.mark.parametrize(("grades", "wanted"), [
+    ([], 3), ([8], 3), ([8, 8, 9], 3), ([6, 8, 8], 4), ([6, 8, 8, 8], 5), ([5, 6, 8, 9], 5),
+    ([4, 6, 8, 9, 9], 5)])
+def test_an_item_wants_a_panel_and_one_more_expert_while_they_disagree(grades: list[int],
+                                                                        wanted: int) -> None:
+    assert wanted_grades(grades, ReviewParams(panel=3, max_panel=5)) == wanted
+
+
+def test_an_item_leaves_the_queue_once_its_panel_has_graded(log: PredictionLog) -> None:
+    queue = ReviewQueue(log, NO_AUDIT)
+    for expert, grade in (("ada", 8), ("grace", 8), ("alan", 9)):
+        log.record_expert_grade("uncertain", grade, expert, NOW)
+    for expert, grade in (("ada", 6), ("grace", 8), ("alan", 8)):
+        log.record_expert_grade("disputed", grade, expert, NOW)
+
+    items = queue.pending(NOW)
+
+    assert [(item.request_id, item.graders, item.wanted) for item in items] == [
+        ("disputed", ("ada", "grace", "alan"), 4)]  # 6 against 8: one more expert
+
+
+def test_an_item_is_leased_to_one_expert_at_a_time_and_never_to_one_who_graded_it(
+        log: PredictionLog) -> None:
+    queue = ReviewQueue(log, NO_AUDIT)
+
+    ada = queue.lease_next("ada", NOW)
+    grace = queue.lease_next("grace", NOW)
+    again = queue.lease_next("ada", NOW)
+    nobody_left = queue.lease_next("alan", NOW)
+
+    assert (ada.request_id, grace.request_id) == ("uncertain", "disputed")
+    assert again == ada and queue.holds("uncertain", "ada", NOW)
+    assert nobody_left is None  # both items are held
+    log.record_expert_grade("uncertain", 8, "ada", NOW)
+    queue.release("uncertain", "ada")
+    assert queue.lease_next("alan", NOW).request_id == "uncertain"
+    assert queue.lease_next("ada", NOW) is None  # ada graded it; grace holds the other
+
+
+def test_a_lease_expires_and_survives_a_restart(log: PredictionLog) -> None:
+    params = ReviewParams(audit_share=0.0, lease_seconds=60)
+    ReviewQueue(log, params).lease_next("ada", NOW)
+
+    restarted = ReviewQueue(PredictionLog(log.uri), params)
+
+    assert restarted.holds("uncertain", "ada", NOW + timedelta(seconds=30))
+    assert restarted.lease_next("grace", NOW + timedelta(seconds=30)).request_id == "disputed"
+    later = NOW + timedelta(seconds=61)
+    assert not restarted.holds("uncertain", "ada", later)
+    assert restarted.lease_next("alan", later).request_id == "uncertain"
