@@ -1,5 +1,6 @@
-"""A reviewer's decisions as reviewers make them, through `gradeline approve` and `reject` on a
-real registry: exit codes, what is printed, the audit line, and the champion afterwards."""
+"""A reviewer's decisions as reviewers make them, through `gradeline approve` and `reject` (and
+the tags in the MLflow UI) on a real registry: exit codes, what is printed, the audit line, the
+champion afterwards, and a decision by someone who is not a reviewer ignored."""
 
 from __future__ import annotations
 
@@ -13,8 +14,10 @@ from typer.testing import CliRunner
 from cli.main import app
 from components.release.registry import releases_of
 from components.settings import load_settings
+from flows.release import conclude_release
 from model_registry.audit import ACTION_APPROVAL
 from model_registry.names import GRADER
+from model_registry.versions import registry_client
 from tests.integration.conftest import two_graders
 
 pytestmark = pytest.mark.integration
@@ -65,3 +68,20 @@ def test_a_reviewer_approves_through_the_cli_and_the_version_is_champion(home: P
     report = json.loads(approved.stdout)
     assert (report["stage"], report["approved_by"]) == ("champion", "ada")
     assert releases_of(load_settings()).aliases(GRADER) == {"champion": 2, "previous": 1}
+
+
+def test_an_approval_counts_only_from_a_listed_reviewer(home: Path, tmp_path: Path) -> None:
+    params = _awaiting(tmp_path)
+    client = registry_client(str(load_settings().mlflow_tracking_uri))
+
+    for tag, value in (("approval", "approved"), ("approved_by", "mallory")):  # in the UI
+        client.set_model_version_tag(GRADER, "2", tag, value)
+    ignored = conclude_release(GRADER, 2, str(params))
+    refused = CliRunner().invoke(app, ["approve", "--version", "2", "--by", "mallory",
+                                       "--params", str(params)])
+    client.set_model_version_tag(GRADER, "2", "approved_by", "ada")
+    crowned = conclude_release(GRADER, 2, str(params))
+
+    assert ignored["stage"] == "awaiting_approval" and "mallory" in ignored["ignored"]
+    assert refused.exit_code == 2 and "'mallory' is not a reviewer" in refused.output
+    assert crowned["stage"] == "champion" and crowned["approved_by"] == "ada"
