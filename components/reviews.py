@@ -4,16 +4,18 @@
     item = queue.lease_next("ada", now)       # the oldest item ada may grade now, or None
     queue.release(item.request_id, "ada")     # ada's grade is in (the service does this)
     queue.pending(now)                        # every item still wanting grades, and why
+    queue.request(["req-7"], DRIFTED, now)    # queue answers for a reason the log cannot show
 
 An answer is queued when its conformal set holds more than one grade (`uncertain`), when the
-other model in a release graded it otherwise (`disagreement`), or when its request id falls in
+other model in a release graded it otherwise (`disagreement`), when its request id falls in
 the audit share (`audit`: a hash of the id, so the same answers are audited wherever this is
-computed: an unbiased sample for monitoring). Each item wants `panel` independent expert
-grades, and one more while they spread over more than one grade (up to `max_panel`); the
-consensus is their median, as the prediction log's `expert_grades` gives it. The queue is read
-from the prediction log, so it survives restarts; a lease (one expert, one item, for
-`lease_seconds`) is a row in the same database, unique per item, so an item is never handed to
-two experts at once.
+computed: an unbiased sample for monitoring), or when another stage asked for it (`drifted`:
+monitoring queues the photos farthest from its reference). Each item wants `panel`
+independent expert grades, and one more while they spread over more than one grade (up to
+`max_panel`); the consensus is their median, as the prediction log's `expert_grades` gives it.
+The queue is read from the prediction log and the requests beside it, so it survives restarts;
+a lease (one expert, one item, for `lease_seconds`) is a row in the same database, unique per
+item, so an item is never handed to two experts at once.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from pydantic import Field
 from components.params import StrictParams
 from components.predlog import PredictionLog, open_database
 
-UNCERTAIN, DISAGREEMENT, AUDIT = "uncertain", "disagreement", "audit"
+UNCERTAIN, DISAGREEMENT, AUDIT, DRIFTED = "uncertain", "disagreement", "audit", "drifted"
 
 
 class ReviewParams(StrictParams):
@@ -76,15 +78,46 @@ def _leases(metadata: sa.MetaData) -> sa.Table:
     )
 
 
+def _requests(metadata: sa.MetaData) -> sa.Table:
+    return sa.Table(
+        "review_requests", metadata,
+        sa.Column("request_id", sa.String(128), primary_key=True),
+        sa.Column("reason", sa.String(32), primary_key=True),
+        sa.Column("time", sa.DateTime(timezone=True), nullable=False),
+    )
+
+
 class ReviewQueue:
-    """The queue over a prediction log, with its leases in the same database."""
+    """The queue over a prediction log, with its leases and requested reviews in the same
+    database."""
 
     def __init__(self, log: PredictionLog, params: ReviewParams) -> None:
         self.log, self.params = log, params
         self._engine = open_database(log.uri)
         metadata = sa.MetaData()
-        self._leases = _leases(metadata)
+        self._leases, self._requests = _leases(metadata), _requests(metadata)
         metadata.create_all(self._engine)
+
+    def request(self, request_ids: list[str], reason: str, now: datetime) -> int:
+        """Queue these answers for `reason` (once each); how many were new."""
+        column = self._requests.c
+        with self._engine.begin() as connection:
+            known = set(connection.execute(sa.select(column.request_id).where(
+                column.reason == reason, column.request_id.in_(request_ids))).scalars())
+            fresh = [{"request_id": request_id, "reason": reason, "time": now}
+                     for request_id in dict.fromkeys(request_ids) if request_id not in known]
+            if fresh:
+                connection.execute(self._requests.insert(), fresh)
+        return len(fresh)
+
+    def _requested(self) -> dict[str, set[str]]:
+        with self._engine.connect() as connection:
+            rows = connection.execute(sa.select(self._requests.c.request_id,
+                                                self._requests.c.reason)).all()
+        requested: dict[str, set[str]] = {}
+        for request_id, reason in rows:
+            requested.setdefault(request_id, set()).add(reason)
+        return requested
 
     def pending(self, now: datetime) -> list[ReviewItem]:
         """Every queued answer of the window that still wants expert grades, oldest first."""
@@ -96,9 +129,11 @@ class ReviewQueue:
         others = graded[~graded["answered"]].groupby("request_id")["grade"].agg(set)
         panel = self.log.expert_panel().groupby("request_id")
         experts = {request_id: frame for request_id, frame in panel}
+        requested = self._requested()
         items = []
         for row in answers.itertuples():
-            reasons = self._reasons(row, others.get(row.request_id, set()))
+            reasons = self._reasons(row, others.get(row.request_id, set())) + tuple(
+                sorted(requested.get(row.request_id, ())))
             if not reasons:
                 continue
             given = experts.get(row.request_id)

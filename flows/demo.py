@@ -247,6 +247,8 @@ def monitor_day(since: datetime, until: datetime, params_file: str, expect: str)
             figures[signal["name"]] = float(f"{signal['score']:.3g}")  # p-values are tiny
     if summary["alert"]:
         figures["alert"] = summary["alert"]
+    if summary["queued_for_review"]:
+        figures["queued_for_review"] = summary["queued_for_review"]
     files = [summary["report"]] + ([summary["contact_sheet"]] if summary["contact_sheet"] else [])
     if summary["status"] != expect:
         raise DemoFailed(f"monitoring found {summary['status']} where the story expects "

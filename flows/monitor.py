@@ -12,7 +12,8 @@ per champion version. Each run writes `drift.html` and `drift.json` under
 `<reports>/monitor/<model>/<time>/` and adds the run to the Evidently workspace
 `<home>/evidently` (`evidently ui --workspace <home>/evidently` shows the history). On drift it
 tells on-call once per incident (a cooldown; new signals or a lapsed cooldown alert again),
-draws the most drifted served photos on a contact sheet, and emits the Prefect event
+draws the most drifted served photos on a contact sheet and queues them for the experts'
+review, and emits the Prefect event
 `gradeline.drift.detected`, on which the `retrain-on-drift` deployment triggers. A clean window
 after an incident announces the recovery. Import after `settings.activate()`.
 """
@@ -35,7 +36,7 @@ from components.monitor.drift import (
     judge_window,
 )
 from components.monitor.incidents import IncidentBook, Verdict
-from components.monitor.outliers import most_drifted_sheet
+from components.monitor.outliers import most_drifted, most_drifted_sheet
 from components.monitor.params import MonitorParams
 from components.monitor.reference import (
     cached_reference,
@@ -49,6 +50,7 @@ from components.monitor.window import MonitorError, window_bounds
 from components.oncall import tell_on_call
 from components.params import load_params
 from components.predlog import PredictionLog
+from components.reviews import DRIFTED, ReviewParams, ReviewQueue
 from components.serving.thumbnails import thumbnail_path
 from components.settings import GradelineSettings, load_settings
 from components.vision.models import OnnxGrader
@@ -102,6 +104,16 @@ def publish(settings: GradelineSettings, judgement: DriftJudgement, model: str,
 
 
 @task(cache_policy=NO_CACHE)
+def queue_for_review(settings: GradelineSettings, reference: pd.DataFrame, window: pd.DataFrame,
+                     count: int, params_file: str | None, now: datetime) -> int:
+    """The served photos farthest from the reference into the review queue, so experts grade
+    what changed; how many were new to it."""
+    review = load_params("review", ReviewParams, Path(params_file) if params_file else None)
+    queue = ReviewQueue(PredictionLog(str(settings.prediction_log_uri)), review)
+    return queue.request(most_drifted(reference, window, count), DRIFTED, now)
+
+
+@task(cache_policy=NO_CACHE)
 def tell(settings: GradelineSettings, verdict: Verdict, judgement: DriftJudgement,
          champion: RegisteredVersion, window: str, files: dict[str, str],
          sheet: str | None) -> str | None:
@@ -149,18 +161,21 @@ def monitor(model: str = "card-grader", window_hours: float | None = None,
     verdict = IncidentBook(settings.home / "monitor" / "incidents.json",
                            timedelta(hours=params.cooldown_hours)).observe(
         model, judgement.status, [signal.name for signal in judgement.drifted], end)
+    drifting = verdict.action in ("alert", "silenced", "quiet")
     drawn = (most_drifted_sheet(
         reference, window, params.sheet_images,
         lambda request_id: cv2.imread(str(thumbnail_path(settings.thumbnails_dir, request_id))),
-        Path(files["report"]).parent / "most_drifted.png")
-        if verdict.action in ("alert", "silenced", "quiet") else None)
+        Path(files["report"]).parent / "most_drifted.png") if drifting else None)
     sheet = str(drawn) if drawn else None
+    queued = (queue_for_review(settings, reference, window, params.sheet_images, params_file,
+                               end) if drifting else 0)
     subject = tell(settings, verdict, judgement, champion, span, files, sheet)
     get_run_logger().info("%s v%s: %s (incident: %s)", model, champion.version,
                           judgement.headline(), verdict.action)
     return {"model": model, "version": champion.version, "since": start.isoformat(),
             "until": end.isoformat(), **judgement.as_dict(), "headline": judgement.headline(),
-            "incident": verdict.as_dict(), "alert": subject, "contact_sheet": sheet, **files}
+            "incident": verdict.as_dict(), "alert": subject, "contact_sheet": sheet,
+            "queued_for_review": queued, **files}
 
 
 def run_monitor(settings: GradelineSettings, model: str, window_hours: float | None = None,

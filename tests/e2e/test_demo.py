@@ -71,6 +71,7 @@ def test_the_demo_tells_the_whole_story(story: tuple[DemoReport, list[str], Path
     assert drift.figures["alert"].startswith("[gradeline] drift: card-grader v1")
     assert "<html" in Path(drift.files[0]).read_text().lower()
     assert Path(drift.files[1]).name == "most_drifted.png"  # thumbnails of served photos
+    assert drift.figures["queued_for_review"] > 0  # the experts see what changed
     clean = monitors["day 3: monitor"]
     assert clean.figures["version"] == 2 and clean.figures["incident"] == "recovered"
 

@@ -13,6 +13,7 @@ from components.predlog import PredictionLog
 from components.reviews import (
     AUDIT,
     DISAGREEMENT,
+    DRIFTED,
     UNCERTAIN,
     ReviewParams,
     ReviewQueue,
@@ -108,3 +109,16 @@ def test_a_lease_expires_and_survives_a_restart(log: PredictionLog) -> None:
     later = NOW + timedelta(seconds=61)
     assert not restarted.holds("uncertain", "ada", later)
     assert restarted.lease_next("alan", later).request_id == "uncertain"
+
+
+def test_another_stage_queues_answers_for_its_own_reason_once(log: PredictionLog) -> None:
+    queue = ReviewQueue(log, NO_AUDIT)
+
+    first = queue.request(["certain", "uncertain", "certain"], DRIFTED, NOW)
+    again = queue.request(["certain"], DRIFTED, NOW)
+    restarted = ReviewQueue(PredictionLog(log.uri), NO_AUDIT).pending(NOW)
+
+    assert (first, again) == (2, 0)
+    assert [(item.request_id, item.reasons) for item in restarted] == [
+        ("certain", (DRIFTED,)), ("uncertain", (UNCERTAIN, DRIFTED)),
+        ("disputed", (DISAGREEMENT,))]
