@@ -34,6 +34,7 @@ from components.release.comparison import compare_roles
 from components.release.registry import releases_of
 from components.settings import GradelineSettings, load_settings
 from model_registry import ReleaseError, Releases, VersionNotFound
+from model_registry.locks import ReleaseLocked
 from model_registry.names import (
     ALIAS_CHALLENGER,
     ALIAS_CHAMPION,
@@ -95,10 +96,11 @@ def _judged(releases: Releases, settings: GradelineSettings, watch: Watch,
             verdict: StepVerdict) -> bool:
     """Record the step's figures on the version; roll it back and tell on-call if it failed."""
     figures = {key: value for key, value in verdict.figures.items() if value is not None}
-    releases.record_release_figures(watch.model, watch.challenger, watch.step, figures)
+    reason = f"{watch.step}: " + ("; ".join(verdict.failures) or "passed")
+    releases.record_release_figures(watch.model, watch.challenger, watch.step, figures, ACTOR,
+                                    reason)
     if verdict.passed:
         return True
-    reason = f"{watch.step}: " + "; ".join(verdict.failures)
     releases.roll_back_challenger(watch.model, watch.challenger, ACTOR, reason, figures)
     tell_on_call(settings, f"{watch.model} version {watch.challenger} rolled back at "
                            f"{watch.step}",
@@ -175,6 +177,9 @@ def conclude_release(model: str, version: int,
 
 def _conclude(releases: Releases, model: str, version: int,
               reviewers: tuple[str, ...]) -> dict[str, object]:
+    stage = releases.version(model, version).stage
+    if stage != STAGE_AWAITING_APPROVAL:  # concluded meanwhile (`gradeline approve`, a schedule)
+        return {"model": model, "version": version, "stage": stage}
     approval = releases.approval(model, version)
     waiting = {"model": model, "version": version, "stage": STAGE_AWAITING_APPROVAL}
     if approval is None or not approval.by:  # a decision counts once it names its reviewer
@@ -225,8 +230,9 @@ def wait_for_decision(settings: GradelineSettings, model: str, version: int,
                       params_file: str | None, timeout_seconds: float,
                       say: Callable[[str], None]) -> dict[str, object]:
     """Poll the version until one of the reviewers decided (then run `conclude-release`) or the
-    time is up; what was decided elsewhere (`gradeline approve`) is returned as it stands, and a
-    decision by anyone else is said once and ignored."""
+    time is up; what was concluded elsewhere (`gradeline approve`, even while this poll runs
+    its own conclusion) is returned as it stands, and a decision by anyone else is said once
+    and ignored."""
     params = load_params("promote", PromoteParams, Path(params_file) if params_file else None)
     releases = releases_of(settings)
     deadline = time.monotonic() + timeout_seconds
@@ -241,7 +247,10 @@ def wait_for_decision(settings: GradelineSettings, model: str, version: int,
             return {"model": model, "version": version, "stage": stage}
         approval = releases.approval(model, version)
         if approval is not None and approval.by in params.reviewers:
-            return run_conclude(settings, model, version, params_file)
+            try:
+                return run_conclude(settings, model, version, params_file)
+            except ReleaseLocked:
+                pass  # `gradeline approve` is concluding it: its outcome is read next poll
         if approval is not None and approval.by and approval.by != ignored:
             ignored = approval.by
             say(f"ignoring the decision by {ignored!r}: not one of promote.reviewers")

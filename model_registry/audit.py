@@ -29,6 +29,7 @@ ACTION_CANARY_SHARE = "canary_share"
 ACTION_ROLLBACK = "rollback"
 ACTION_ABORT = "abort"  # an operator stopped a release in flight
 ACTION_RESTORE = "restore"  # the guard put back a state changed outside Releases
+ACTION_STEP_JUDGED = "step_judged"  # a release step's verdict and the figures it rests on
 
 
 def utc_now() -> str:

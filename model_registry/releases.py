@@ -37,6 +37,7 @@ from model_registry.audit import (
     ACTION_CANARY_SHARE,
     ACTION_ROLLBACK,
     ACTION_STAGE,
+    ACTION_STEP_JUDGED,
     AuditLog,
 )
 from model_registry.changes import RegistryChange
@@ -172,19 +173,24 @@ class Releases:
                 TAG_CANARY_SHARE: {"from": current.tags.get(TAG_CANARY_SHARE), "to": value}})
 
     def record_release_figures(self, name: str, version: int, step: str,
-                               figures: dict[str, float | int | str]) -> None:
+                               figures: dict[str, float | int | str], actor: str,
+                               verdict: str) -> None:
         """Tags `release.<step>.<figure>` with the figures of a shadow or canary analysis,
-        floats to 4 significant digits, so the reviewer reads them on the version page."""
-        self._get(name, version)
+        floats to 4 significant digits, so the reviewer reads them on the version page; the
+        audit log gets them too, with the step's `verdict` as the reason."""
+        current = self._get(name, version)
+        _require_actor(actor)
         names = [step, *figures]
         if not all(part.strip() and "." not in part for part in names):
             raise ReleaseError(f"release figures of {name} version {version}: step and figure "
                                f"names must be non-empty and without dots, got {names}")
-        for figure, value in figures.items():
-            real = isinstance(value, Real) and not isinstance(value, Integral)
-            text = f"{value:.4g}" if real else str(value)
-            self.client.set_model_version_tag(name, str(version),
-                                              f"{RELEASE_PREFIX}{step}.{figure}", text)
+        with self._change() as change:
+            for figure, value in figures.items():
+                real = isinstance(value, Real) and not isinstance(value, Integral)
+                change.tag(current, f"{RELEASE_PREFIX}{step}.{figure}",
+                           f"{value:.4g}" if real else str(value))
+            change.event(current, ACTION_STEP_JUDGED, None, None, actor, verdict,
+                         {"step": step, "figures": figures})
 
     # -- approval --------------------------------------------------------------------------
 

@@ -1,41 +1,109 @@
-"""ONNX graphs for tests that exercise serving, not learning: a detector that answers fixed raw
-outputs, and a grader changed to fail on a share of photos (the untrained grader itself is
-`components.evaluate.export.untrained_grader_graph`).
+"""ONNX graphs for tests that exercise serving and releases, not learning: a detector that
+answers fixed raw outputs, a grader changed to fail on a share of photos, and graders whose grade
+is a rule of what they see, so a test knows exactly how well each grades (the untrained grader
+itself is `components.evaluate.export.untrained_grader_graph`).
 
     grader = untrained_grader_graph(tmp / "model.onnx", size=(96, 128))
     erring = erring_grader_graph(grader, tmp / "erring.onnx", brightness_threshold=120.0)
+    rule = rule_grader_graph(grader, tmp / "rule.onnx", GradeRule((90.0, 110.0), tint=3.5))
     detector = detector_graph(tmp / "detector.onnx", raw)   # (4 + classes) x anchors
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import onnx
 from onnx import TensorProto, helper
 
+from components.vision.graph import OUTPUT
+
 DETECTOR_IMGSZ = 64
+
+
+@dataclass(frozen=True)
+class GradeRule:
+    """A grade read from the pixels the grader sees: `lowest` plus the number of `edges` the
+    mean brightness is above, plus one where the card's red tint (mean red minus mean
+    brightness) is above `tint` (never, when None)."""
+
+    edges: tuple[float, ...]
+    tint: float | None = None
+    lowest: int = 5
 
 
 def erring_grader_graph(source: Path, path: Path, brightness_threshold: float) -> Path:
     """`source` changed to answer NaN for photos whose mean pixel value is above the threshold:
     a challenger that errs on a share of requests."""
-    graph = onnx.load(str(source))
-    output = graph.graph.output[0].name
-    for node in graph.graph.node:
-        node.output[:] = [f"{name}_raw" if name == output else name for name in node.output]
-    graph.graph.initializer.extend([
+    return _replace_output(source, path, "erring", [
         helper.make_tensor("threshold", TensorProto.FLOAT, [], [brightness_threshold]),
         helper.make_tensor("nan", TensorProto.FLOAT, [], [float("nan")]),
         helper.make_tensor("zero", TensorProto.FLOAT, [], [0.0]),
-        helper.make_tensor("per_image", TensorProto.INT64, [3], [-1, 1, 1])])
-    graph.graph.node.extend([
+        helper.make_tensor("per_image", TensorProto.INT64, [3], [-1, 1, 1])], [
         helper.make_node("ReduceMean", ["pixels"], ["brightness"], axes=[1, 2, 3], keepdims=0),
         helper.make_node("Greater", ["brightness", "threshold"], ["too_bright"]),
         helper.make_node("Where", ["too_bright", "nan", "zero"], ["poison"]),
         helper.make_node("Reshape", ["poison", "per_image"], ["poison_n11"]),
-        helper.make_node("Add", [f"{output}_raw", "poison_n11"], [output])])
+        helper.make_node("Add", ["raw", "poison_n11"], [OUTPUT])])
+
+
+def rule_grader_graph(source: Path, path: Path, rule: GradeRule) -> Path:
+    """`source` changed to answer `rule`'s grade for every target with probability 0.91 (the
+    network still runs, so latency and embeddings are a real grader's)."""
+    tint = [2 / 3, -1 / 3, -1 / 3]  # red minus the mean of the three channels
+    return _replace_output(source, path, "rule", [
+        helper.make_tensor("edges", TensorProto.FLOAT, [1, len(rule.edges)], rule.edges),
+        helper.make_tensor("count", TensorProto.FLOAT, [len(rule.edges), 1],
+                           [1.0] * len(rule.edges)),
+        helper.make_tensor("tint_weights", TensorProto.FLOAT, [3, 1], tint),
+        helper.make_tensor("tint_threshold", TensorProto.FLOAT, [],
+                           [np.inf if rule.tint is None else rule.tint]),
+        helper.make_tensor("lowest", TensorProto.FLOAT, [], [float(rule.lowest)]),
+        helper.make_tensor("grades", TensorProto.FLOAT, [1, 10], np.arange(1, 11, dtype=float)),
+        helper.make_tensor("sure", TensorProto.FLOAT, [], [0.9]),
+        helper.make_tensor("floor", TensorProto.FLOAT, [], [0.01]),
+        helper.make_tensor("zero", TensorProto.FLOAT, [], [0.0]),
+        helper.make_tensor("column", TensorProto.INT64, [2], [-1, 1]),
+        helper.make_tensor("per_image", TensorProto.INT64, [3], [-1, 1, 10])], [
+        helper.make_node("ReduceMean", ["pixels"], ["brightness"], axes=[1, 2, 3], keepdims=0),
+        helper.make_node("Reshape", ["brightness", "column"], ["brightness_n1"]),
+        helper.make_node("Greater", ["brightness_n1", "edges"], ["above"]),
+        helper.make_node("Cast", ["above"], ["above_float"], to=TensorProto.FLOAT),
+        helper.make_node("MatMul", ["above_float", "count"], ["steps"]),
+        helper.make_node("ReduceMean", ["pixels"], ["channels"], axes=[1, 2], keepdims=0),
+        helper.make_node("MatMul", ["channels", "tint_weights"], ["tint"]),
+        helper.make_node("Greater", ["tint", "tint_threshold"], ["tinted"]),
+        helper.make_node("Cast", ["tinted"], ["tint_step"], to=TensorProto.FLOAT),
+        helper.make_node("Sum", ["lowest", "steps", "tint_step"], ["grade"]),
+        helper.make_node("Equal", ["grade", "grades"], ["is_grade"]),
+        helper.make_node("Cast", ["is_grade"], ["one_hot"], to=TensorProto.FLOAT),
+        helper.make_node("Mul", ["one_hot", "sure"], ["peak"]),
+        helper.make_node("Add", ["peak", "floor"], ["answer"]),
+        helper.make_node("Reshape", ["answer", "per_image"], ["answer_n110"]),
+        helper.make_node("Mul", ["raw", "zero"], ["ignored"]),
+        helper.make_node("Add", ["ignored", "answer_n110"], [OUTPUT])])
+
+
+def _replace_output(source: Path, path: Path, prefix: str,
+                    initializers: list[onnx.TensorProto], nodes: list[onnx.NodeProto]) -> Path:
+    """`source` with `nodes` computing its output anew from the pixels, its former output
+    (`raw`) and `initializers`, saved to `path`. Every new name but the graph's input and output
+    gets `prefix`, so a changed graph can be changed again."""
+    def local(name: str) -> str:
+        return name if name in ("pixels", OUTPUT) else f"{prefix}_{name}"
+
+    graph = onnx.load(str(source))
+    for node in graph.graph.node:
+        node.output[:] = [local("raw") if name == OUTPUT else name for name in node.output]
+    for tensor in initializers:
+        tensor.name = local(tensor.name)
+    for node in nodes:
+        node.input[:] = [local(name) for name in node.input]
+        node.output[:] = [local(name) for name in node.output]
+    graph.graph.initializer.extend(initializers)
+    graph.graph.node.extend(nodes)
     onnx.checker.check_model(graph)
     onnx.save(graph, str(path))
     return path

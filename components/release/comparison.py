@@ -20,15 +20,16 @@ from components.vision.agreement import grading_metrics
 @dataclass(frozen=True)
 class RoleComparison:
     """Champion against challenger over the same window. Error rates are 0.0 for a side without
-    requests; p99 latencies are None without requests, and the agreement figures None without
-    pairs (a request both graded, neither with an error), so no figure is ever NaN."""
+    requests; latencies (of the answers a side gave clients) are None without such answers, and
+    the agreement figures None without pairs (a request both graded, neither with an error), so
+    no figure is ever NaN."""
 
     pairs: int
     champion_requests: int
     challenger_requests: int
     champion_error_rate: float
     challenger_error_rate: float
-    champion_latency_ms: float | None  # at `latency_quantile`, chosen by the step's size
+    champion_latency_ms: float | None  # of answers to clients, at `latency_quantile`
     challenger_latency_ms: float | None
     agreement_exact: float | None
     agreement_within_one: float | None
@@ -48,7 +49,7 @@ class RoleComparison:
 def compare_roles(log: PredictionLog, model: str, champion_version: int,
                   challenger_version: int, since: datetime) -> RoleComparison:
     """How the challenger (in shadow or canary) did next to the champion since `since`: errors
-    and p99 latency of each side, grade agreement on the requests both graded, and each side's
+    and tail latency of each side, grade agreement on the requests both graded, and each side's
     QWK on those whose photo an expert has graded."""
     champion = log.window(since=since, model=model, roles=["champion"], version=champion_version)
     challenger = log.window(since=since, model=model, roles=["challenger", "shadow"],
@@ -57,7 +58,11 @@ def compare_roles(log: PredictionLog, model: str, champion_version: int,
               .drop_duplicates("request_id") for side in (champion, challenger)]
     pairs = graded[0].merge(graded[1], on="request_id", suffixes=("_champion", "_challenger"))
     difference = (pairs["grade_champion"] - pairs["grade_challenger"]).abs().to_numpy(float)
-    quantile = latency_quantile(min(len(champion), len(challenger)))
+    # Latency is what clients wait for: the answers each side gave them. Off-path scoring
+    # (shadow, and the champion's score of a canary's request) queues behind clients'
+    # requests by design, so it is never timed against them: a shadow step compares none.
+    timed = [side.loc[side["answered"]] for side in (champion, challenger)]
+    quantile = latency_quantile(min(len(side) for side in timed))
     have_pairs = len(pairs) > 0
     judged = pairs.merge(log.expert_grades(), on="request_id")
     kappas = {side: grading_metrics(judged["grade"].to_numpy(int),
@@ -70,8 +75,8 @@ def compare_roles(log: PredictionLog, model: str, champion_version: int,
         champion_error_rate=_error_rate(champion),
         challenger_error_rate=_error_rate(challenger),
         latency_quantile=quantile,
-        champion_latency_ms=_latency(champion, quantile),
-        challenger_latency_ms=_latency(challenger, quantile),
+        champion_latency_ms=_latency(timed[0], quantile),
+        challenger_latency_ms=_latency(timed[1], quantile),
         agreement_exact=float(np.mean(difference == 0)) if have_pairs else None,
         agreement_within_one=float(np.mean(difference <= 1)) if have_pairs else None,
         mean_abs_grade_difference=float(difference.mean()) if have_pairs else None,

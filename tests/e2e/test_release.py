@@ -2,11 +2,15 @@
 traffic; `gradeline promote` takes a challenger through shadow and canary; a reviewer approves it
 with clicks in the real MLflow UI (headless Chromium); the service answers with the new champion
 without a restart. A challenger that errs on a share of requests is rolled back automatically,
-clients never see its errors, and on-call hears of it on a real HTTP receiver.
+clients never see its errors, and on-call hears of it on a real HTTP receiver. With experts'
+grades coming back, a challenger that grades worse than the champion is rolled back on its kappa
+although it agrees with the champion, and a better one passes. Every release is judged on
+params.yaml's own `promote.analysis` settings.
 
-The graders are the real network with fresh heads, exported and registered with the tags a
-passing evaluation writes (tests/graphs.py): training and evaluation have their own tests, and
-these check the release machinery, not model quality.
+The graders are the real network with its answer replaced by a rule of what it sees (tests/
+graphs.py), exported and registered with the tags a passing evaluation writes: the test knows
+exactly how well each grades against the experts, whose grades the rule with no error gives.
+Training and evaluation have their own tests; these check the release machinery.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
@@ -29,6 +34,7 @@ import numpy as np
 import pytest
 import yaml
 from playwright.sync_api import sync_playwright
+from prefect.settings import PREFECT_API_URL
 from typer.testing import CliRunner
 
 from cli.main import app
@@ -36,9 +42,10 @@ from components.evaluate.export import untrained_grader_graph
 from components.evaluate.graphs import sha256
 from components.serving.loopback import free_port, wait_until_up
 from components.serving.traffic import Photo, Traffic, TrafficKeys
-from components.settings import load_settings
+from components.settings import find_project_root, load_settings
 from components.tracking import TrackedRun
 from components.vision.graph import read_metadata
+from components.vision.models import OnnxGrader
 from components.vision.prepare import prepare_photo
 from model_registry import AuditLog, get_version, register_candidate
 from model_registry.access import add_reviewer
@@ -48,7 +55,7 @@ from tests.e2e.mlflow_ui import (
     mlflow_server,
     set_version_tags_in_ui,
 )
-from tests.graphs import erring_grader_graph
+from tests.graphs import GradeRule, erring_grader_graph, rule_grader_graph
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration, pytest.mark.slow]
 
@@ -56,17 +63,61 @@ GRADER = "card-grader"
 SIZE = (96, 128)  # width, height: the tiny budgets' input size
 
 
-def _release_params(path: Path) -> Path:
-    """A service that re-reads aliases twice a second, and release steps judged on a few
-    requests (latency ratio loose: 2 shared cores are noisy)."""
-    params = {"serve": {"refresh_seconds": 0.5, "max_wait_ms": 2, "drain_seconds": 0.5},
-              "promote": {"shadow": {"min_pairs": 12, "max_wait_seconds": 120},
-                          "canary": {"steps": [0.25, 0.5], "min_requests": 8,
-                                     "max_wait_seconds": 120},
-                          "analysis": {"max_latency_ratio": 10.0}, "poll_seconds": 0.5,
-                          "reviewers": ["ada"]}}
-    path.write_text(yaml.safe_dump(params))
-    return path
+def _release_params(folder: Path) -> tuple[Path, Path]:
+    """Two params files with params.yaml's own `promote.analysis`: a service that re-reads
+    aliases twice a second, and release steps judged on a few requests (`params.yaml`), or on
+    enough for 30 expert grades, the kappa test's first look (`judged.yaml`)."""
+    production = yaml.safe_load((find_project_root() / "params.yaml").read_text())
+    common = {"poll_seconds": 0.5, "reviewers": ["ada"],
+              "analysis": production["promote"]["analysis"]}
+    steps = {"params.yaml": ({"min_pairs": 12}, {"steps": [0.25, 0.5], "min_requests": 8}),
+             "judged.yaml": ({"min_pairs": 40}, {"steps": [0.5], "min_requests": 40})}
+    for name, (shadow, canary) in steps.items():
+        (folder / name).write_text(yaml.safe_dump({
+            "serve": {"refresh_seconds": 0.5, "max_wait_ms": 2, "drain_seconds": 0.5},
+            "promote": {**common, "shadow": {**shadow, "max_wait_seconds": 120},
+                        "canary": {**canary, "max_wait_seconds": 120}}}))
+    return folder / "params.yaml", folder / "judged.yaml"
+
+
+@dataclass(frozen=True)
+class ExpertRules:
+    """The graders' rules on the first factory batch, and its photos with the experts' grades:
+    the experts grade by brightness alone (4 grades); the champion adds one to the reddest
+    quarter of cards, a worse challenger to the reddest three quarters (so it is within one
+    grade of the champion on every photo), a better one grades as the experts do. The rules
+    replace the answer of the `untrained` graph."""
+
+    untrained: Path
+    experts: GradeRule
+    champion: GradeRule
+    worse: GradeRule
+    photos: list[Photo]
+
+    @classmethod
+    def of(cls, batch: Path, untrained: Path) -> ExpertRules:
+        paths = sorted((batch / "images").glob("*.jpg"))
+        pixels = [prepare_photo(cv2.imread(str(path)), True, SIZE).pixels.astype(np.float32)
+                  for path in paths]
+        brightness = [float(p.mean()) for p in pixels]
+        tint = [float(p[..., 0].mean() - p.mean()) for p in pixels]
+        edges = tuple(_between(brightness, share) for share in (0.25, 0.5, 0.75))
+        experts = GradeRule(edges)
+        grader = OnnxGrader(rule_grader_graph(untrained, untrained.with_name("experts.onnx"),
+                                              experts), GRADER, 0)
+        grades = [answer.grade for answer in grader.grade([grader.prepare(cv2.imread(str(p)))
+                                                           for p in paths])]
+        return cls(untrained, experts, GradeRule(edges, _between(tint, 0.75)),
+                   GradeRule(edges, _between(tint, 0.25)),
+                   [Photo(path, grade) for path, grade in zip(paths, grades, strict=True)])
+
+
+def _between(values: list[float], share: float) -> float:
+    """A threshold halfway between the value at `share` of the sorted values and the next, so
+    no photo sits on it."""
+    ordered = sorted(values)
+    at = int(share * len(ordered))
+    return (ordered[at - 1] + ordered[at]) / 2
 
 
 def _register(graph: Path) -> int:
@@ -86,15 +137,25 @@ def _register(graph: Path) -> int:
 
 
 @pytest.fixture(scope="module")
-def release_home(tmp_path_factory: pytest.TempPathFactory, prefect_server: None) -> Iterator[Path]:
-    """A home whose card-grader version 1 is champion; its graph is kept for more versions."""
+def rules(tmp_path_factory: pytest.TempPathFactory,
+          factory_batches: dict[str, Path]) -> ExpertRules:
+    folder = tmp_path_factory.mktemp("graphs")
+    untrained = untrained_grader_graph(folder / "untrained.onnx", SIZE)
+    return ExpertRules.of(factory_batches["first"], untrained)
+
+
+@pytest.fixture(scope="module")
+def release_home(tmp_path_factory: pytest.TempPathFactory, prefect_server: None,
+                 rules: ExpertRules) -> Iterator[Path]:
+    """A home whose card-grader version 1, the champion rule's grader, is champion; its graph
+    (grader.onnx) is kept for more versions."""
     root = tmp_path_factory.mktemp("release")
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr("os.environ", dict(os.environ))
         load_settings(home=root / "home").activate()
-        _release_params(root / "params.yaml")
-        untrained_grader_graph(root / "grader.onnx", SIZE)
-        assert _register(root / "grader.onnx") == 1
+        _release_params(root)
+        assert _register(rule_grader_graph(rules.untrained, root / "grader.onnx",
+                                           rules.champion)) == 1
         result = CliRunner().invoke(app, ["promote", "--model", GRADER, "--version", "1",
                                           "--first", "--json"])
         assert result.exit_code == 0, result.output
@@ -282,6 +343,76 @@ def test_a_challenger_that_errs_is_rolled_back_and_on_call_is_told(
     assert "challenger" not in httpx.get(f"{service}/readyz").json()["loaded"]
     alert = _Receiver.received[-1]
     assert f"version {erring} rolled back" in alert["title"] and "error rate" in alert["message"]
+
+
+def _release_with_experts(service: str, keys: dict[str, str], rules: ExpertRules,
+                          challenger: int, prefix: str,
+                          decide: Callable[[], object] | None = None) -> tuple[dict, Traffic]:
+    """`gradeline promote` of `challenger` on judged.yaml's steps under traffic whose experts
+    grade every photo; `decide` runs once it awaits approval. The report and the traffic."""
+    judged = load_settings().home.parent / "judged.yaml"
+    with Traffic(service, rules.photos, prefix, TrafficKeys(keys["client"], keys["expert"])
+                 ) as traffic:
+        thread, outcome = _in_background(_promote(challenger, judged))
+        if decide is not None:
+            _wait_for(lambda: _stage(challenger) == "awaiting_approval" or not thread.is_alive(),
+                      300, lambda: "the canary to finish")
+            assert _stage(challenger) == "awaiting_approval", outcome and outcome[0].output
+            decide()
+        thread.join(timeout=300)
+    assert not thread.is_alive() and not traffic.figures.failures
+    return json.loads(outcome[0].stdout), traffic
+
+
+def _cli_environment() -> dict[str, str]:
+    """The environment of a `gradeline` command on this module's Prefect server."""
+    return {**os.environ, "PREFECT_API_URL": str(PREFECT_API_URL.value())}
+
+
+def test_a_challenger_worse_against_the_experts_is_rolled_back_on_kappa_though_it_agrees(
+        service: str, keys: dict[str, str], rules: ExpertRules, tmp_path: Path) -> None:
+    worse = _register(rule_grader_graph(rules.untrained, tmp_path / "worse.onnx", rules.worse))
+
+    report, _ = _release_with_experts(service, keys, rules, worse, "worse")
+
+    assert report["stage"] == "rolled_back" == _stage(worse)
+    [shadow] = report["steps"]
+    figures = shadow["figures"]
+    # The agreement proxy alone would have passed it: every grade is within one.
+    assert figures["agreement_within_one"] == 1.0 and figures["agreement_exact"] < 0.8
+    assert figures["kappa_verdict"] == "fail" and figures["kappa_items"] >= 30
+    assert figures["kappa_high"] < -0.03 and figures["challenger_kappa"] < figures[
+        "champion_kappa"]
+    assert [f for f in shadow["failures"] if "worse by more than 0.03" in f] == \
+        shadow["failures"]
+    tags = get_version(str(load_settings().mlflow_tracking_uri), GRADER, worse).tags
+    assert tags["release.shadow.kappa_verdict"] == "fail"
+    judged = [e for e in AuditLog(load_settings().audit_log).read(GRADER)
+              if e.version == worse and e.action == "step_judged"]
+    assert judged[-1].details["figures"]["kappa_verdict"] == "fail"
+    assert "worse by more than 0.03" in judged[-1].reason
+
+
+def test_a_challenger_better_against_the_experts_passes_and_a_reviewer_crowns_it(
+        service: str, keys: dict[str, str], rules: ExpertRules, tmp_path: Path) -> None:
+    better = _register(rule_grader_graph(rules.untrained, tmp_path / "better.onnx",
+                                         rules.experts))
+    approve = [shutil.which("gradeline", path=str(Path(sys.executable).parent)), "--home",
+               str(load_settings().home), "approve", "--model", GRADER, "--version",
+               str(better), "--by", "ada", "--reason", "kappa up on the experts' grades"]
+
+    report, _ = _release_with_experts(service, keys, rules, better, "better",
+                                      decide=lambda: subprocess.run(approve, check=True,
+                                                                    env=_cli_environment()))
+
+    assert report["stage"] == "champion" == _stage(better)
+    assert [s["step"] for s in report["steps"]] == ["shadow", "canary_50"]
+    for step in report["steps"]:
+        figures = step["figures"]
+        assert figures["kappa_verdict"] == "pass" and figures["kappa_items"] >= 30, step
+        assert figures["kappa_low"] > -0.03 and figures["challenger_kappa"] == 1.0
+    _wait_for(lambda: httpx.get(f"{service}/readyz").json()["loaded"]["champion"]["version"]
+              == better, timeout=15, what=lambda: f"the service to serve version {better}")
 
 
 def test_on_call_rolls_back_through_the_cli_and_the_service_follows_within_its_refresh(

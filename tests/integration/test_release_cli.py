@@ -68,6 +68,9 @@ def test_a_reviewer_approves_through_the_cli_and_the_version_is_champion(home: P
     report = json.loads(approved.stdout)
     assert (report["stage"], report["approved_by"]) == ("champion", "ada")
     assert releases_of(load_settings()).aliases(GRADER) == {"champion": 2, "previous": 1}
+    # The promote that waited for this decision concludes after the CLI did: it reports the
+    # stage as it stands instead of crowning again.
+    assert conclude_release(GRADER, 2, str(params))["stage"] == "champion"
 
 
 def test_an_approval_counts_only_from_a_listed_reviewer(home: Path, tmp_path: Path) -> None:

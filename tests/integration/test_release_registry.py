@@ -8,7 +8,12 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
-from model_registry.audit import ACTION_ALIAS, ACTION_APPROVAL, ACTION_ROLLBACK
+from model_registry.audit import (
+    ACTION_ALIAS,
+    ACTION_APPROVAL,
+    ACTION_ROLLBACK,
+    ACTION_STEP_JUDGED,
+)
 from model_registry.names import (
     ALIAS_CHALLENGER,
     ALIAS_CHAMPION,
@@ -72,12 +77,14 @@ def test_happy_path_from_candidate_to_champion(releases: Releases, client: Mlflo
 
     releases.enter_shadow(MODEL, second, actor="release-flow")
     assert releases.aliases(MODEL) == {ALIAS_CHAMPION: first, ALIAS_CHALLENGER: second}
-    releases.record_release_figures(MODEL, second, "shadow", {"agreement": 0.976543, "n": 512})
+    releases.record_release_figures(MODEL, second, "shadow", {"agreement": 0.976543, "n": 512},
+                                    "release-flow", "passed")
     releases.set_stage(MODEL, second, STAGE_CANARY, "release-flow", "shadow agreement 0.977")
     releases.set_canary_share(MODEL, second, 0.05, actor="release-flow")
     assert client.get_model_version(MODEL, str(second)).tags[TAG_CANARY_SHARE] == "0.05"
     releases.set_canary_share(MODEL, second, 0.25, actor="release-flow")
-    releases.record_release_figures(MODEL, second, "canary_25", {"p99_ms": 41.23456})
+    releases.record_release_figures(MODEL, second, "canary_25", {"p99_ms": 41.23456},
+                                    "release-flow", "passed")
     releases.request_approval(MODEL, second, actor="release-flow")
     # While the reviewer decides, the challenger answers nobody: back to shadow scoring.
     assert TAG_CANARY_SHARE not in client.get_model_version(MODEL, str(second)).tags
@@ -101,16 +108,19 @@ def test_happy_path_from_candidate_to_champion(releases: Releases, client: Mlflo
     assert steps == [
         (first, ACTION_ALIAS, STAGE_CANDIDATE, STAGE_CHAMPION, "demo"),
         (second, "stage", STAGE_CANDIDATE, STAGE_SHADOW, "release-flow"),
+        (second, ACTION_STEP_JUDGED, None, None, "release-flow"),
         (second, "stage", STAGE_SHADOW, STAGE_CANARY, "release-flow"),
         (second, "canary_share", None, None, "release-flow"),
         (second, "canary_share", None, None, "release-flow"),
+        (second, ACTION_STEP_JUDGED, None, None, "release-flow"),
         (second, "stage", STAGE_CANARY, STAGE_AWAITING_APPROVAL, "release-flow"),
         (second, ACTION_APPROVAL, None, None, "alice"),
         (second, ACTION_ALIAS, STAGE_AWAITING_APPROVAL, STAGE_CHAMPION, "release-flow"),
         (first, "stage", STAGE_CHAMPION, STAGE_RETIRED, "release-flow"),
     ]
-    assert events[4].details[TAG_CANARY_SHARE] == {"from": "0.05", "to": "0.25"}
-    assert events[7].details["aliases"] == {
+    assert events[2].details == {"step": "shadow", "figures": {"agreement": 0.976543, "n": 512}}
+    assert events[5].details[TAG_CANARY_SHARE] == {"from": "0.05", "to": "0.25"}
+    assert events[9].details["aliases"] == {
         ALIAS_PREVIOUS: {"from": None, "to": first},
         ALIAS_CHAMPION: {"from": first, "to": second},
         ALIAS_CHALLENGER: {"from": second, "to": None}}
