@@ -19,10 +19,9 @@ The Prefect flow `demo` tells the story of one card grader in simulated days:
   announced).
 
 It prints a timeline with each step's figures and files; the CLI exits 1 when a step fails.
-Budgets come from the `demo:` section of params.yaml: its `overrides` are laid over the other
-sections for every flow the demo runs (small training budgets and demo gates, since a model
-trained for two minutes on a CPU cannot reach the experts). Import this module only after
-`settings.activate()`: Prefect reads PREFECT_HOME once.
+The `demo:` section of params.yaml sets its sizes, and `overrides` laid over the other sections
+for every flow it runs, each with its reason (`why`), listed first in the timeline. Import this
+module only after `settings.activate()`: Prefect reads PREFECT_HOME once.
 """
 
 from __future__ import annotations
@@ -40,10 +39,11 @@ from typing import Any
 import cv2
 import yaml
 from prefect import flow, task
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from components.cards import contact_sheet, synthesize_batch
 from components.cards.panel import PANEL, panel_agreement
+from components.overrides import ExplainedChange, deep_merge, explained_changes, unexplained
 from components.params import StrictParams, load_params
 from components.release.registry import releases_of
 from components.serving.keys import KeyStore, Role
@@ -58,8 +58,6 @@ from flows.retrain import retrain
 from flows.train import train
 from model_registry.names import APPROVED, GRADER, STAGE_CANDIDATE
 
-# The detector is built (`gradeline train --task detect`), but one epoch from scratch takes
-# minutes on this CPU and no weights may be downloaded: it is not in the 10-minute story.
 NOT_IN_DEMO = ("defect detector (trained from scratch it needs hours on a CPU: "
                "`gradeline train --task detect`)",)
 DEMO_DATASET = "demo-cards"
@@ -78,6 +76,16 @@ class DemoParams(StrictParams):
     clients: int = Field(2, ge=1, description="concurrent clients of the traffic")
     overrides: dict[str, Any] = Field(default_factory=dict, description="laid over the other "
                                       "sections of params.yaml for the flows the demo runs")
+    why: dict[str, str] = Field(default_factory=dict, description="the reason for each "
+                                "override, by dotted path (a path covers what is under it)")
+
+    @model_validator(mode="after")
+    def _every_override_explained(self) -> DemoParams:
+        problems = unexplained(self.overrides, self.why)
+        if problems:
+            raise ValueError("demo.why must explain every demo.overrides setting: "
+                             + "; ".join(problems))
+        return self
 
 
 class DemoFailed(RuntimeError):
@@ -92,10 +100,12 @@ class DemoStep:
     seconds: float
     figures: dict[str, object]
     files: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
     def line(self, number: int) -> str:
         shown = "  ".join(f"{k}={v}" for k, v in self.figures.items())
         return "\n".join([f"[{number}] {self.name} ({self.seconds}s): {shown}",
+                          *(f"      - {note}" for note in self.notes),
                           *(f"      -> {path}" for path in self.files)])
 
 
@@ -115,26 +125,19 @@ class DemoReport:
         return {**asdict(self), "ok": self.ok, "not_in_demo": list(NOT_IN_DEMO)}
 
 
-def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
-    merged = dict(base)
-    for key, value in over.items():
-        merged[key] = (_deep_merge(merged[key], value)
-                       if isinstance(value, dict) and isinstance(merged.get(key), dict) else value)
-    return merged
-
-
-def demo_params_file(source: Path, out: Path) -> tuple[DemoParams, Path]:
-    """The demo section of `source`, and `source` with the demo's overrides laid over it,
-    written to `out`: the params file every flow of the demo reads. Demo mode approves its
-    release as DEMO_REVIEWER, so that name joins promote.reviewers there."""
+def demo_params_file(source: Path, out: Path) -> tuple[DemoParams, Path, list[ExplainedChange]]:
+    """The demo section of `source`; `source` with the demo's overrides laid over it, written
+    to `out` (the params file every flow of the demo reads); and each change, with why. Demo
+    mode approves its release as DEMO_REVIEWER, so that name joins promote.reviewers there."""
     params = load_params("demo", DemoParams, source)
-    merged = _deep_merge(yaml.safe_load(source.read_text()) or {}, params.overrides)
+    production = yaml.safe_load(source.read_text()) or {}
+    merged = deep_merge(production, params.overrides)
     promote = merged.setdefault("promote", {})
     promote["reviewers"] = [*[name for name in promote.get("reviewers", [])
                               if name != DEMO_REVIEWER], DEMO_REVIEWER]
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(yaml.safe_dump(merged, sort_keys=False))
-    return params, out
+    return params, out, explained_changes(production, params.overrides, params.why)
 
 
 @task
@@ -305,18 +308,24 @@ def demo_flow(settings: GradelineSettings, params_source: Path,
               verbose: bool = True) -> list[DemoStep]:
     """The lifecycle in simulated days (see the module docstring)."""
     workdir = settings.data_dir / "demo"
-    params, params_file = demo_params_file(params_source, workdir / "params.yaml")
+    params, params_file, changes = demo_params_file(params_source, workdir / "params.yaml")
     flows_params = str(params_file)
     studio, new = workdir / "batch-studio", settings.inbox_dir / f"batch-{params.new_camera}"
     steps: list[DemoStep] = []
 
+    def record(done: DemoStep) -> None:
+        steps.append(done)
+        if verbose:
+            print(done.line(len(steps)), flush=True)
+
     def step(name: str, run: Callable[[], Figures]) -> None:
         started = time.perf_counter()
         figures, files = run()
-        steps.append(DemoStep(name, round(time.perf_counter() - started, 2), figures, files))
-        if verbose:
-            print(steps[-1].line(len(steps)), flush=True)
+        record(DemoStep(name, round(time.perf_counter() - started, 2), figures, files))
 
+    record(DemoStep("day 0: settings the demo changes (demo.overrides, demo.why)", 0.0,
+                    {"changed": len(changes)}, [str(params_file)],
+                    [change.line() for change in changes]))
     step("day 0: synthesize studio batch",
          lambda: synthesize(studio, params.studio_cards, 1, "studio"))
     step("day 0: expert panel agreement", lambda: expert_agreement(studio))

@@ -56,8 +56,13 @@ def test_the_demo_tells_the_whole_story(story: tuple[DemoReport, list[str], Path
     assert lines[-3].endswith("drift: drift, then ok")
     assert report.home == str(home)
     names = [step.name for step in report.steps]
-    assert names[:3] == ["day 0: synthesize studio batch", "day 0: expert panel agreement",
+    assert names[:4] == ["day 0: settings the demo changes (demo.overrides, demo.why)",
+                         "day 0: synthesize studio batch", "day 0: expert panel agreement",
                          "day 0: contact sheet"]
+    changed = report.steps[0]
+    assert changed.figures["changed"] == sum(line.count("->") for line in changed.notes) > 0
+    assert "monitor.reference_items: default -> 50 (about 15 held out)" in changed.notes
+    assert "      - monitor.reference_items: default -> 50 (about 15 held out)" in lines[0]
     assert names[-2:] == ["day 3: phone traffic", "day 3: monitor"]
     ingests = [s.figures for s in report.steps if s.name.startswith("day 0: ingest")]
     assert [f["status"] for f in ingests] == ["accepted", "already_ingested"]
