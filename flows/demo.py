@@ -324,8 +324,8 @@ def demo_flow(settings: GradelineSettings, params_source: Path,
         record(DemoStep(name, round(time.perf_counter() - started, 2), figures, files))
 
     record(DemoStep("day 0: settings the demo changes (demo.overrides, demo.why)", 0.0,
-                    {"changed": len(changes)}, [str(params_file)],
-                    [change.line() for change in changes]))
+                    {"settings": sum(len(change.settings) for change in changes)},
+                    [str(params_file)], [change.line() for change in changes]))
     step("day 0: synthesize studio batch",
          lambda: synthesize(studio, params.studio_cards, 1, "studio"))
     step("day 0: expert panel agreement", lambda: expert_agreement(studio))

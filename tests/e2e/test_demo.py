@@ -2,24 +2,37 @@
 the embedded defaults (the service as its own process on loopback), every step's figures in the
 report, drift found on the new camera's day and gone after the retrained champion took over.
 On the state the story leaves, `retrain` also shows its other endings: nothing new to learn
-from, and a worse model stopped at its gates."""
+from, and a worse model stopped at its gates. Then the loop runs on a real stack: `gradeline up`
+and `deploy` of the real prefect.yaml and flows; studio photos reach a champion whose reference
+is the phone camera's; the hourly-monitor deployment's run finds the drift and emits the event,
+on which the retrain-on-drift trigger starts the real retrain flow on the worker."""
 
 import json
 import os
+import shutil
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+import yaml
 
 import flows.retrain
 from components.cards import synthesize_batch
 from components.release.registry import releases_of
-from components.settings import load_settings
+from components.serving.keys import KeyStore, Role
+from components.serving.loopback import serve_process
+from components.serving.traffic import Traffic, TrafficKeys, photos_of_batch
+from components.settings import find_project_root, load_settings
 from flows.demo import DemoReport, DemoStep, run_demo
 from flows.retrain import run_retrain
+from model_registry.names import GRADER
+from model_registry.versions import registry_client
+from tests.stack import poll, running_stack
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 PARAMS = Path(__file__).with_name("demo_params.yaml")
+ROOT = find_project_root(Path(__file__).parent)
 
 
 @pytest.fixture(scope="module")
@@ -60,9 +73,9 @@ def test_the_demo_tells_the_whole_story(story: tuple[DemoReport, list[str], Path
                          "day 0: synthesize studio batch", "day 0: expert panel agreement",
                          "day 0: contact sheet"]
     changed = report.steps[0]
-    assert changed.figures["changed"] == sum(line.count("->") for line in changed.notes) > 0
+    assert changed.figures["settings"] == sum(line.count("->") for line in changed.notes) > 0
     assert "monitor.reference_items: default -> 50 (about 15 held out)" in changed.notes
-    assert "      - monitor.reference_items: default -> 50 (about 15 held out)" in lines[0]
+    assert "\n      - monitor.reference_items: default -> 50 (about 15 held out)\n" in changed.line(1)
     assert names[-2:] == ["day 3: phone traffic", "day 3: monitor"]
     ingests = [s.figures for s in report.steps if s.name.startswith("day 0: ingest")]
     assert [f["status"] for f in ingests] == ["accepted", "already_ingested"]
@@ -134,3 +147,62 @@ def test_the_demo_reports_a_failed_step_instead_of_crashing(tmp_path: Path, pref
 
     assert not report.ok
     assert "studio_cards" in report.error
+
+
+def _project(home: Path, folder: Path) -> Path:
+    """The repository's prefect.yaml and flows, with the story's params (tiny budgets) but
+    production's evaluation gates, which a test-scale model fails: deployed flows read the
+    params.yaml of the folder they run in."""
+    folder.mkdir()
+    (folder / "flows").symlink_to(ROOT / "flows", target_is_directory=True)
+    shutil.copy(ROOT / "prefect.yaml", folder / "prefect.yaml")
+    params = yaml.safe_load((home / "data" / "demo" / "params.yaml").read_text())
+    production = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["evaluate"]["gates"] = production["evaluate"]["gates"]
+    (folder / "params.yaml").write_text(yaml.safe_dump(params))
+    return folder
+
+
+def _served_studio_day(home: Path, params: Path, batch: Path) -> tuple[datetime, datetime]:
+    """Studio photos answered by the service, with the experts' grades: the window they span."""
+    keys = TrafficKeys(client=KeyStore(load_settings(home=home).keys_file).create(
+        "loop client", Role.CLIENT)[1])
+    with serve_process(home, params, batch.parent / "serve.log") as url:
+        since = datetime.now(UTC)
+        figures = Traffic(url, photos_of_batch(batch), "loop", keys).run(30)
+        until = datetime.now(UTC)
+    assert not figures.failures, figures.failures[:3]
+    return since, until
+
+
+def test_on_a_stack_drift_found_by_the_monitor_deployment_starts_the_real_retrain(
+        story: tuple[DemoReport, list[str], Path], tmp_path: Path) -> None:
+    report, _, home = story
+    assert report.ok, report.error
+    project = _project(home, tmp_path / "project")
+    synthesize_batch(tmp_path / "studio", n=30, seed=51, camera="studio")
+    # The labeled batch retraining will learn from, newest in the inbox.
+    synthesize_batch(home / "inbox" / "batch-loop", n=20, seed=52, camera="studio")
+    releases = releases_of(load_settings(home=home))
+    champion = releases.aliases(GRADER)["champion"]
+    since, until = _served_studio_day(home, project / "params.yaml", tmp_path / "studio")
+
+    with running_stack(home, project) as stack:
+        monitored = stack.finished(stack.start("hourly-monitor", {
+            "since": since.isoformat(), "until": until.isoformat()})["id"], timeout=300)
+        assert monitored["state_type"] == "COMPLETED", monitored["state"]
+        [triggered] = poll("a retrain-on-drift flow run", lambda: stack.runs("retrain-on-drift"),
+                           120)
+        retrained = stack.finished(triggered["id"], timeout=600)
+
+    assert retrained["state_type"] == "COMPLETED", retrained["state"]
+    assert triggered["parameters"]["model"] == GRADER
+    assert triggered["parameters"]["reason"].startswith("drift: ")
+    alert = json.loads((home / "alerts.jsonl").read_text().splitlines()[-1])
+    assert alert["subject"].startswith(f"[gradeline] drift: {GRADER} v{champion}")
+    client = registry_client(str(load_settings(home=home).mlflow_tracking_uri))
+    newest = releases.version(GRADER, max(int(v.version) for v in
+                                          client.search_model_versions(f"name = '{GRADER}'")))
+    assert newest.version > champion and newest.stage == "rejected"  # stopped at its gates
+    assert newest.data_version != releases.version(GRADER, champion).data_version
+    assert releases.aliases(GRADER)["champion"] == champion

@@ -19,7 +19,6 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
@@ -28,11 +27,11 @@ from components.serving.loopback import free_port
 from components.settings import load_settings
 from model_registry.names import GRADER
 from model_registry.versions import registry_client
+from tests.stack import api, flow_runs, gradeline, poll
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[2]
-GRADELINE = Path(sys.executable).parent / "gradeline"
 STAND_INS = {
     "retrain.py": '@flow(name="retrain")\n'
                   'def retrain(model: str = "card-grader", dataset: str | None = None,\n'
@@ -72,24 +71,6 @@ for incident in ("a", "b"):  # one incident reported twice: one retrain
 """
 
 
-def gradeline(home: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    """Run the `gradeline` command on `home`, with no PREFECT_API_URL of the caller's."""
-    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
-    return subprocess.run([str(GRADELINE), "--home", str(home), *args], env=env,
-                          capture_output=True, text=True, timeout=timeout)
-
-
-def api(url: str, body: dict[str, Any] | None = None, auth: str | None = None) -> Any:
-    """The Prefect API's JSON answer to GET `url` (POST `body`), with basic `auth`."""
-    data = None if body is None else json.dumps(body).encode()
-    headers = {"Content-Type": "application/json"}
-    if auth is not None:
-        headers["Authorization"] = "Basic " + base64.b64encode(auth.encode()).decode()
-    request = urllib.request.Request(url, data=data, headers=headers)
-    with urllib.request.urlopen(request, timeout=10) as response:
-        return json.loads(response.read())
-
-
 def status_of(url: str) -> int:
     """The HTTP status of `url` opened as a browser does (the Prefect UI routes pages only
     for requests that accept HTML)."""
@@ -118,21 +99,6 @@ def processes_of(home: Path) -> list[str]:
         except OSError:
             continue
     return found
-
-
-def flow_runs(api_url: str, deployment_id: str, auth: str) -> list[dict[str, Any]]:
-    return api(f"{api_url}/flow_runs/filter",
-               {"deployments": {"id": {"any_": [deployment_id]}}, "limit": 50}, auth)
-
-
-def poll(what: str, check, timeout: float) -> Any:
-    """check()'s first truthy answer; fail after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if answer := check():
-            return answer
-        time.sleep(1)
-    pytest.fail(f"{what} did not happen within {timeout:.0f} s")
 
 
 def http_status(url: str, body: dict[str, str] | None = None,
