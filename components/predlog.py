@@ -114,6 +114,7 @@ def _expert_table(metadata: sa.MetaData) -> sa.Table:
         sa.Column("grade", sa.Integer, nullable=False),
         sa.Column("grader", sa.String(128), nullable=False),
         sa.Column("time", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("subgrades", sa.Text),  # JSON {aspect: 1..10}, when the expert gave them
     )
 
 
@@ -146,7 +147,8 @@ class PredictionLog:
         metadata = sa.MetaData()
         self._table, self._experts = _table(metadata), _expert_table(metadata)
         metadata.create_all(self._engine)
-        _add_missing_columns(self._engine, self._table)
+        for table in (self._table, self._experts):
+            _add_missing_columns(self._engine, table)
         # One writer at a time per process: SQLite has a single write lock, and queueing here
         # is cheaper than its busy-wait.
         self._write_lock = threading.Lock()
@@ -177,28 +179,60 @@ class PredictionLog:
                               zip(frame.pop(_EMBEDDING_BYTES), frame["embedding"], strict=True)]
         return frame.astype(_DTYPES)
 
-    def record_expert_grade(self, request_id: str, grade: int, grader: str,
-                            time: datetime) -> None:
-        """An expert's grade (1..10) of the photo a request sent; the request must be logged."""
-        if not 1 <= grade <= 10:
-            raise ValueError(f"expert grade {grade} of request {request_id} is not in 1..10")
+    def record_expert_grade(self, request_id: str, grade: int, grader: str, time: datetime,
+                            subgrades: dict[str, int] | None = None) -> None:
+        """An expert's grade (1..10) of the photo a request sent, with their subgrades when
+        given; the request must be logged."""
+        for name, value in {"grade": grade, **(subgrades or {})}.items():
+            if not 1 <= value <= 10:
+                raise ValueError(f"expert {name} {value} of request {request_id} is not in "
+                                 "1..10")
         query = sa.select(sa.func.count()).where(self._table.c.request_id == request_id)
         with self._write_lock, self._engine.begin() as connection:
             if not connection.execute(query).scalar_one():
                 raise KeyError(f"no prediction with request id {request_id!r} is logged")
             connection.execute(self._experts.insert(), [{
                 "request_id": request_id, "grade": grade, "grader": grader,
-                "time": _utc(time, "time")}])
+                "time": _utc(time, "time"),
+                "subgrades": json.dumps(subgrades) if subgrades else None}])
+
+    def expert_grade_by(self, request_id: str, grader: str) -> int | None:
+        """The latest grade `grader` gave the photo of `request_id`, or None."""
+        column = self._experts.c
+        query = (sa.select(column.grade)
+                 .where(column.request_id == request_id, column.grader == grader)
+                 .order_by(column.time.desc(), column.id.desc()).limit(1))
+        with self._engine.connect() as connection:
+            return connection.execute(query).scalar_one_or_none()
+
+    def answers_to(self, request_id: str) -> list[dict[str, object]]:
+        """What each model answered to one request (the one that answered the client first):
+        model, version, role, grade, its conformal set's range and subgrades."""
+        column = self._table.c
+        query = (sa.select(column.model, column.version, column.role, column.answered,
+                           column.grade, column.grade_set_low, column.grade_set_high,
+                           column.subgrades)
+                 .where(column.request_id == request_id, column.error.is_(None))
+                 .order_by(column.answered.desc(), column.id))
+        with self._engine.connect() as connection:
+            rows = connection.execute(query).all()
+        return [{"model": row.model, "version": row.version, "role": row.role,
+                 "answered": row.answered, "grade": row.grade,
+                 "grade_set": [row.grade_set_low, row.grade_set_high],
+                 "subgrades": json.loads(row.subgrades) if row.subgrades else None}
+                for row in rows]
 
     def expert_panel(self) -> pd.DataFrame:
-        """request_id, grader and grade of every expert's grade of a photo: each expert's
-        latest counts (an expert may correct their own, never another's)."""
+        """request_id, grader, grade and subgrades (a dict, or None) of every expert's grade
+        of a photo: each expert's latest counts (an expert may correct their own, never
+        another's)."""
         column = self._experts.c
-        query = (sa.select(column.request_id, column.grader, column.grade)
+        query = (sa.select(column.request_id, column.grader, column.grade, column.subgrades)
                  .order_by(column.time, column.id))
         with self._engine.connect() as connection:
             frame = pd.DataFrame(connection.execute(query).all(),
-                                 columns=["request_id", "grader", "grade"])
+                                 columns=["request_id", "grader", "grade", "subgrades"])
+        frame["subgrades"] = frame["subgrades"].map(json.loads, na_action="ignore")
         return frame.drop_duplicates(["request_id", "grader"], keep="last")
 
     def expert_grades(self) -> pd.DataFrame:

@@ -5,6 +5,7 @@
     queue.release(item.request_id, "ada")     # ada's grade is in (the service does this)
     queue.pending(now)                        # every item still wanting grades, and why
     queue.request(["req-7"], DRIFTED, now)    # queue answers for a reason the log cannot show
+    agreement_with_panel(log.expert_panel(), "ada")   # ada next to the rest of each panel
 
 An answer is queued when its conformal set holds more than one grade (`uncertain`), when the
 other model in a release graded it otherwise (`disagreement`), when its request id falls in
@@ -24,6 +25,7 @@ import hashlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 from pydantic import Field
@@ -154,10 +156,14 @@ class ReviewQueue:
             reasons.append(AUDIT)
         return tuple(reasons)
 
+    def waiting_for(self, expert: str, now: datetime) -> list[ReviewItem]:
+        """The pending items `expert` has not graded yet, oldest first."""
+        return [item for item in self.pending(now) if expert not in item.graders]
+
     def lease_next(self, expert: str, now: datetime) -> ReviewItem | None:
         """The item `expert` holds, or else the oldest one they have not graded that nobody
         holds, leased to them for `lease_seconds`; None when nothing waits for them."""
-        mine = [item for item in self.pending(now) if expert not in item.graders]
+        mine = self.waiting_for(expert, now)
         until = now + timedelta(seconds=self.params.lease_seconds)
         leases = self._leases.c
         for item in mine:
@@ -191,3 +197,18 @@ class ReviewQueue:
         with self._engine.begin() as connection:
             connection.execute(self._leases.delete().where(
                 leases.request_id == request_id, leases.expert == expert))
+
+
+def agreement_with_panel(panel: pd.DataFrame, expert: str) -> dict[str, object]:
+    """How `expert` grades next to the rest of each panel (`PredictionLog.expert_panel()`): on
+    the photos they graded that others graded too, the share of grades equal to the others'
+    median (rounded half up), within one of it, and their mean difference from it (a bias)."""
+    theirs = panel[panel["grader"] == expert].set_index("request_id")["grade"].astype(float)
+    others = panel[(panel["grader"] != expert) & panel["request_id"].isin(theirs.index)]
+    consensus = np.floor(others.groupby("request_id")["grade"].median().astype(float) + 0.5)
+    difference = (theirs[consensus.index] - consensus).to_numpy(float)
+    compared = len(difference)
+    return {"expert": expert, "graded": len(theirs), "compared": compared,
+            "exact": round(float(np.mean(difference == 0)), 3) if compared else None,
+            "within_one": round(float(np.mean(np.abs(difference) <= 1)), 3) if compared else None,
+            "bias": round(float(difference.mean()), 3) if compared else None}

@@ -24,18 +24,20 @@ import math
 import re
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Annotated
 
 from fastapi import Depends, FastAPI, HTTPException, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from components.oncall import tell_on_call
 from components.predlog import PredictionLog
-from components.reviews import ReviewParams, ReviewQueue
+from components.reviews import ReviewParams, ReviewQueue, agreement_with_panel
 from components.serving.batcher import Overloaded
 from components.serving.bodies import BodyLimit, read_files
 from components.serving.keys import AccessDenied, ApiKey, KeyStore, Role
@@ -43,7 +45,7 @@ from components.serving.metrics import ServiceMetrics
 from components.serving.params import ServeParams
 from components.serving.service import GradingService, NotReady
 from components.serving.source import ModelSource
-from components.serving.thumbnails import thumbnail_path
+from components.serving.thumbnails import read_review_copy, thumbnail_path
 from components.serving.uploads import UploadRejected
 from components.settings import GradelineSettings
 from model_registry.audit import AuditLog
@@ -53,6 +55,7 @@ from model_registry.releases import Releases
 REQUEST_ID_HEADER = "X-Request-ID"
 MULTIPART_OVERHEAD = 64 * 1024  # boundaries and part headers around the files of one request
 SMALL_BODY = 16 * 1024  # feedback and every other route: a few fields of JSON
+REVIEW_PAGE = Path(__file__).with_name("review.html")  # the experts' page
 _CORRELATION_ID = re.compile(r"[\x21-\x7e]{1,128}")  # printable ASCII, no spaces
 _bearer = HTTPBearer(auto_error=False, description="an API key from `gradeline keys create`")
 _PHOTO_FORM = {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
@@ -63,6 +66,9 @@ _PHOTOS_FORM = {"requestBody": {"required": True, "content": {"multipart/form-da
         "files": {"type": "array", "items": {"type": "string", "format": "binary"}}}}}}}}
 
 
+Aspect = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z_]{0,31}$")]
+
+
 class ExpertGrade(BaseModel):
     """An expert's grade of a photo the service graded; who graded it is the key's holder."""
 
@@ -71,6 +77,10 @@ class ExpertGrade(BaseModel):
     request_id: str = Field(min_length=1, max_length=128,
                             description="the request_id of the service's answer")
     grade: int = Field(ge=1, le=10)
+    subgrades: dict[Aspect, Annotated[int, Field(ge=1, le=10)]] | None = Field(
+        None, max_length=8, description="the expert's subgrades by aspect (the rubric's: "
+        "centering, corners, edges, surface for cards)")
+
 
 
 def _correlation_id(request: Request) -> str | None:
@@ -88,6 +98,8 @@ def create_app(service: GradingService, keys: KeyStore,
     """The API over `service`, which it starts and stops with the app; `keys` says who may
     call it; `review` sets its review queue (params.yaml's defaults when None)."""
     queue = ReviewQueue(service.log, review or ReviewParams())
+    # The service keeps a large copy of each photo the queue will want: one audit share.
+    service.config = replace(service.config, audit_share=queue.params.audit_share)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -173,36 +185,73 @@ def create_app(service: GradingService, keys: KeyStore,
               summary="An expert's grade of a served photo, for canary analysis and monitoring")
     async def feedback(expert: ExpertGrade, key: ApiKey = an_expert) -> dict[str, str]:
         try:
-            await service.record_expert_grade(expert.request_id, expert.grade, key.name)
+            await service.record_expert_grade(expert.request_id, expert.grade, key.name,
+                                              expert.subgrades)
         except KeyError as error:
             raise HTTPException(404, str(error.args[0])) from None
         await asyncio.to_thread(queue.release, expert.request_id, key.name)
         return {"status": "recorded", "request_id": expert.request_id, "grader": key.name}
 
+    @app.get("/review", include_in_schema=False)
+    async def review_page() -> FileResponse:
+        """The experts' page: it signs in with an expert key and uses the routes below."""
+        return FileResponse(REVIEW_PAGE, media_type="text/html")
+
     @app.get("/v1/review/next", summary="The next served photo this expert should grade",
              responses={204: {"description": "nothing waits for this expert"}})
     async def review_next(key: ApiKey = an_expert) -> Response:
         """Leases the item to the caller; the model's answer is withheld, so it cannot anchor
-        the expert's grade. The grade goes to POST /v1/feedback, which ends the lease."""
-        item = await asyncio.to_thread(queue.lease_next, key.name, datetime.now(UTC))
+        the expert's grade (what it measured is drawn: the card's outline, its print frame, the
+        defects found). The grade goes to POST /v1/feedback, which ends the lease."""
+        now = datetime.now(UTC)
+        item = await asyncio.to_thread(queue.lease_next, key.name, now)
         if item is None:
             return Response(status_code=204)
+        kept = _review_copy(item.request_id)
+        waiting = await asyncio.to_thread(queue.waiting_for, key.name, now)
+        answers = await asyncio.to_thread(service.log.answers_to, item.request_id)
         return JSONResponse({"request_id": item.request_id, "reasons": list(item.reasons),
                              "graded_by": len(item.graders), "wanted": item.wanted,
+                             "waiting": len(waiting),
+                             "aspects": sorted((answers[0]["subgrades"] or {}) if answers
+                                               else {}),
                              "lease_seconds": queue.params.lease_seconds,
-                             "photo": f"/v1/review/{item.request_id}/photo"})
+                             "photo": f"/v1/review/{item.request_id}/photo",
+                             "overlay": kept[1] if kept else None})
+
+    def _review_copy(request_id: str) -> tuple[Path, dict[str, object]] | None:
+        folder = service.config.thumbnails
+        return read_review_copy(folder, request_id) if folder is not None else None
 
     @app.get("/v1/review/{request_id}/photo", summary="The photo of an item the caller holds",
              response_class=FileResponse)
     async def review_photo(request_id: str, key: ApiKey = an_expert) -> FileResponse:
+        """The large copy kept for review, or the thumbnail when none was kept."""
         if not await asyncio.to_thread(queue.holds, request_id, key.name, datetime.now(UTC)):
             raise AccessDenied(403, f"{key.name} holds no lease on {request_id!r}: ask "
                                     f"/v1/review/next for an item")
         folder = service.config.thumbnails
-        path = thumbnail_path(folder, request_id) if folder is not None else None
+        kept = _review_copy(request_id)
+        path = kept[0] if kept else thumbnail_path(folder, request_id) if folder else None
         if path is None or not path.is_file():
             raise HTTPException(404, f"no photo of {request_id!r} was kept")
         return FileResponse(path, media_type="image/jpeg")
+
+    @app.get("/v1/review/{request_id}/answer",
+             summary="The model's answer to a photo, once the caller has graded it")
+    async def review_answer(request_id: str, key: ApiKey = an_expert) -> dict[str, object]:
+        """Shown only after the expert's own grade is in, so it never anchors it."""
+        mine = await asyncio.to_thread(service.log.expert_grade_by, request_id, key.name)
+        if mine is None:
+            raise AccessDenied(403, f"grade {request_id!r} first (POST /v1/feedback): the "
+                                    "model's answer is shown after the expert's")
+        rows = await asyncio.to_thread(service.log.answers_to, request_id)
+        return {"request_id": request_id, "your_grade": mine, "answers": rows}
+
+    @app.get("/v1/review/me", summary="The caller's own agreement with the other experts")
+    async def review_me(key: ApiKey = an_expert) -> dict[str, object]:
+        panel = await asyncio.to_thread(service.log.expert_panel)
+        return agreement_with_panel(panel, key.name)
 
     @app.post("/v1/admin/refresh", dependencies=[Depends(allowed(Role.OPERATOR))],
               summary="Re-read the registry's aliases now instead of at the next refresh")

@@ -29,11 +29,12 @@ from pathlib import Path
 import numpy as np
 
 from components.predlog import PredictionLog, PredictionRecord, SpooledWriter
+from components.reviews import in_audit_share
 from components.serving.batcher import MicroBatcher, Overloaded
 from components.serving.metrics import ServiceMetrics
 from components.serving.routing import answers_with_challenger
 from components.serving.source import ModelSource, ServedModels
-from components.serving.thumbnails import save_thumbnail
+from components.serving.thumbnails import review_overlay, save_review_copy, save_thumbnail
 from components.serving.uploads import UploadLimits, UploadRejected, decode_upload
 from components.vision.models import (
     Defect,
@@ -71,6 +72,7 @@ class ServiceConfig:
     refresh_seconds: float = 5.0
     request_timeout_s: float = 30.0  # one photo's whole answer; past it the client gets 503
     thumbnails: Path | None = None  # where a small copy of each served photo goes (monitoring)
+    audit_share: float = 0.0  # answers experts review whatever the model said (review.audit_share)
 
 
 @dataclass(frozen=True)
@@ -244,8 +246,20 @@ class GradingService:
         if roles[other] is not None and failed_challenger is None:
             self._off_path(roles[other], other, photo, scored, trace)
         answer = self._response(trace, scored, prepared, defects, models.detector)
+        if self._for_review(answer, request_id, release=roles[other] is not None):
+            await asyncio.to_thread(save_review_copy, self.config.thumbnails, request_id, photo,
+                                    review_overlay(None if prepared.centering is None
+                                                   else prepared.centering.as_dict(),
+                                                   answer["graded_defects"]))
         answer["latency_ms"] = round((time.perf_counter() - started) * 1000, 2)
         return answer
+
+    def _for_review(self, answer: dict[str, object], request_id: str, release: bool) -> bool:
+        """Whether the review queue will want this photo (components/reviews.py): its set is
+        uncertain, a release may disagree on it, or it is in the audit share."""
+        return self.config.thumbnails is not None and (
+            bool(answer["needs_review"]) or release
+            or in_audit_share(request_id, self.config.audit_share))
 
     async def grade_many(self, uploads: list[bytes],
                          correlation_id: str | None = None) -> list[dict[str, object]]:
@@ -269,11 +283,12 @@ class GradingService:
                  "status": getattr(result, "status", 500)}
                 for i, result in enumerate(results)]
 
-    async def record_expert_grade(self, request_id: str, grade: int, grader: str) -> None:
-        """An expert's grade of a served photo: canary analyses judge kappa on these, and
-        monitoring its performance drift. KeyError for an unknown request id."""
+    async def record_expert_grade(self, request_id: str, grade: int, grader: str,
+                                  subgrades: dict[str, int] | None = None) -> None:
+        """An expert's grade of a served photo (and subgrades): canary analyses judge kappa on
+        these, and monitoring its performance drift. KeyError for an unknown request id."""
         await asyncio.to_thread(self.log.record_expert_grade, request_id, grade, grader,
-                                datetime.now(UTC))
+                                datetime.now(UTC), subgrades)
 
     def _prepare(self, photo: np.ndarray, model: OnnxGrader,
                  request_id: str) -> tuple[GraderInput, dict[str, float]]:

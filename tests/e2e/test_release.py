@@ -40,6 +40,7 @@ from typer.testing import CliRunner
 from cli.main import app
 from components.evaluate.export import untrained_grader_graph
 from components.evaluate.graphs import sha256
+from components.predlog import PredictionLog
 from components.serving.loopback import free_port, wait_until_up
 from components.serving.traffic import Photo, Traffic, TrafficKeys
 from components.settings import find_project_root, load_settings
@@ -75,6 +76,7 @@ def _release_params(folder: Path) -> tuple[Path, Path]:
     for name, (shadow, canary) in steps.items():
         (folder / name).write_text(yaml.safe_dump({
             "serve": {"refresh_seconds": 0.5, "max_wait_ms": 2, "drain_seconds": 0.5},
+            "review": {"audit_share": 1.0},  # every answer waits for experts' review
             "promote": {**common, "shadow": {**shadow, "max_wait_seconds": 120},
                         "canary": {**canary, "max_wait_seconds": 120}}}))
     return folder / "params.yaml", folder / "judged.yaml"
@@ -174,11 +176,12 @@ def keys(release_home: Path) -> dict[str, str]:
     """A key per role, made as an operator would: `gradeline keys create --out FILE`."""
     gradeline = shutil.which("gradeline", path=str(Path(sys.executable).parent))
     tokens = {}
-    for role in ("client", "expert", "operator"):
-        out = release_home.parent / f"{role}.key"
+    for name, role in (("client", "client"), ("expert", "expert"), ("operator", "operator"),
+                       ("reviewer", "expert")):
+        out = release_home.parent / f"{name}.key"
         subprocess.run([gradeline, "--home", str(release_home), "keys", "create", "--name",
-                        f"e2e {role}", "--role", role, "--out", str(out)], check=True)
-        tokens[role] = out.read_text().strip()
+                        f"e2e {name}", "--role", role, "--out", str(out)], check=True)
+        tokens[name] = out.read_text().strip()
     return tokens
 
 
@@ -443,3 +446,41 @@ def test_on_call_rolls_back_through_the_cli_and_the_service_follows_within_its_r
 
     again = CliRunner().invoke(app, ["rollback", "--model", GRADER, "--by", "bob"])
     assert again.exit_code == 2 and "error:" in again.output  # nothing left to roll back to
+
+
+def test_an_expert_grades_three_photos_on_the_review_page_and_sees_the_answer_only_after(
+        release_home: Path, service: str, keys: dict[str, str]) -> None:
+    shown = []
+    with sync_playwright() as playwright:
+        browser = launch_browser(playwright)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 900})
+            page.goto(f"{service}/review")
+            page.fill("#key", keys["reviewer"])
+            page.click("#sign-in")
+            for _ in range(3):
+                previous = shown[-1][0] if shown else None
+                page.wait_for_function("id => item && item.request_id !== id && !graded",
+                                       arg=previous)
+                page.wait_for_selector("#grade-form input:focus")
+                assert page.is_visible("#photo") and not page.is_visible("#model-answer")
+                assert page.inner_text("#model-answer") == ""  # nothing to anchor on
+                request_id = page.evaluate("item.request_id")
+                page.keyboard.type("78690")  # grade 7; centering 8, corners 6, edges 9, surface 10
+                page.keyboard.press("Enter")
+                page.wait_for_selector("#model-answer:not(:empty)")
+                shown.append((request_id, page.inner_text("#model-answer")))
+                page.keyboard.press("Enter")  # the next photo
+            page.wait_for_function("id => item && item.request_id !== id", arg=shown[-1][0])
+            agreement = page.inner_text("#agreement")
+        finally:
+            browser.close()
+
+    assert len({request_id for request_id, _ in shown}) == 3
+    assert all("card-grader v" in text and "you: 7" in text for _, text in shown), shown
+    assert agreement  # the expert's own standing against the panel
+    panel = PredictionLog(str(load_settings().prediction_log_uri)).expert_panel()
+    mine = panel[panel["grader"] == "e2e reviewer"]
+    assert sorted(mine["request_id"]) == sorted(request_id for request_id, _ in shown)
+    assert mine["subgrades"].tolist() == [{"centering": 8, "corners": 6, "edges": 9,
+                                           "surface": 10}] * 3

@@ -7,6 +7,7 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from components.predlog import PredictionLog
@@ -17,6 +18,7 @@ from components.reviews import (
     UNCERTAIN,
     ReviewParams,
     ReviewQueue,
+    agreement_with_panel,
     in_audit_share,
     wanted_grades,
 )
@@ -122,3 +124,17 @@ def test_another_stage_queues_answers_for_its_own_reason_once(log: PredictionLog
     assert [(item.request_id, item.reasons) for item in restarted] == [
         ("certain", (DRIFTED,)), ("uncertain", (UNCERTAIN, DRIFTED)),
         ("disputed", (DISAGREEMENT,))]
+
+
+def test_an_experts_agreement_is_measured_against_the_rest_of_each_panel() -> None:
+    panel = pd.DataFrame([("r1", "ada", 7), ("r1", "grace", 8), ("r1", "alan", 8),
+                          ("r2", "ada", 9), ("r2", "grace", 9), ("r2", "alan", 10),
+                          ("r3", "ada", 4)],  # nobody else graded r3: not compared
+                         columns=["request_id", "grader", "grade"])
+
+    agreement = agreement_with_panel(panel, "ada")
+
+    # r1: the others' median 8 (ada one below); r2: median 9.5, rounded half up to 10.
+    assert agreement == {"expert": "ada", "graded": 3, "compared": 2, "exact": 0.0,
+                         "within_one": 1.0, "bias": -1.0}
+    assert agreement_with_panel(panel, "nobody")["compared"] == 0

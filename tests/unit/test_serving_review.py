@@ -7,6 +7,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import cv2
+import numpy as np
 from fastapi.testclient import TestClient
 
 from components.reviews import ReviewParams
@@ -56,12 +58,59 @@ def test_experts_work_the_queue_one_item_at_a_time_without_seeing_the_answer(
 
     assert item.status_code == 200
     assert item.json() == {"request_id": graded["request_id"], "reasons": ["audit"],
-                           "graded_by": 0, "wanted": 2, "lease_seconds": 600.0,
-                           "photo": f"/v1/review/{graded['request_id']}/photo"}
+                           "graded_by": 0, "wanted": 2, "waiting": 1, "aspects": ["corners"],
+                           "lease_seconds": 600.0,
+                           "photo": f"/v1/review/{graded['request_id']}/photo",
+                           # what the model measured, drawn for the expert, in the copy's pixels
+                           "overlay": {"outer": None, "inner": None, "defects": [
+                               {"class": "corner_wear", "box": [1.0, 2.0, 17.0, 18.0]}]}}
     assert "grade" not in item.json()  # no anchoring on the model's answer
     assert held_elsewhere.status_code == 204  # ada holds the only item
     assert photo.status_code == 200 and photo.headers["content-type"] == "image/jpeg"
+    assert cv2.imdecode(np.frombuffer(photo.content, np.uint8), cv2.IMREAD_COLOR).shape == \
+        cv2.imdecode(np.frombuffer(_photo(), np.uint8), cv2.IMREAD_COLOR).shape  # full size
     assert not_yours.status_code == 403
     assert for_grace.json()["graded_by"] == 1
     assert done.status_code == 204  # the panel of two has graded it
     assert refused.status_code == 403
+
+
+def test_the_models_answer_shows_after_the_experts_grade_and_subgrades_are_kept(
+        tmp_path: Path) -> None:
+    service = _service(tmp_path, ServedModels(StandInGrader(1, 9)),
+                       thumbnails=tmp_path / "thumbnails")
+    store = KeyStore(tmp_path / "keys.json")
+    client_key = _bearer(store, "a shop", Role.CLIENT)
+    experts = {name: _bearer(store, name, Role.EXPERT) for name in ("ada", "grace", "alan")}
+    with TestClient(create_app(service, store, ReviewParams(audit_share=1.0, panel=3))) as api:
+        request_ids = [api.post("/v1/grade", headers=client_key, files={
+            "file": ("card.jpg", _photo())}).json()["request_id"] for _ in range(2)]
+        item = _next(api, experts["ada"]).json()
+        before = api.get(f"/v1/review/{item['request_id']}/answer", headers=experts["ada"])
+        sent = api.post("/v1/feedback", headers=experts["ada"], json={
+            "request_id": item["request_id"], "grade": 7, "subgrades": {"corners": 5}})
+        after = api.get(f"/v1/review/{item['request_id']}/answer", headers=experts["ada"])
+        not_graded_by_grace = api.get(f"/v1/review/{item['request_id']}/answer",
+                                      headers=experts["grace"])
+        bad_subgrade = api.post("/v1/feedback", headers=experts["ada"], json={
+            "request_id": item["request_id"], "grade": 7, "subgrades": {"corners": 11}})
+        # Grace and Alan grade both photos 8: Ada's 7 is one below their median.
+        for request_id in request_ids:
+            for name, grade in (("grace", 8), ("alan", 8)):
+                api.post("/v1/feedback", headers=experts[name],
+                         json={"request_id": request_id, "grade": grade})
+        me = api.get("/v1/review/me", headers=experts["ada"]).json()
+        page = api.get("/review")
+
+    assert before.status_code == 403 and "first" in before.json()["error"]
+    assert sent.status_code == 202
+    assert after.json() == {"request_id": item["request_id"], "your_grade": 7, "answers": [
+        {"model": "card-grader", "version": 1, "role": "champion", "answered": True,
+         "grade": 9, "grade_set": [9, 9], "subgrades": {"corners": 6}}]}
+    assert not_graded_by_grace.status_code == 403
+    assert bad_subgrade.status_code == 422
+    panel = service.log.expert_panel()
+    assert panel[panel["grader"] == "ada"]["subgrades"].tolist() == [{"corners": 5}]
+    assert me == {"expert": "ada", "graded": 1, "compared": 1, "exact": 0.0,
+                  "within_one": 1.0, "bias": -1.0}
+    assert page.status_code == 200 and "Expert key" in page.text
