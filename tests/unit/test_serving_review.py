@@ -5,6 +5,8 @@ item goes to the next expert of its panel."""
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import cv2
@@ -14,6 +16,7 @@ from fastapi.testclient import TestClient
 from components.reviews import ReviewParams
 from components.serving.app import create_app
 from components.serving.keys import KeyStore, Role
+from components.serving.service import GradingService
 from components.serving.source import ServedModels
 from tests.unit.test_serving_service import StandInGrader, _photo, _service
 
@@ -33,14 +36,24 @@ def _next(client: TestClient, headers: dict[str, str], timeout: float = 10) -> o
         time.sleep(0.1)
 
 
-def test_experts_work_the_queue_one_item_at_a_time_without_seeing_the_answer(
-        tmp_path: Path) -> None:
+@contextmanager
+def _review_api(tmp_path: Path, panel: int, experts: tuple[str, ...]
+                ) -> Iterator[tuple[TestClient, GradingService, dict[str, dict[str, str]]]]:
+    """The API of a service whose stand-in champion grades 9 and whose every answer is
+    audited; the headers of a shop's key ("shop") and of each expert's, by name."""
     service = _service(tmp_path, ServedModels(StandInGrader(1, 9)),
                        thumbnails=tmp_path / "thumbnails")
     store = KeyStore(tmp_path / "keys.json")
-    client_key = _bearer(store, "a shop", Role.CLIENT)
-    ada, grace = _bearer(store, "ada", Role.EXPERT), _bearer(store, "grace", Role.EXPERT)
-    with TestClient(create_app(service, store, ReviewParams(audit_share=1.0, panel=2))) as api:
+    keys = {"shop": _bearer(store, "a shop", Role.CLIENT),
+            **{name: _bearer(store, name, Role.EXPERT) for name in experts}}
+    with TestClient(create_app(service, store, ReviewParams(audit_share=1.0, panel=panel))) as api:
+        yield api, service, keys
+
+
+def test_experts_work_the_queue_one_item_at_a_time_without_seeing_the_answer(
+        tmp_path: Path) -> None:
+    with _review_api(tmp_path, 2, ("ada", "grace")) as (api, _, keys):
+        client_key, ada, grace = keys["shop"], keys["ada"], keys["grace"]
         graded = api.post("/v1/grade", headers=client_key,
                           files={"file": ("card.jpg", _photo())}).json()
 
@@ -77,12 +90,8 @@ def test_experts_work_the_queue_one_item_at_a_time_without_seeing_the_answer(
 
 def test_the_models_answer_shows_after_the_experts_grade_and_subgrades_are_kept(
         tmp_path: Path) -> None:
-    service = _service(tmp_path, ServedModels(StandInGrader(1, 9)),
-                       thumbnails=tmp_path / "thumbnails")
-    store = KeyStore(tmp_path / "keys.json")
-    client_key = _bearer(store, "a shop", Role.CLIENT)
-    experts = {name: _bearer(store, name, Role.EXPERT) for name in ("ada", "grace", "alan")}
-    with TestClient(create_app(service, store, ReviewParams(audit_share=1.0, panel=3))) as api:
+    with _review_api(tmp_path, 3, ("ada", "grace", "alan")) as (api, service, experts):
+        client_key = experts["shop"]
         request_ids = [api.post("/v1/grade", headers=client_key, files={
             "file": ("card.jpg", _photo())}).json()["request_id"] for _ in range(2)]
         item = _next(api, experts["ada"]).json()
