@@ -223,15 +223,16 @@ class PredictionLog:
                 for row in rows]
 
     def expert_panel(self) -> pd.DataFrame:
-        """request_id, grader, grade and subgrades (a dict, or None) of every expert's grade
-        of a photo: each expert's latest counts (an expert may correct their own, never
+        """request_id, grader, grade, subgrades (a dict, or None) and time of every expert's
+        grade of a photo: each expert's latest counts (an expert may correct their own, never
         another's)."""
         column = self._experts.c
-        query = (sa.select(column.request_id, column.grader, column.grade, column.subgrades)
-                 .order_by(column.time, column.id))
+        query = (sa.select(column.request_id, column.grader, column.grade, column.subgrades,
+                           column.time).order_by(column.time, column.id))
         with self._engine.connect() as connection:
             frame = pd.DataFrame(connection.execute(query).all(),
-                                 columns=["request_id", "grader", "grade", "subgrades"])
+                                 columns=["request_id", "grader", "grade", "subgrades", "time"])
+        frame["time"] = pd.to_datetime(frame["time"], utc=True)
         frame["subgrades"] = frame["subgrades"].map(json.loads, na_action="ignore")
         return frame.drop_duplicates(["request_id", "grader"], keep="last")
 

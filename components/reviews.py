@@ -46,6 +46,12 @@ class ReviewParams(StrictParams):
                                "whatever the model said: an unbiased sample")
     lease_seconds: float = Field(600, gt=0, description="how long an expert holds an item")
     window_days: float = Field(14, gt=0, description="answers this recent are queued")
+    expert_window_days: float = Field(7, gt=0, description="an expert's drift is judged on "
+                                      "their grades this recent")
+    expert_min_items: int = Field(20, ge=1, description="photos shared with other experts "
+                                  "before an expert's bias is judged")
+    expert_max_bias: float = Field(0.5, gt=0, description="mean difference from the rest of "
+                                   "each panel (grades) beyond which an expert has drifted")
 
 
 @dataclass(frozen=True)
@@ -199,16 +205,77 @@ class ReviewQueue:
                 leases.request_id == request_id, leases.expert == expert))
 
 
+def _differences(panel: pd.DataFrame, expert: str) -> pd.DataFrame:
+    """`expert`'s grades (and when they gave them) on photos others graded too, with the
+    difference from the others' consensus (their median, rounded half up, as a panel's) and
+    from their mean (`offset`: unrounded, so one kind peer moves it by a fraction only)."""
+    theirs = panel[panel["grader"] == expert].set_index("request_id")
+    others = panel[(panel["grader"] != expert) & panel["request_id"].isin(theirs.index)]
+    grades = others.groupby("request_id")["grade"]
+    consensus = np.floor(grades.median().astype(float) + 0.5)
+    shared = theirs.loc[consensus.index]
+    own = shared["grade"].astype(float)
+    return shared.assign(difference=own - consensus, offset=own - grades.mean().astype(float))
+
+
 def agreement_with_panel(panel: pd.DataFrame, expert: str) -> dict[str, object]:
     """How `expert` grades next to the rest of each panel (`PredictionLog.expert_panel()`): on
     the photos they graded that others graded too, the share of grades equal to the others'
-    median (rounded half up), within one of it, and their mean difference from it (a bias)."""
-    theirs = panel[panel["grader"] == expert].set_index("request_id")["grade"].astype(float)
-    others = panel[(panel["grader"] != expert) & panel["request_id"].isin(theirs.index)]
-    consensus = np.floor(others.groupby("request_id")["grade"].median().astype(float) + 0.5)
-    difference = (theirs[consensus.index] - consensus).to_numpy(float)
-    compared = len(difference)
-    return {"expert": expert, "graded": len(theirs), "compared": compared,
+    median (rounded half up), within one of it, and their mean difference from the others'
+    mean grade (a bias)."""
+    shared = _differences(panel, expert)
+    difference, compared = shared["difference"].to_numpy(float), len(shared)
+    return {"expert": expert, "graded": int((panel["grader"] == expert).sum()),
+            "compared": compared,
             "exact": round(float(np.mean(difference == 0)), 3) if compared else None,
             "within_one": round(float(np.mean(np.abs(difference) <= 1)), 3) if compared else None,
-            "bias": round(float(difference.mean()), 3) if compared else None}
+            "bias": round(float(shared["offset"].mean()), 3) if compared else None}
+
+
+@dataclass(frozen=True)
+class ExpertDrift:
+    """One expert's recent bias against the rest of their panels, and whether it drifted."""
+
+    expert: str
+    compared: int
+    bias: float | None
+    drifted: bool
+
+    def line(self) -> str:
+        if self.bias is None:
+            return f"{self.expert}: no photo shared with other experts recently"
+        return (f"{self.expert}: {self.bias:+.2f} grades against the rest of the panel on "
+                f"{self.compared} photos")
+
+
+def expert_drift(panel: pd.DataFrame, since: datetime, params: ReviewParams) -> list[ExpertDrift]:
+    """Each expert's bias on the photos they graded since `since` (`panel` with its `time`):
+    drifted once `expert_min_items` are compared and the bias passes `expert_max_bias` either
+    way. The experts are the platform's truth, and an expert half a grade kinder or harsher
+    than their peers moves every consensus they join."""
+    recent = panel[pd.to_datetime(panel["time"], utc=True) >= since]
+    found = []
+    for expert in sorted(recent["grader"].unique()):
+        theirs = _differences(panel, expert)
+        theirs = theirs[pd.to_datetime(theirs["time"], utc=True) >= since]
+        compared = len(theirs)
+        bias = round(float(theirs["offset"].mean()), 3) if compared else None
+        found.append(ExpertDrift(expert, compared, bias, compared >= params.expert_min_items
+                                 and abs(bias or 0.0) > params.expert_max_bias))
+    return found
+
+
+def expert_alert(standing: ExpertDrift, action: str,
+                 params: ReviewParams) -> tuple[str, str] | None:
+    """On-call's subject and body for an incident verdict's `action` on an expert (an alert
+    or a recovery; None for anything else)."""
+    if action == "alert":
+        return (f"[gradeline] expert drift: {standing.expert}",
+                f"{standing.line()} over the last {params.expert_window_days:g} days, beyond "
+                f"{params.expert_max_bias:g} either way (review.expert_max_bias). Their grades "
+                "move every consensus they join and the training batches made from them: "
+                "compare their recent items with the panel's, then recalibrate them or take "
+                "them off the queue (gradeline keys revoke).")
+    if action == "recovered":
+        return f"[gradeline] expert recovered: {standing.expert}", standing.line()
+    return None

@@ -50,7 +50,13 @@ from components.monitor.window import MonitorError, window_bounds
 from components.oncall import tell_on_call
 from components.params import load_params
 from components.predlog import PredictionLog
-from components.reviews import DRIFTED, ReviewParams, ReviewQueue
+from components.reviews import (
+    DRIFTED,
+    ReviewParams,
+    ReviewQueue,
+    expert_alert,
+    expert_drift,
+)
 from components.serving.thumbnails import thumbnail_path
 from components.settings import GradelineSettings, load_settings
 from components.vision.models import OnnxGrader
@@ -114,6 +120,24 @@ def queue_for_review(settings: GradelineSettings, reference: pd.DataFrame, windo
 
 
 @task(cache_policy=NO_CACHE)
+def watch_experts(settings: GradelineSettings, book: IncidentBook, params_file: str | None,
+                  now: datetime) -> list[str]:
+    """Each expert's recent bias against the rest of their panels, an incident per expert
+    (alerted once per cooldown, recovery announced); the drifting ones' lines."""
+    review = load_params("review", ReviewParams, Path(params_file) if params_file else None)
+    panel = PredictionLog(str(settings.prediction_log_uri)).expert_panel()
+    drifting = []
+    for standing in expert_drift(panel, now - timedelta(days=review.expert_window_days), review):
+        verdict = book.observe(f"expert {standing.expert}", "drift" if standing.drifted else "ok",
+                               ["bias"] if standing.drifted else [], now)
+        if message := expert_alert(standing, verdict.action, review):
+            tell_on_call(settings, *message)
+        if standing.drifted:
+            drifting.append(standing.line())
+    return drifting
+
+
+@task(cache_policy=NO_CACHE)
 def tell(settings: GradelineSettings, verdict: Verdict, judgement: DriftJudgement,
          champion: RegisteredVersion, window: str, files: dict[str, str],
          sheet: str | None) -> str | None:
@@ -158,9 +182,10 @@ def monitor(model: str = "card-grader", window_hours: float | None = None,
     span = f"{start:%Y-%m-%d %H:%M:%S}..{end:%H:%M:%S} UTC"
     title = f"{model} version {champion.version}: drift, {span}"
     files = publish(settings, judgement, model, end, title)
-    verdict = IncidentBook(settings.home / "monitor" / "incidents.json",
-                           timedelta(hours=params.cooldown_hours)).observe(
-        model, judgement.status, [signal.name for signal in judgement.drifted], end)
+    book = IncidentBook(settings.home / "monitor" / "incidents.json",
+                        timedelta(hours=params.cooldown_hours))
+    verdict = book.observe(model, judgement.status,
+                           [signal.name for signal in judgement.drifted], end)
     drifting = verdict.action in ("alert", "silenced", "quiet")
     drawn = (most_drifted_sheet(
         reference, window, params.sheet_images,
@@ -170,12 +195,13 @@ def monitor(model: str = "card-grader", window_hours: float | None = None,
     queued = (queue_for_review(settings, reference, window, params.sheet_images, params_file,
                                end) if drifting else 0)
     subject = tell(settings, verdict, judgement, champion, span, files, sheet)
+    experts_drifting = watch_experts(settings, book, params_file, end)
     get_run_logger().info("%s v%s: %s (incident: %s)", model, champion.version,
                           judgement.headline(), verdict.action)
     return {"model": model, "version": champion.version, "since": start.isoformat(),
             "until": end.isoformat(), **judgement.as_dict(), "headline": judgement.headline(),
             "incident": verdict.as_dict(), "alert": subject, "contact_sheet": sheet,
-            "queued_for_review": queued, **files}
+            "queued_for_review": queued, "experts_drifting": experts_drifting, **files}
 
 
 def run_monitor(settings: GradelineSettings, model: str, window_hours: float | None = None,

@@ -19,6 +19,8 @@ from components.reviews import (
     ReviewParams,
     ReviewQueue,
     agreement_with_panel,
+    expert_alert,
+    expert_drift,
     in_audit_share,
     wanted_grades,
 )
@@ -134,7 +136,38 @@ def test_an_experts_agreement_is_measured_against_the_rest_of_each_panel() -> No
 
     agreement = agreement_with_panel(panel, "ada")
 
-    # r1: the others' median 8 (ada one below); r2: median 9.5, rounded half up to 10.
+    # r1: the others' median 8 (ada one below); r2: median 9.5, rounded half up to 10. The
+    # bias is against the others' mean: -1 and -0.5.
     assert agreement == {"expert": "ada", "graded": 3, "compared": 2, "exact": 0.0,
-                         "within_one": 1.0, "bias": -1.0}
+                         "within_one": 1.0, "bias": -0.75}
     assert agreement_with_panel(panel, "nobody")["compared"] == 0
+
+
+def test_an_expert_who_turns_kind_is_found_drifting_and_the_others_are_not() -> None:
+    """Four experts grade the same 4 photos a day for six weeks; in the last week ada gives
+    one grade more than the others on every photo."""
+    rows = []
+    for day in range(42):
+        for photo in range(4):
+            request_id, truth = f"r{day}-{photo}", 4 + (day + photo) % 5
+            time = START + timedelta(days=day)
+            for expert in ("ada", "grace", "alan", "ida"):
+                kind = expert == "ada" and day >= 35
+                rows.append((request_id, expert, truth + kind, time))
+    panel = pd.DataFrame(rows, columns=["request_id", "grader", "grade", "time"])
+    params = ReviewParams()
+
+    last_week = {d.expert: d for d in expert_drift(panel, START + timedelta(days=35), params)}
+    before = {d.expert: d for d in expert_drift(panel, START + timedelta(days=28), params)}
+
+    assert last_week["ada"].drifted and last_week["ada"].bias == 1.0
+    assert last_week["ada"].compared == 28
+    # Ada's kindness moves each peer's "rest of the panel" by a third of a grade: not drifted.
+    assert not last_week["grace"].drifted and last_week["grace"].bias == -0.333
+    assert last_week["ada"].line() == \
+        "ada: +1.00 grades against the rest of the panel on 28 photos"
+    subject, body = expert_alert(last_week["ada"], "alert", params)
+    assert subject == "[gradeline] expert drift: ada" and "+1.00 grades" in body
+    assert expert_alert(last_week["grace"], "none", params) is None
+    # Over two weeks, 28 of 56 photos are kind (+0.5 on average): at the limit, not past it.
+    assert before["ada"].bias == 0.5 and not before["ada"].drifted
