@@ -2,12 +2,12 @@
 training quality and speed, and a warm-started retraining against a cold one
 (benchmarks/train.py), evaluation figures with the latency table
 of PyTorch, ONNX and int8, the grader's severity maps as a defect segmentation and the served
-grader on every camera (benchmarks/evaluate.py), and the grading service under load
-(benchmarks/serve.py) and at twice its capacity through a SIGTERM (benchmarks/overload.py), as
-a table or JSON.
+grader on every camera (benchmarks/evaluate.py), one photo's path through the service stage by
+stage and the grading service under load (benchmarks/serve.py) and at twice its capacity
+through a SIGTERM (benchmarks/overload.py), as a table or JSON.
 
     python -m benchmarks [--only factory centering ingest train evaluate segment cameras
-        retrain serve overload] [--cards 1000] [--centering-cards 300] [--ingest 2000 10000]
+        retrain path serve overload] [--cards 1000] [--centering-cards 300] [--ingest 2000 10000]
         [--train-cards 2000] [--train grade:fast [detect:fast]] [--camera-cards 300]
         [--retrain-cards 600] [--requests 300] [--overload-seconds 300] [--json]
 
@@ -28,13 +28,13 @@ from pathlib import Path
 
 from benchmarks.evaluate import bench_cameras, bench_evaluate, bench_segmentation
 from benchmarks.overload import bench_overload
-from benchmarks.serve import bench_serve
+from benchmarks.serve import bench_path, bench_serve
 from benchmarks.train import bench_retrain, bench_train
 from components.cards import CAMERAS, synthesize_batch
 from components.evaluate.centering import centering_accuracy
 
 SECTIONS = ("factory", "centering", "ingest", "train", "evaluate", "segment", "cameras",
-            "retrain", "serve", "overload")
+            "retrain", "path", "serve", "overload")
 TITLES = {
     "factory": "card factory (target: >= 100 cards/s on this machine's cores)",
     "centering": "centering vs truth, percentage points (target: studio max_abs <= 1.0)",
@@ -50,6 +50,8 @@ TITLES = {
                "the human bar - 0.02, each subgrade >= 0.90)",
     "retrain": "a batch of phone cards arrives: the grader fine-tuned on it and as many older "
                "cards (warm start, what `retrain` does) against a new one trained on everything",
+    "path": "one photo's path through the service, stage by stage on one thread (where a "
+            "request's CPU goes, before anything is made faster)",
     "serve": "grading service over HTTP, full-size photos (targets: micro-batching raises "
              "answered/s over max_batch 1; overload answers 503 with Retry-After)",
     "overload": "the service at twice its capacity, then SIGTERM under that load (targets: no "
@@ -149,6 +151,7 @@ def main() -> None:
                    "cameras": lambda: bench_cameras(Path(tmp), args.camera_cards),
                    "retrain": lambda: bench_retrain(Path(tmp), args.train_cards,
                                                     args.retrain_cards),
+                   "path": lambda: bench_path(Path(tmp)),
                    "serve": lambda: bench_serve(Path(tmp), args.requests),
                    "overload": lambda: bench_overload(Path(tmp), args.overload_seconds)}
         results = {name: benches[name]() for name in SECTIONS if name in args.only}

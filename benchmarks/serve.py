@@ -28,7 +28,10 @@ from components.evaluate.export import untrained_grader_graph
 from components.serving.keys import KeyStore, Role
 from components.serving.loopback import free_port, wait_until_up
 from components.serving.source import ServedModels
+from components.serving.thumbnails import review_overlay, save_review_copy, save_thumbnail
+from components.serving.uploads import UploadLimits, decode_upload
 from components.vision.models import OnnxGrader
+from components.vision.properties import image_properties
 
 
 class FixedModels:
@@ -155,3 +158,52 @@ def bench_serve(workdir: Path, requests: int = 300) -> list[dict[str, object]]:
     return [_measure(graph, workdir, photos, 1, 256, requests, 16),
             _measure(graph, workdir, photos, 16, 256, requests, 16),
             _measure(graph, workdir, photos, 16, 8, requests, 64)]
+
+
+
+class _Laps:
+    """A stopwatch: each call records the milliseconds since the previous one under a name."""
+
+    def __init__(self) -> None:
+        self.times: dict[str, float] = {}
+        self._last = time.perf_counter()
+
+    def __call__(self, stage: str) -> None:
+        now = time.perf_counter()
+        self.times[stage], self._last = (now - self._last) * 1000, now
+
+
+def _path_of_one(grader: OnnxGrader, data: bytes, name: str, out: Path) -> dict[str, float]:
+    """Milliseconds of each stage of one photo's path through the service, in order."""
+    lap = _Laps()
+    bgr = decode_upload(data, UploadLimits())
+    lap("decode the upload")
+    prepared = grader.prepare(bgr)
+    lap("prepare: find the card, measure centering, rectify")
+    answer = grader.grade([prepared])[0]
+    lap("the graph, batch 1")
+    image_properties(bgr)
+    lap("image properties")
+    save_thumbnail(out, name, bgr)
+    lap("thumbnail")
+    centering = None if prepared.centering is None else prepared.centering.as_dict()
+    save_review_copy(out, name, bgr, review_overlay(centering, [d.as_dict()
+                                                               for d in answer.defects]))
+    lap("review copy (photos the queue will want)")
+    return lap.times
+
+
+def bench_path(workdir: Path, rounds: int = 3) -> list[dict[str, object]]:
+    """One photo's path through the service, each stage timed on one thread (the first round
+    warms up): where a request's CPU goes, before anything is made faster."""
+    graph, photos = served_graph_and_photos(workdir)
+    grader = OnnxGrader(graph, "card-grader", 1, threads=1)
+    laps = [_path_of_one(grader, data, f"photo-{number}", workdir / "path")
+            for _ in range(rounds) for number, data in enumerate(photos)][len(photos):]
+    medians = {stage: float(np.median([lap[stage] for lap in laps])) for stage in laps[0]}
+    total = sum(medians.values())
+    return [{"stage": stage, "p50_ms": round(median, 1),
+             "p90_ms": round(float(np.percentile([lap[stage] for lap in laps], 90)), 1),
+             "share": f"{median / total:.0%}"} for stage, median in medians.items()] + [
+        {"stage": f"total ({len(photos)} photos, input {grader.size[0]}x{grader.size[1]})",
+         "p50_ms": round(total, 1), "p90_ms": None, "share": "100%"}]
