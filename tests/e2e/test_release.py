@@ -4,8 +4,9 @@ with clicks in the real MLflow UI (headless Chromium); the service answers with 
 without a restart. A challenger that errs on a share of requests is rolled back automatically,
 clients never see its errors, and on-call hears of it on a real HTTP receiver. With experts'
 grades coming back, a challenger that grades worse than the champion is rolled back on its kappa
-although it agrees with the champion, and a better one passes. Every release is judged on
-params.yaml's own `promote.analysis` settings.
+although it agrees with the champion, and a better one passes, both judged on params.yaml's
+own `promote.analysis` settings (the other releases, on a few requests, with a loose latency
+limit). An expert grades three photos on the review page.
 
 The graders are the real network with its answer replaced by a rule of what it sees (tests/
 graphs.py), exported and registered with the tags a passing evaluation writes: the test knows
@@ -33,7 +34,8 @@ import httpx
 import numpy as np
 import pytest
 import yaml
-from playwright.sync_api import sync_playwright
+from playwright.sync_api import Page, sync_playwright
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from prefect.settings import PREFECT_API_URL
 from typer.testing import CliRunner
 
@@ -66,18 +68,23 @@ SIZE = (96, 128)  # width, height: the tiny budgets' input size
 
 def _release_params(folder: Path) -> tuple[Path, Path]:
     """Two params files with params.yaml's own `promote.analysis`: a service that re-reads
-    aliases twice a second, and release steps judged on a few requests (`params.yaml`), or on
-    enough for 30 expert grades, the kappa test's first look (`judged.yaml`)."""
+    aliases twice a second, and release steps judged on a few requests (`params.yaml`, latency
+    loose), or on enough for 30 expert grades, the kappa test's first look (`judged.yaml`)."""
     production = yaml.safe_load((find_project_root() / "params.yaml").read_text())
     common = {"poll_seconds": 0.5, "reviewers": ["ada"],
               "analysis": production["promote"]["analysis"]}
-    steps = {"params.yaml": ({"min_pairs": 12}, {"steps": [0.25, 0.5], "min_requests": 8}),
-             "judged.yaml": ({"min_pairs": 40}, {"steps": [0.5], "min_requests": 40})}
-    for name, (shadow, canary) in steps.items():
+    # Steps of 8 to 12 requests compare median latencies, which vary up to 2x between two
+    # identical graphs on 2 busy cores (measured 18.3 against 9.2 ms): those steps check the
+    # machinery, and their latency limit is loose; judged.yaml's are production's throughout.
+    steps = {"params.yaml": ({"min_pairs": 12}, {"steps": [0.25, 0.5], "min_requests": 8},
+                             {"max_latency_ratio": 10.0}),
+             "judged.yaml": ({"min_pairs": 40}, {"steps": [0.5], "min_requests": 40}, {})}
+    for name, (shadow, canary, analysis) in steps.items():
         (folder / name).write_text(yaml.safe_dump({
             "serve": {"refresh_seconds": 0.5, "max_wait_ms": 2, "drain_seconds": 0.5},
             "review": {"audit_share": 1.0},  # every answer waits for experts' review
-            "promote": {**common, "shadow": {**shadow, "max_wait_seconds": 120},
+            "promote": {**common, "analysis": {**common["analysis"], **analysis},
+                        "shadow": {**shadow, "max_wait_seconds": 120},
                         "canary": {**canary, "max_wait_seconds": 120}}}))
     return folder / "params.yaml", folder / "judged.yaml"
 
@@ -448,6 +455,16 @@ def test_on_call_rolls_back_through_the_cli_and_the_service_follows_within_its_r
     assert again.exit_code == 2 and "error:" in again.output  # nothing left to roll back to
 
 
+def _wait_on_page(page: Page, condition: str, argument: object) -> None:
+    """Wait up to a minute for `condition` (a JS function of `argument`) on the page; a
+    timeout says what the page showed the expert."""
+    try:
+        page.wait_for_function(condition, arg=argument, timeout=60_000)
+    except PlaywrightTimeout:
+        pytest.fail(f"the page never showed the next photo; it says: "
+                    f"{page.inner_text('main')!r} / {page.inner_text('header')!r}")
+
+
 def test_an_expert_grades_three_photos_on_the_review_page_and_sees_the_answer_only_after(
         release_home: Path, service: str, keys: dict[str, str]) -> None:
     shown = []
@@ -460,8 +477,7 @@ def test_an_expert_grades_three_photos_on_the_review_page_and_sees_the_answer_on
             page.click("#sign-in")
             for _ in range(3):
                 previous = shown[-1][0] if shown else None
-                page.wait_for_function("id => item && item.request_id !== id && !graded",
-                                       arg=previous)
+                _wait_on_page(page, "id => item && item.request_id !== id && !graded", previous)
                 page.wait_for_selector("#grade-form input:focus")
                 assert page.is_visible("#photo") and not page.is_visible("#model-answer")
                 assert page.inner_text("#model-answer") == ""  # nothing to anchor on
@@ -471,7 +487,7 @@ def test_an_expert_grades_three_photos_on_the_review_page_and_sees_the_answer_on
                 page.wait_for_selector("#model-answer:not(:empty)")
                 shown.append((request_id, page.inner_text("#model-answer")))
                 page.keyboard.press("Enter")  # the next photo
-            page.wait_for_function("id => item && item.request_id !== id", arg=shown[-1][0])
+            _wait_on_page(page, "id => item && item.request_id !== id", shown[-1][0])
             agreement = page.inner_text("#agreement")
         finally:
             browser.close()
