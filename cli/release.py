@@ -13,6 +13,7 @@ Mounted by the main CLI with `register(app)`.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -30,6 +31,10 @@ from cli.common import (
     show,
 )
 from components.settings import load_settings
+
+# How long `approve` and `reject` wait for a release lock held by another conclusion of the same
+# decision (a waiting `gradeline promote` polls every promote.poll_seconds).
+LOCK_WAIT_SECONDS = 60.0
 
 if TYPE_CHECKING:
     from model_registry import Releases
@@ -128,7 +133,17 @@ def _decide(model: str, version: int, decision: str, by: str, reason: str,
     settings = load_settings()
     try:
         releases_of(settings).decide(model, version, decision, by, reason)
-        report = run_conclude(settings, model, version, str(params) if params else None)
+        # A `gradeline promote` waiting for this decision may be concluding it right now: wait
+        # for its lock, then read the outcome as it stands.
+        deadline = time.monotonic() + LOCK_WAIT_SECONDS
+        while True:
+            try:
+                report = run_conclude(settings, model, version, str(params) if params else None)
+                break
+            except ReleaseLocked:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
     except (ReleaseError, VersionNotFound, ReleaseLocked) as error:
         raise fail(str(error)) from None
     typer.echo(json.dumps(report, indent=2, default=str) if as_json
