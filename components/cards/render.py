@@ -133,8 +133,24 @@ def _draw_artwork(spec: CardSpec, width: int, height: int) -> np.ndarray:
     return art
 
 
-def _jagged(rng: np.random.Generator, n: int, amplitude: float) -> np.ndarray:
-    return 1.0 + amplitude * rng.uniform(-1.0, 1.0, n)
+# Outlines are ragged by this share of their size, point to point: enough to look torn, too
+# little to change the worn area, which is what the severity (and so the experts) measures.
+_JAG = 0.08
+
+
+def _jagged(rng: np.random.Generator, n: int) -> np.ndarray:
+    return 1.0 + _JAG * rng.uniform(-1.0, 1.0, n)
+
+
+def _line_thickness(defect: Defect) -> int:
+    """Whole pixels a line defect is drawn with (cv2 draws no thinner than its width)."""
+    return max(1, math.ceil(defect.size * PX_PER_MM))
+
+
+def _line_coverage(defect: Defect) -> float:
+    """Share of its drawn pixels a line defect covers: a camera sees a 0.6 px scratch fainter
+    than a 1 px one, so its tint is weakened by this share rather than rounded to whole pixels."""
+    return defect.size * PX_PER_MM / _line_thickness(defect)
 
 
 def _inward_from_edge(ax: float, ay: float, bx: float) -> np.ndarray:
@@ -150,28 +166,28 @@ def _defect_shape(defect: Defect, rng: np.random.Generator) -> np.ndarray:
     pts = np.array(defect.points, dtype=np.float64)
     if defect.kind == "corner_wear":
         (cx, cy), r = pts[0], defect.size
-        angles = np.linspace(0, 2 * np.pi, 24, endpoint=False)
-        radii = r * _jagged(rng, 24, 0.25)
+        angles = np.linspace(0, 2 * np.pi, 48, endpoint=False)
+        radii = r * _jagged(rng, 48)
         blob = np.stack([cx + radii * np.cos(angles), cy + radii * np.sin(angles)], 1)
         cv2.fillPoly(mask, [_fixed(blob)], 255, cv2.LINE_AA, _SHIFT)
     elif defect.kind == "edge_whitening":
         (ax, ay), (bx, by) = pts
-        t = np.linspace(0, 1, 16)
+        t = np.linspace(0, 1, 32)
         along = np.stack([ax + (bx - ax) * t, ay + (by - ay) * t], 1)
         inward = _inward_from_edge(ax, ay, bx)
-        depth = defect.size * _jagged(rng, 16, 0.5)
+        depth = defect.size * _jagged(rng, 32)
         outer = along - inward * 1.0
         inner = along + inward * depth[:, None]
         cv2.fillPoly(mask, [_fixed(np.vstack([outer, inner[::-1]]))], 255, cv2.LINE_AA, _SHIFT)
     elif defect.kind == "stain":
         (cx, cy), r = pts[0], defect.size
-        angles = np.linspace(0, 2 * np.pi, 20, endpoint=False)
-        radii = r * _jagged(rng, 20, 0.35)
+        angles = np.linspace(0, 2 * np.pi, 40, endpoint=False)
+        radii = r * _jagged(rng, 40)
         blob = np.stack([cx + radii * np.cos(angles), cy + 0.8 * radii * np.sin(angles)], 1)
         cv2.fillPoly(mask, [_fixed(blob)], 255, cv2.LINE_AA, _SHIFT)
     else:  # scratch, crease, print line: polylines of a given width
-        thickness = max(1, round(defect.size * PX_PER_MM))
-        cv2.polylines(mask, [_fixed(pts)], False, 255, thickness, cv2.LINE_AA, _SHIFT)
+        cv2.polylines(mask, [_fixed(pts)], False, 255, _line_thickness(defect), cv2.LINE_AA,
+                      _SHIFT)
     return mask
 
 
@@ -194,13 +210,16 @@ def _apply_defect(img: np.ndarray, defect: Defect, mask: np.ndarray, rng) -> Non
     ys, xs = np.nonzero(mask)
     alpha = (mask[ys, xs].astype(np.float32) / 255.0) * strength * (0.6 + 0.4 * defect.severity)
     alpha *= rng.uniform(0.75, 1.0, len(ys)).astype(np.float32)  # fibrous, not flat
+    if defect.kind not in FRAYING_DEFECTS | {"stain"}:
+        alpha *= np.float32(_line_coverage(defect))
     pixels = img[ys, xs].astype(np.float32)
     img[ys, xs] = (pixels * (1 - alpha[:, None]) + np.float32(colour) * alpha[:, None]).astype(
         np.uint8)
-    if defect.kind == "crease":  # the fold's shadow runs beside its highlight
+    if defect.kind == "crease":  # the fold's shadow runs beside its highlight, deeper if worse
         shadow = np.roll(mask, 2, axis=0) & ~mask
         ys, xs = np.nonzero(shadow)
-        img[ys, xs] = (img[ys, xs].astype(np.float32) * 0.55).astype(np.uint8)
+        darken = np.float32(1.0 - 0.6 * defect.severity)
+        img[ys, xs] = (img[ys, xs].astype(np.float32) * darken).astype(np.uint8)
         mask |= shadow
 
 
@@ -224,12 +243,19 @@ def render_card(spec: CardSpec, with_defects: bool = True) -> FlatCard:
             mask = _defect_shape(defect, rng)
             _apply_defect(img, defect, mask, rng)
             if defect.kind in FRAYING_DEFECTS:
-                shape &= ~_frayed_edge(mask, defect.severity)
+                shape = np.minimum(shape, 255 - _frayed_edge(mask, defect.severity))
             masks.append(mask & outline)
     return FlatCard(image=img, shape_mask=shape, defect_masks=tuple(masks))
 
 
 def _frayed_edge(mask: np.ndarray, severity: float) -> np.ndarray:
-    """The part of a wear mask that is torn away: the outermost band of the card under it."""
-    return cv2.bitwise_and(mask, _edge_band(1 + round(3 * severity)))
+    """The part of a wear mask that is torn away (0..255): the outermost band of the card under
+    it, 1 to 4 pixels deep by severity; the innermost pixel is torn by the depth's fraction, as
+    a camera would see a tear that ends inside a pixel."""
+    depth = 1.0 + 3.0 * severity
+    whole = int(depth)
+    band = _edge_band(whole).astype(np.float32)
+    ring = _edge_band(whole + 1).astype(np.float32) - band
+    torn = band + (depth - whole) * ring
+    return np.minimum(mask.astype(np.float32), torn).astype(np.uint8)
 

@@ -125,8 +125,10 @@ def _sample_edge_whitening(rng: np.random.Generator, wear: float) -> Defect:
     length = 4.0 + 26.0 * severity
     side = int(rng.integers(4))  # 0 top, 1 right, 2 bottom, 3 left
     along = CARD_WIDTH_MM if side in (0, 2) else CARD_HEIGHT_MM
-    start = float(rng.uniform(CORNER_RADIUS_MM + 1, along - CORNER_RADIUS_MM - 1 - length * 0.5))
-    end = min(start + length, along - CORNER_RADIUS_MM - 1)
+    # The whole strip fits on the straight side: a strip cut short would show less wear than
+    # its severity says.
+    start = float(rng.uniform(CORNER_RADIUS_MM + 1, along - CORNER_RADIUS_MM - 1 - length))
+    end = start + length
     ends = {
         0: ((start, 0.0), (end, 0.0)),
         1: ((CARD_WIDTH_MM, start), (CARD_WIDTH_MM, end)),
@@ -139,18 +141,18 @@ def _sample_edge_whitening(rng: np.random.Generator, wear: float) -> Defect:
 def _sample_scratch(rng: np.random.Generator, wear: float) -> Defect:
     severity = _severity(rng, wear, 0.3, 1.2)
     length = 6.0 + 30.0 * severity
-    x0, y0 = _point_in_card(rng, 6.0)
     angle = rng.uniform(0, np.pi)
     bend = rng.normal(0, 0.15)
-    points = [
-        (x0 + t * length * np.cos(angle + bend * t), y0 + t * length * np.sin(angle + bend * t))
-        for t in (0.0, 0.5, 1.0)
-    ]
-    clipped = tuple(
-        (float(np.clip(x, 2, CARD_WIDTH_MM - 2)), float(np.clip(y, 2, CARD_HEIGHT_MM - 2)))
-        for x, y in points
-    )
-    return Defect("surface_scratch", severity, clipped, size=0.12 + 0.25 * severity)
+    offsets = np.array([(t * length * np.cos(angle + bend * t),
+                         t * length * np.sin(angle + bend * t)) for t in (0.0, 0.5, 1.0)])
+    # The start is drawn where the whole scratch lies on the card: one clipped at the edge
+    # would be shorter than its severity says.
+    margin = 2.0
+    low = margin - offsets.min(axis=0)
+    high = np.array([CARD_WIDTH_MM, CARD_HEIGHT_MM]) - margin - offsets.max(axis=0)
+    start = rng.uniform(low, high)
+    points = tuple((float(x), float(y)) for x, y in start + offsets)
+    return Defect("surface_scratch", severity, points, size=0.12 + 0.25 * severity)
 
 
 def _sample_crease(rng: np.random.Generator) -> Defect:
@@ -161,7 +163,11 @@ def _sample_crease(rng: np.random.Generator) -> Defect:
     else:
         x0, x1 = rng.uniform(8, CARD_WIDTH_MM - 8, size=2)
         ends = ((float(x0), 1.0), (float(x1), CARD_HEIGHT_MM - 1.0))
-    return Defect("crease", severity, ends, size=0.3 + 0.3 * severity)
+    # A worse crease runs further: from one edge across `severity` of the card.
+    start, end = (np.array(e) for e in (ends if rng.random() < 0.5 else ends[::-1]))
+    reach = start + severity * (end - start)
+    points = ((float(start[0]), float(start[1])), (float(reach[0]), float(reach[1])))
+    return Defect("crease", severity, points, size=0.3 + 0.3 * severity)
 
 
 def _sample_stain(rng: np.random.Generator, wear: float) -> Defect:
