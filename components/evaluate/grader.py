@@ -350,6 +350,7 @@ def evaluate_grader(model_dir: Path, root: Path, out_dir: Path, params: Evaluate
 
     ece_before = expected_calibration_error(before, labels)
     ece_after = expected_calibration_error(after[:, 0], labels)
+    ece_chance = chance_ece(after[:, 0])
     plots = [*_confusion_plots(test.rows, predicted, out_dir),
              reliability_diagram_png({"before scaling": before, "after scaling": after[:, 0]},
                                      labels, out_dir / "reliability.png",
@@ -361,11 +362,12 @@ def evaluate_grader(model_dir: Path, root: Path, out_dir: Path, params: Evaluate
     return GraderEvaluation(
         agreement=agreement, human_bar=bar, verdict=bar.verdict(agreement.overall["qwk"]),
         temperatures=dict(zip(ORDINAL_TARGETS, temperatures.tolist(), strict=True)),
-        ece_before=ece_before, ece_after=ece_after, ece_chance=chance_ece(after[:, 0]),
+        ece_before=ece_before, ece_after=ece_after, ece_chance=ece_chance,
         conformal=conformal, coverage=coverage,
         parity=parities, int8=int8, latency=latency, tensorrt=tensorrt,
         gates=[*grader_gates(agreement.overall["qwk"], bar.metric("qwk"), ece_after,
-                             float(coverage["coverage"]), len(labels), parities, params),
+                             ece_chance["p95"], float(coverage["coverage"]), len(labels),
+                             parities, params),
                baseline_gate(agreement.overall["qwk"], baseline)],
         onnx=onnx_path, onnx_int8=int8_path if int8["kept"] else None,
         example={"pixels": val.pixels[:2].astype(np.float32), "geometry": val.geometry[:2]},

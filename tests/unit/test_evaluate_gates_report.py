@@ -20,6 +20,7 @@ from components.evaluate.gates import (
     at_most,
     coverage_gate,
     detector_gates,
+    ece_gate,
     grader_gates,
     parity_gates,
 )
@@ -61,8 +62,8 @@ def test_at_most_is_inclusive_and_nan_fails(value: float, passed: bool) -> None:
 
 
 def test_grader_gates_pass_exactly_at_their_thresholds() -> None:
-    gates = grader_gates(qwk=0.5, human_bar_qwk=0.75, ece_after=0.125, coverage=0.5,
-                         coverage_items=MANY, parities=[parity()], params=EXACT)
+    gates = grader_gates(qwk=0.5, human_bar_qwk=0.75, ece_after=0.125, ece_chance_p95=0.1,
+                         coverage=0.5, test_items=MANY, parities=[parity()], params=EXACT)
     assert [g.name for g in gates] == ["kappa", "ece", "coverage", "parity_onnx_fp32"]
     assert all(g.passed for g in gates)
     assert [g.value for g in gates[:3]] == [0.5, 0.125, 0.5]
@@ -74,23 +75,37 @@ def test_grader_gates_pass_exactly_at_their_thresholds() -> None:
     ("kappa", {"human_bar_qwk": 0.76}),
     ("ece", {"ece_after": 0.126}),
     ("ece", {"ece_after": NAN}),
+    ("ece", {"ece_after": 0.131, "ece_chance_p95": 0.13}),
     ("coverage", {"coverage": 0.49}),
     ("coverage", {"coverage": NAN}),
 ])
 def test_grader_gates_fail_just_past_their_thresholds(failing: str,
                                                       arguments: dict[str, float]) -> None:
-    values = {"qwk": 0.5, "human_bar_qwk": 0.75, "ece_after": 0.125, "coverage": 0.5,
-              **arguments}
-    gates = grader_gates(**values, coverage_items=MANY, parities=[parity()], params=EXACT)
+    values = {"qwk": 0.5, "human_bar_qwk": 0.75, "ece_after": 0.125, "ece_chance_p95": 0.1,
+              "coverage": 0.5, **arguments}
+    gates = grader_gates(**values, test_items=MANY, parities=[parity()], params=EXACT)
     assert [g.name for g in gates if not g.passed] == [failing]
 
 
+@pytest.mark.parametrize(("ece", "chance_p95", "passed"), [
+    (0.09, 0.10, True),    # above the 0.05 limit, but a calibrated model shows as much
+    (0.11, 0.10, False),   # more than chance explains
+    (0.04, 0.01, True),    # under the limit, whatever chance says
+    (0.09, NAN, False),    # no chance figure: the limit alone
+])
+def test_ece_above_its_limit_passes_only_within_chance(ece: float, chance_p95: float,
+                                                       passed: bool) -> None:
+    gate = ece_gate(ece, chance_p95, items=226, params=EvaluateParams())
+    assert (gate.name, gate.passed, gate.value) == ("ece", passed, ece)
+
+
 def test_grader_gate_rules_name_their_thresholds() -> None:
-    gates = grader_gates(qwk=0.9, human_bar_qwk=0.891, ece_after=0.03, coverage=0.91,
-                         coverage_items=200, parities=[], params=EvaluateParams())
+    gates = grader_gates(qwk=0.9, human_bar_qwk=0.891, ece_after=0.03, ece_chance_p95=0.1,
+                         coverage=0.91, test_items=200, parities=[], params=EvaluateParams())
     rules = {g.name: g.rule for g in gates}
     assert rules["kappa"] == "qwk >= 0.871 (human bar 0.891 - 0.02)"
-    assert rules["ece"] == "ECE after scaling <= 0.05"
+    assert rules["ece"] == ("ECE after scaling <= 0.05, or within what a calibrated model "
+                            "shows by chance on 200 cards (95% under 0.100)")
     assert rules["coverage"].startswith("conformal coverage >= 0.88 (target 0.9 - 0.02), or "
                                         "below it by chance on 200 cards (binomial p ")
     assert [g.name for g in gates] == ["kappa", "ece", "coverage"]
@@ -119,7 +134,7 @@ def test_a_failed_parity_fails_its_gate() -> None:
     assert "max |diff| <= 0.001" in gates[1].rule
     assert "99.9% of 64 images" in gates[1].rule
     assert "(got 99.00%)" in gates[2].rule
-    grader = grader_gates(0.9, 0.9, 0.01, 0.9, 100, [parity("tensorrt", max_abs_diff=0.01)],
+    grader = grader_gates(0.9, 0.9, 0.01, 0.1, 0.9, 100, [parity("tensorrt", max_abs_diff=0.01)],
                           EvaluateParams())
     assert [g.name for g in grader if not g.passed] == ["parity_tensorrt"]
 
@@ -180,7 +195,7 @@ def grader_summary() -> dict:
     conformal = fit_conformal(probabilities, rows["grade"].to_numpy(), 0.8)
     coverage = conformal_report(conformal, probabilities, rows["grade"].to_numpy())
     parities = [parity()]
-    gates = grader_gates(agreement.overall["qwk"], bar.metric("qwk"), 0.08,
+    gates = grader_gates(agreement.overall["qwk"], bar.metric("qwk"), 0.08, 0.062,
                          float(coverage["coverage"]), 10, parities, EvaluateParams())
     return {
         "model": "card-grader", "version": 3, "stage": "rejected", "data_version": "abc123",
@@ -188,7 +203,7 @@ def grader_summary() -> dict:
         "kind": "grader", "kappa": agreement.overall["qwk"], "human_bar": bar.metric("qwk"),
         "verdict": bar.verdict(agreement.overall["qwk"]), "agreement": agreement.as_dict(),
         "experts": bar.as_dict(), "ece_before": 0.21, "ece_after": 0.08,
-        "ece_chance": {"mean": 0.061, "p95": 0.094},
+        "ece_chance": {"mean": 0.041, "p95": 0.062},
         "temperatures": {"grade": 1.73, "centering": 1.0, "corners": 1.2, "edges": 1.0,
                          "surface": 1.0},
         "coverage": coverage["coverage"], "mean_set_size": coverage["mean_set_size"],
@@ -301,9 +316,10 @@ def test_summary_lines_of_a_grader(grader_summary: dict) -> None:
                         f"{grader_summary['human_bar']:.3f}: {grader_summary['verdict']} "
                         f"their own agreement")
     assert lines[2] == ("  ECE 0.210 -> 0.080 after temperature 1.73 (a calibrated model: "
-                        "0.061, 95% under 0.094)")
+                        "0.041, 95% under 0.062)")
     assert lines[3].startswith("  conformal sets: coverage ")
-    assert "  gate ece: FAIL (0.08; ECE after scaling <= 0.05)" in lines
+    assert ("  gate ece: FAIL (0.08; ECE after scaling <= 0.05, or within what a calibrated "
+            "model shows by chance on 10 cards (95% under 0.062))") in lines
     assert "  latency onnx fp32: p50 4.2 ms, p99 6.5 ms (batch 1), 900.5 images/s (batch 32)" \
         in lines
     assert lines[-2:] == ["  TensorRT: skipped: no <CUDA> device",
