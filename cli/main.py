@@ -19,6 +19,7 @@
     gradeline prune [--dry-run] [--json]
     gradeline up | down | deploy
     gradeline reviewers add NAME [--out FILE]
+    gradeline review gold REQUEST_ID GRADE --by NAME | experts [--json]
     gradeline ui [--port 5000]
     gradeline config show [--json]
     gradeline demo
@@ -40,6 +41,7 @@ from cli.config import config_app
 from cli.keys import keys_app
 from cli.monitor import register as register_monitor_commands
 from cli.release import register as register_release_commands
+from cli.review import review_app
 from cli.reviewers import reviewers_app
 from cli.stack import register as register_stack_commands
 from components.cards import CAMERAS, FactoryError, contact_sheet, synthesize_batch
@@ -55,6 +57,7 @@ app.add_typer(data_app, name="data")
 app.add_typer(config_app, name="config")
 app.add_typer(keys_app, name="keys")
 app.add_typer(reviewers_app, name="reviewers")
+app.add_typer(review_app, name="review")
 register_release_commands(app)
 register_monitor_commands(app)
 register_stack_commands(app)

@@ -6,6 +6,8 @@
     queue.pending(now)                        # every item still wanting grades, and why
     queue.request(["req-7"], DRIFTED, now)    # queue answers for a reason the log cannot show
     agreement_with_panel(log.expert_panel(), "ada")   # ada next to the rest of each panel
+    queue.add_gold("req-9", 7, "head grader", now)     # a photo whose grade is known
+    agreement_with_gold(log.expert_panel(), queue.gold(), "ada")   # ada against known grades
 
 An answer is queued when its conformal set holds more than one grade (`uncertain`), when the
 other model in a release graded it otherwise (`disagreement`), when its request id falls in
@@ -17,6 +19,11 @@ independent expert grades, and one more while they spread over more than one gra
 The queue is read from the prediction log and the requests beside it, so it survives restarts;
 a lease (one expert, one item, for `lease_seconds`) is a row in the same database, unique per
 item, so an item is never handed to two experts at once.
+
+Gold items are served photos whose grade the head grader knows. Each expert is handed one
+before other items whenever gold is under `gold_share` of what they graded, and it looks like
+any audited item to them. A panel can only show an expert against the others; gold also shows
+a panel that drifts together.
 """
 
 from __future__ import annotations
@@ -34,6 +41,7 @@ from components.params import StrictParams
 from components.predlog import PredictionLog, open_database
 
 UNCERTAIN, DISAGREEMENT, AUDIT, DRIFTED = "uncertain", "disagreement", "audit", "drifted"
+GOLD = "gold"  # an item of known grade that measures the expert (they see it as an audit)
 
 
 class ReviewParams(StrictParams):
@@ -51,7 +59,12 @@ class ReviewParams(StrictParams):
     expert_min_items: int = Field(20, ge=1, description="photos shared with other experts "
                                   "before an expert's bias is judged")
     expert_max_bias: float = Field(0.5, gt=0, description="mean difference from the rest of "
-                                   "each panel (grades) beyond which an expert has drifted")
+                                   "each panel, or from the gold items' known grades (grades), "
+                                   "beyond which an expert has drifted")
+    gold_share: float = Field(0.05, ge=0, le=1, description="share of each expert's grades "
+                              "given to gold items (known grades)")
+    expert_min_gold: int = Field(8, ge=1, description="gold items graded before an expert's "
+                                 "bias against the known grades is judged")
 
 
 @dataclass(frozen=True)
@@ -86,6 +99,16 @@ def _leases(metadata: sa.MetaData) -> sa.Table:
     )
 
 
+def _gold(metadata: sa.MetaData) -> sa.Table:
+    return sa.Table(
+        "review_gold", metadata,
+        sa.Column("request_id", sa.String(128), primary_key=True),
+        sa.Column("grade", sa.Integer, nullable=False),
+        sa.Column("set_by", sa.String(128), nullable=False),
+        sa.Column("time", sa.DateTime(timezone=True), nullable=False),
+    )
+
+
 def _requests(metadata: sa.MetaData) -> sa.Table:
     return sa.Table(
         "review_requests", metadata,
@@ -104,6 +127,7 @@ class ReviewQueue:
         self._engine = open_database(log.uri)
         metadata = sa.MetaData()
         self._leases, self._requests = _leases(metadata), _requests(metadata)
+        self._gold = _gold(metadata)
         metadata.create_all(self._engine)
 
     def request(self, request_ids: list[str], reason: str, now: datetime) -> int:
@@ -166,15 +190,59 @@ class ReviewQueue:
         """The pending items `expert` has not graded yet, oldest first."""
         return [item for item in self.pending(now) if expert not in item.graders]
 
+    def add_gold(self, request_id: str, grade: int, by: str, now: datetime) -> None:
+        """Make a served photo a gold item of known `grade` (`by`: the head grader); setting
+        it again corrects the grade."""
+        if not 1 <= grade <= 10:
+            raise ValueError(f"gold grade {grade} of request {request_id} is not in 1..10")
+        if not self.log.answers_to(request_id):
+            raise KeyError(f"no answer to request {request_id!r} is logged: only a served "
+                           "photo can be a gold item")
+        with self._engine.begin() as connection:
+            connection.execute(self._gold.delete().where(self._gold.c.request_id == request_id))
+            connection.execute(self._gold.insert().values(request_id=request_id, grade=grade,
+                                                          set_by=by, time=now))
+
+    def _gold_rows(self) -> list[sa.Row]:
+        column = self._gold.c
+        with self._engine.connect() as connection:
+            return connection.execute(sa.select(column.request_id, column.grade, column.time)
+                                      .order_by(column.time, column.request_id)).all()
+
+    def gold(self) -> dict[str, int]:
+        """The known grade of every gold item, by request id."""
+        return {row.request_id: row.grade for row in self._gold_rows()}
+
+    def _gold_due(self, expert: str) -> list[ReviewItem]:
+        """The gold items `expert` has not graded, oldest first, when gold is under
+        `gold_share` of what they graded counting the next item; else none."""
+        rows = self._gold_rows()
+        if not rows:
+            return []
+        panel = self.log.expert_panel()
+        theirs = set(panel.loc[panel["grader"] == expert, "request_id"])
+        graded_gold = sum(row.request_id in theirs for row in rows)
+        if graded_gold >= self.params.gold_share * (len(theirs) + 1):
+            return []
+        graders = panel.groupby("request_id")["grader"].agg(tuple)
+        return [ReviewItem(row.request_id, row.time, (GOLD,), graders.get(row.request_id, ()),
+                           len(graders.get(row.request_id, ())) + 1)
+                for row in rows if row.request_id not in theirs]
+
     def lease_next(self, expert: str, now: datetime) -> ReviewItem | None:
-        """The item `expert` holds, or else the oldest one they have not graded that nobody
-        holds, leased to them for `lease_seconds`; None when nothing waits for them."""
-        mine = self.waiting_for(expert, now)
+        """The item `expert` holds, or else a gold item when one is due (`gold_share`), or
+        else the oldest item they have not graded that nobody holds, leased to them for
+        `lease_seconds`; None when nothing waits for them."""
+        mine = self._gold_due(expert) + self.waiting_for(expert, now)
         until = now + timedelta(seconds=self.params.lease_seconds)
         leases = self._leases.c
+        with self._engine.begin() as connection:
+            connection.execute(self._leases.delete().where(leases.until <= now))
+            held = set(connection.execute(sa.select(leases.request_id).where(
+                leases.expert == expert)).scalars())
+        mine = [item for item in mine if item.request_id in held] + mine
         for item in mine:
             with self._engine.begin() as connection:
-                connection.execute(self._leases.delete().where(leases.until <= now))
                 holder = connection.execute(sa.select(leases.expert).where(
                     leases.request_id == item.request_id)).scalar_one_or_none()
                 if holder == expert:
@@ -232,36 +300,70 @@ def agreement_with_panel(panel: pd.DataFrame, expert: str) -> dict[str, object]:
             "bias": round(float(shared["offset"].mean()), 3) if compared else None}
 
 
+def _against_gold(panel: pd.DataFrame, gold: dict[str, int], expert: str) -> pd.DataFrame:
+    """`expert`'s grades of gold items, with their difference from the known grade."""
+    theirs = panel[(panel["grader"] == expert) & panel["request_id"].isin(gold)]
+    known = theirs["request_id"].map(gold).astype(float)
+    return theirs.assign(difference=theirs["grade"].astype(float) - known)
+
+
+def agreement_with_gold(panel: pd.DataFrame, gold: dict[str, int],
+                        expert: str) -> dict[str, object]:
+    """How `expert` grades the gold items (`ReviewQueue.gold()`): the share equal to the known
+    grade, within one of it, and their mean difference from it (a bias)."""
+    difference = _against_gold(panel, gold, expert)["difference"].to_numpy(float)
+    compared = len(difference)
+    return {"compared": compared,
+            "exact": round(float(np.mean(difference == 0)), 3) if compared else None,
+            "within_one": round(float(np.mean(np.abs(difference) <= 1)), 3) if compared else None,
+            "bias": round(float(difference.mean()), 3) if compared else None}
+
+
 @dataclass(frozen=True)
 class ExpertDrift:
-    """One expert's recent bias against the rest of their panels, and whether it drifted."""
+    """One expert's recent bias against the rest of their panels and against the gold items'
+    known grades, and whether either drifted."""
 
     expert: str
     compared: int
     bias: float | None
     drifted: bool
+    gold_compared: int = 0
+    gold_bias: float | None = None
 
     def line(self) -> str:
-        if self.bias is None:
-            return f"{self.expert}: no photo shared with other experts recently"
-        return (f"{self.expert}: {self.bias:+.2f} grades against the rest of the panel on "
-                f"{self.compared} photos")
+        against_panel = (f"{self.expert}: no photo shared with other experts recently"
+                         if self.bias is None else
+                         f"{self.expert}: {self.bias:+.2f} grades against the rest of the panel "
+                         f"on {self.compared} photos")
+        if self.gold_bias is None:
+            return against_panel
+        return f"{against_panel}, {self.gold_bias:+.2f} against {self.gold_compared} gold items"
 
 
-def expert_drift(panel: pd.DataFrame, since: datetime, params: ReviewParams) -> list[ExpertDrift]:
+def expert_drift(panel: pd.DataFrame, since: datetime, params: ReviewParams,
+                 gold: dict[str, int] | None = None) -> list[ExpertDrift]:
     """Each expert's bias on the photos they graded since `since` (`panel` with its `time`):
-    drifted once `expert_min_items` are compared and the bias passes `expert_max_bias` either
-    way. The experts are the platform's truth, and an expert half a grade kinder or harsher
-    than their peers moves every consensus they join."""
-    recent = panel[pd.to_datetime(panel["time"], utc=True) >= since]
+    drifted once `expert_min_items` are compared and the bias against the rest of the panel
+    passes `expert_max_bias` either way, or once `expert_min_gold` gold items are graded and
+    the bias against their known grades does. The experts are the platform's truth: an expert
+    half a grade kinder or harsher than their peers moves every consensus they join, and a
+    panel that turns kind together is seen only against the gold."""
+    def recent(frame: pd.DataFrame) -> pd.DataFrame:
+        return frame[pd.to_datetime(frame["time"], utc=True) >= since]
+
     found = []
-    for expert in sorted(recent["grader"].unique()):
-        theirs = _differences(panel, expert)
-        theirs = theirs[pd.to_datetime(theirs["time"], utc=True) >= since]
-        compared = len(theirs)
+    for expert in sorted(recent(panel)["grader"].unique()):
+        theirs = recent(_differences(panel, expert))
+        on_gold = recent(_against_gold(panel, gold or {}, expert))
+        compared, gold_compared = len(theirs), len(on_gold)
         bias = round(float(theirs["offset"].mean()), 3) if compared else None
-        found.append(ExpertDrift(expert, compared, bias, compared >= params.expert_min_items
-                                 and abs(bias or 0.0) > params.expert_max_bias))
+        gold_bias = round(float(on_gold["difference"].mean()), 3) if gold_compared else None
+        drifted = (compared >= params.expert_min_items
+                   and abs(bias or 0.0) > params.expert_max_bias) or (
+            gold_compared >= params.expert_min_gold
+            and abs(gold_bias or 0.0) > params.expert_max_bias)
+        found.append(ExpertDrift(expert, compared, bias, drifted, gold_compared, gold_bias))
     return found
 
 

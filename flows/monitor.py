@@ -122,12 +122,14 @@ def queue_for_review(settings: GradelineSettings, reference: pd.DataFrame, windo
 @task(cache_policy=NO_CACHE)
 def watch_experts(settings: GradelineSettings, book: IncidentBook, params_file: str | None,
                   now: datetime) -> list[str]:
-    """Each expert's recent bias against the rest of their panels, an incident per expert
-    (alerted once per cooldown, recovery announced); the drifting ones' lines."""
+    """Each expert's recent bias against the rest of their panels and the gold items, an
+    incident per expert (alerted once per cooldown, recovery announced); the drifting ones'
+    lines."""
     review = load_params("review", ReviewParams, Path(params_file) if params_file else None)
-    panel = PredictionLog(str(settings.prediction_log_uri)).expert_panel()
+    log = PredictionLog(str(settings.prediction_log_uri))
+    since, gold = now - timedelta(days=review.expert_window_days), ReviewQueue(log, review).gold()
     drifting = []
-    for standing in expert_drift(panel, now - timedelta(days=review.expert_window_days), review):
+    for standing in expert_drift(log.expert_panel(), since, review, gold):
         verdict = book.observe(f"expert {standing.expert}", "drift" if standing.drifted else "ok",
                                ["bias"] if standing.drifted else [], now)
         if message := expert_alert(standing, verdict.action, review):

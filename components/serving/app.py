@@ -37,7 +37,14 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from components.oncall import tell_on_call
 from components.predlog import PredictionLog
-from components.reviews import ReviewParams, ReviewQueue, agreement_with_panel
+from components.reviews import (
+    AUDIT,
+    GOLD,
+    ReviewParams,
+    ReviewQueue,
+    agreement_with_gold,
+    agreement_with_panel,
+)
 from components.serving.batcher import Overloaded
 from components.serving.bodies import BodyLimit, read_files
 from components.serving.keys import AccessDenied, ApiKey, KeyStore, Role
@@ -210,7 +217,9 @@ def create_app(service: GradingService, keys: KeyStore,
         kept = _review_copy(item.request_id)
         waiting = await asyncio.to_thread(queue.waiting_for, key.name, now)
         answers = await asyncio.to_thread(service.log.answers_to, item.request_id)
-        return JSONResponse({"request_id": item.request_id, "reasons": list(item.reasons),
+        # A gold item shows as audited: an expert who knew it was a test would grade it apart.
+        reasons = [AUDIT if reason == GOLD else reason for reason in item.reasons]
+        return JSONResponse({"request_id": item.request_id, "reasons": reasons,
                              "graded_by": len(item.graders), "wanted": item.wanted,
                              "waiting": len(waiting),
                              "aspects": sorted((answers[0]["subgrades"] or {}) if answers
@@ -248,10 +257,13 @@ def create_app(service: GradingService, keys: KeyStore,
         rows = await asyncio.to_thread(service.log.answers_to, request_id)
         return {"request_id": request_id, "your_grade": mine, "answers": rows}
 
-    @app.get("/v1/review/me", summary="The caller's own agreement with the other experts")
+    @app.get("/v1/review/me", summary="The caller's own agreement with the other experts "
+             "and with the gold items' known grades")
     async def review_me(key: ApiKey = an_expert) -> dict[str, object]:
         panel = await asyncio.to_thread(service.log.expert_panel)
-        return agreement_with_panel(panel, key.name)
+        gold = await asyncio.to_thread(queue.gold)
+        return {**agreement_with_panel(panel, key.name),
+                "gold": agreement_with_gold(panel, gold, key.name)}
 
     @app.post("/v1/admin/refresh", dependencies=[Depends(allowed(Role.OPERATOR))],
               summary="Re-read the registry's aliases now instead of at the next refresh")

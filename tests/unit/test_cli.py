@@ -12,7 +12,9 @@ from typer.testing import CliRunner
 
 from cli.main import app
 from components.cards import synthesize_batch
+from components.predlog import PredictionLog
 from components.serving.keys import AccessDenied, KeyStore
+from tests.unit.test_predlog import START, _record
 
 runner = CliRunner()
 
@@ -87,7 +89,7 @@ def test_centering_says_which_file_is_not_an_image(tmp_path: Path, batch: Path) 
 @pytest.mark.parametrize(
     "command",
     [[], ["data"], ["data", "synth"], ["data", "sheet"], ["centering"], ["config", "show"],
-     ["demo"]],
+     ["demo"], ["review"], ["review", "gold"]],
     ids=lambda command: " ".join(command) or "root",
 )
 def test_every_command_has_help(tmp_path: Path, command: list[str]) -> None:
@@ -141,3 +143,22 @@ def test_keys_cli_creates_lists_and_revokes_without_showing_hashes(tmp_path: Pat
     assert revoked.exit_code == 0 and after[0]["revoked"]
     with pytest.raises(AccessDenied):
         KeyStore(tmp_path / "keys.json").authenticate(token)
+
+
+def test_the_head_grader_sets_gold_and_reads_each_expert_against_it(tmp_path: Path) -> None:
+    log = PredictionLog(f"sqlite:///{tmp_path}/predictions.db")
+    log.write([_record("served"), _record("other", 1)])
+    for request_id, grade in (("served", 6), ("other", 8)):
+        log.record_expert_grade(request_id, grade, "ada", START)
+    log.record_expert_grade("other", 8, "grace", START)
+
+    gold = _run(tmp_path, "review", "gold", "served", "7", "--by", "head grader")
+    unknown = _run(tmp_path, "review", "gold", "never-served", "7", "--by", "head grader")
+    experts = json.loads(_run(tmp_path, "review", "experts", "--json").stdout)
+    lines = _run(tmp_path, "review", "experts").stdout.splitlines()
+
+    assert gold.exit_code == 0, gold.output
+    assert unknown.exit_code == 2 and "only a served photo can be a gold item" in unknown.output
+    assert experts[0]["expert"] == "ada" and experts[0]["compared"] == 1
+    assert experts[0]["gold"] == {"compared": 1, "exact": 0.0, "within_one": 1.0, "bias": -1.0}
+    assert lines[1].startswith("grace") and lines[1].endswith("gold: nothing compared")

@@ -15,9 +15,11 @@ from components.reviews import (
     AUDIT,
     DISAGREEMENT,
     DRIFTED,
+    GOLD,
     UNCERTAIN,
     ReviewParams,
     ReviewQueue,
+    agreement_with_gold,
     agreement_with_panel,
     expert_alert,
     expert_drift,
@@ -171,3 +173,84 @@ def test_an_expert_who_turns_kind_is_found_drifting_and_the_others_are_not() -> 
     assert expert_alert(last_week["grace"], "none", params) is None
     # Over two weeks, 28 of 56 photos are kind (+0.5 on average): at the limit, not past it.
     assert before["ada"].bias == 0.5 and not before["ada"].drifted
+
+
+def test_a_gold_item_is_handed_to_each_expert_while_gold_is_under_its_share(
+        log: PredictionLog) -> None:
+    queue = ReviewQueue(log, ReviewParams(audit_share=0.0, gold_share=0.25))
+    queue.add_gold("certain", 8, "head grader", NOW)
+
+    first = queue.lease_next("ada", NOW)
+    log.record_expert_grade("certain", 7, "ada", NOW)
+    queue.release("certain", "ada")
+    after_gold = queue.lease_next("ada", NOW)  # 1 gold of 2 graded: not due again
+    grace = queue.lease_next("grace", NOW)
+    never = ReviewQueue(log, ReviewParams(audit_share=0.0, gold_share=0.0)).lease_next("alan",
+                                                                                       NOW)
+
+    assert (first.request_id, first.reasons, first.graders, first.wanted) == (
+        "certain", (GOLD,), (), 1)
+    assert after_gold.request_id == "uncertain"
+    assert (grace.request_id, grace.graders) == ("certain", ("ada",))
+    assert never.request_id == "disputed"  # no gold share: the queue as before
+    assert queue.gold() == {"certain": 8}
+
+
+def test_an_expert_who_holds_an_item_keeps_it_when_gold_comes_due(log: PredictionLog) -> None:
+    queue = ReviewQueue(log, ReviewParams(audit_share=0.0, gold_share=0.5))
+    held = queue.lease_next("ada", NOW)
+    queue.add_gold("certain", 8, "head grader", NOW)
+
+    assert queue.lease_next("ada", NOW) == held
+
+
+@pytest.mark.parametrize(("request_id", "grade", "error", "message"), [
+    ("nobody-sent-this", 8, KeyError, "only a served photo can be a gold item"),
+    ("certain", 11, ValueError, "not in 1..10"),
+])
+def test_gold_is_refused_for_a_photo_never_served_or_a_grade_off_the_scale(
+        log: PredictionLog, request_id: str, grade: int, error: type, message: str) -> None:
+    queue = ReviewQueue(log, NO_AUDIT)
+    with pytest.raises(error, match=message):
+        queue.add_gold(request_id, grade, "head grader", NOW)
+    assert queue.gold() == {}
+
+
+def test_gold_set_again_corrects_its_grade_and_measures_each_expert(log: PredictionLog) -> None:
+    queue = ReviewQueue(log, NO_AUDIT)
+    queue.add_gold("certain", 8, "head grader", NOW)
+    queue.add_gold("certain", 9, "head grader", NOW)
+    queue.add_gold("uncertain", 6, "head grader", NOW)
+    for request_id, grade in (("certain", 9), ("uncertain", 8), ("disputed", 3)):
+        log.record_expert_grade(request_id, grade, "ada", NOW)
+
+    assert queue.gold() == {"certain": 9, "uncertain": 6}
+    assert agreement_with_gold(log.expert_panel(), queue.gold(), "ada") == {
+        "compared": 2, "exact": 0.5, "within_one": 0.5, "bias": 1.0}
+
+
+def test_a_panel_that_turns_kind_together_is_seen_only_against_the_gold() -> None:
+    """Three experts grade the same 4 photos a day for two weeks, one of them gold; in the
+    second week all three give one grade more: against each other nothing changed."""
+    rows, gold = [], {}
+    for day in range(14):
+        for photo in range(4):
+            request_id, truth = f"r{day}-{photo}", 4 + (day + photo) % 5
+            if photo == 0:
+                gold[request_id] = truth
+            for expert in ("ada", "grace", "alan"):
+                rows.append((request_id, expert, truth + (day >= 7), START + timedelta(days=day)))
+    panel = pd.DataFrame(rows, columns=["request_id", "grader", "grade", "time"])
+    params = ReviewParams(expert_min_gold=7)
+    second_week = START + timedelta(days=7)
+
+    with_gold = {d.expert: d for d in expert_drift(panel, second_week, params, gold)}
+    without = expert_drift(panel, second_week, params)
+    first_week = expert_drift(panel, START, params, gold)
+
+    assert all(d.drifted and d.bias == 0.0 and (d.gold_compared, d.gold_bias) == (7, 1.0)
+               for d in with_gold.values())
+    assert not any(d.drifted for d in without)
+    assert not any(d.drifted for d in first_week)  # 14 gold items, half kind: +0.5
+    assert with_gold["ada"].line() == ("ada: +0.00 grades against the rest of the panel on 28 "
+                                       "photos, +1.00 against 7 gold items")

@@ -7,13 +7,14 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 
 import cv2
 import numpy as np
 from fastapi.testclient import TestClient
 
-from components.reviews import ReviewParams
+from components.reviews import ReviewParams, ReviewQueue
 from components.serving.app import create_app
 from components.serving.keys import KeyStore, Role
 from components.serving.service import GradingService
@@ -121,5 +122,26 @@ def test_the_models_answer_shows_after_the_experts_grade_and_subgrades_are_kept(
     panel = service.log.expert_panel()
     assert panel[panel["grader"] == "ada"]["subgrades"].tolist() == [{"corners": 5}]
     assert me == {"expert": "ada", "graded": 1, "compared": 1, "exact": 0.0,
-                  "within_one": 1.0, "bias": -1.0}
+                  "within_one": 1.0, "bias": -1.0,
+                  "gold": {"compared": 0, "exact": None, "within_one": None, "bias": None}}
     assert page.status_code == 200 and "Expert key" in page.text
+
+
+def test_a_gold_item_looks_audited_to_the_expert_and_measures_them(tmp_path: Path) -> None:
+    with _review_api(tmp_path, 3, ("ada",)) as (api, service, keys):
+        first, second = (api.post("/v1/grade", headers=keys["shop"], files={
+            "file": ("card.jpg", _photo())}).json()["request_id"] for _ in range(2))
+        deadline = time.monotonic() + 10
+        while not service.log.answers_to(second) and time.monotonic() < deadline:
+            time.sleep(0.1)  # the service logs its answers in the background
+        ReviewQueue(service.log, ReviewParams()).add_gold(second, 8, "head grader",
+                                                          datetime.now(UTC))
+        item = api.get("/v1/review/next", headers=keys["ada"]).json()
+        api.post("/v1/feedback", headers=keys["ada"], json={"request_id": second, "grade": 7})
+        then = api.get("/v1/review/next", headers=keys["ada"]).json()
+        me = api.get("/v1/review/me", headers=keys["ada"]).json()
+
+    # Gold comes first (ada has graded nothing yet), shown as an audit; then the queue's oldest.
+    assert (item["request_id"], item["reasons"]) == (second, ["audit"])
+    assert then["request_id"] == first
+    assert me["gold"] == {"compared": 1, "exact": 0.0, "within_one": 1.0, "bias": -1.0}
