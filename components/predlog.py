@@ -27,7 +27,7 @@ import sqlalchemy as sa
 from components.vision.properties import PROPERTY_NAMES
 
 ROLES = ("champion", "challenger", "shadow")
-_JSON_FIELDS = ("probabilities", "subgrades")
+_JSON_FIELDS = ("probabilities", "subgrades", "defects")
 # Embeddings are float16 bytes (a 320-value embedding: 640 bytes, not 6 kB of JSON text); rows
 # written before kept theirs as JSON in `embedding`, which is still read.
 _EMBEDDING_BYTES = "embedding_f16"
@@ -58,6 +58,8 @@ class PredictionRecord:
     properties: dict[str, float]
     embedding: list[float] | None = None
     correlation_id: str | None = None  # the id the client sent (X-Request-ID), kept for tracing
+    camera: str | None = None  # the camera the client named (X-Camera), for discrepancy reports
+    defects: list[str] | None = None  # the defect classes the answer named
 
     def __post_init__(self) -> None:
         if self.role not in ROLES:
@@ -100,6 +102,8 @@ def _table(metadata: sa.MetaData) -> sa.Table:
         *(sa.Column(name, sa.Float) for name in PROPERTY_NAMES),
         sa.Column("embedding", sa.Text),
         sa.Column("correlation_id", sa.String(128)),
+        sa.Column("camera", sa.String(64)),
+        sa.Column("defects", sa.Text),
         sa.Column(_EMBEDDING_BYTES, sa.LargeBinary),
         sa.Index("ix_predictions_model_time", "model", "time"),
     )

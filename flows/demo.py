@@ -252,7 +252,10 @@ def monitor_day(since: datetime, until: datetime, params_file: str, expect: str)
         figures["alert"] = summary["alert"]
     if summary["queued_for_review"]:
         figures["queued_for_review"] = summary["queued_for_review"]
-    files = [summary["report"]] + ([summary["contact_sheet"]] if summary["contact_sheet"] else [])
+    if summary["discrepancy_worst"]:
+        figures["parted_most"] = summary["discrepancy_worst"]
+    files = [summary["report"], summary["discrepancy"]] + (
+        [summary["contact_sheet"]] if summary["contact_sheet"] else [])
     if summary["status"] != expect:
         raise DemoFailed(f"monitoring found {summary['status']} where the story expects "
                          f"{expect}: {summary['headline']} (see {summary['report']})")

@@ -31,6 +31,7 @@ from prefect.events import emit_event
 
 from components.ingest.store import DatasetStore
 from components.monitor.alerts import drift_alert, recovery_alert
+from components.monitor.discrepancy import discrepancies, discrepancy_html
 from components.monitor.drift import (
     DriftJudgement,
     judge_window,
@@ -107,6 +108,18 @@ def publish(settings: GradelineSettings, judgement: DriftJudgement, model: str,
                                   until)
     return {"report": str(html), "json": str(data), "workspace": str(settings.evidently_workspace),
             "project": project}
+
+
+@task(cache_policy=NO_CACHE)
+def report_discrepancies(settings: GradelineSettings, predictions: pd.DataFrame, folder: Path,
+                         title: str) -> dict[str, object]:
+    """Where the champion's answers and the experts' consensus part in this window (by
+    camera, grade, defect class, set size): the page beside the drift report, and its worst
+    group."""
+    found = discrepancies(predictions, PredictionLog(str(settings.prediction_log_uri))
+                          .expert_grades())
+    page = discrepancy_html(found, folder / "discrepancy.html", title)
+    return {"discrepancy": str(page), "discrepancy_worst": found.worst()}
 
 
 @task(cache_policy=NO_CACHE)
@@ -197,13 +210,17 @@ def monitor(model: str = "card-grader", window_hours: float | None = None,
     queued = (queue_for_review(settings, reference, window, params.sheet_images, params_file,
                                end) if drifting else 0)
     subject = tell(settings, verdict, judgement, champion, span, files, sheet)
+    parted = report_discrepancies(settings, predictions, Path(files["report"]).parent,
+                                  f"{model} version {champion.version}: model against the "
+                                  f"experts, {span}")
     experts_drifting = watch_experts(settings, book, params_file, end)
     get_run_logger().info("%s v%s: %s (incident: %s)", model, champion.version,
                           judgement.headline(), verdict.action)
     return {"model": model, "version": champion.version, "since": start.isoformat(),
             "until": end.isoformat(), **judgement.as_dict(), "headline": judgement.headline(),
             "incident": verdict.as_dict(), "alert": subject, "contact_sheet": sheet,
-            "queued_for_review": queued, "experts_drifting": experts_drifting, **files}
+            "queued_for_review": queued, "experts_drifting": experts_drifting, **files,
+            **parted}
 
 
 def run_monitor(settings: GradelineSettings, model: str, window_hours: float | None = None,

@@ -60,10 +60,12 @@ from model_registry.guard import GuardReport, restore_release
 from model_registry.releases import Releases
 
 REQUEST_ID_HEADER = "X-Request-ID"
+CAMERA_HEADER = "X-Camera"
 MULTIPART_OVERHEAD = 64 * 1024  # boundaries and part headers around the files of one request
 SMALL_BODY = 16 * 1024  # feedback and every other route: a few fields of JSON
 REVIEW_PAGE = Path(__file__).with_name("review.html")  # the experts' page
 _CORRELATION_ID = re.compile(r"[\x21-\x7e]{1,128}")  # printable ASCII, no spaces
+_CAMERA = re.compile(r"[\x21-\x7e]{1,64}")
 _bearer = HTTPBearer(auto_error=False, description="an API key from `gradeline keys create`")
 _PHOTO_FORM = {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
     "type": "object", "properties": {"file": {"type": "string", "format": "binary"}},
@@ -88,6 +90,16 @@ class ExpertGrade(BaseModel):
         None, max_length=8, description="the expert's subgrades by aspect (the rubric's: "
         "centering, corners, edges, surface for cards)")
 
+
+
+def _camera(request: Request) -> str | None:
+    """The camera the client names (X-Camera), kept with each answer for the discrepancy
+    report; refused when it could not be logged as it is."""
+    value = request.headers.get(CAMERA_HEADER)
+    if value is not None and not _CAMERA.fullmatch(value):
+        raise UploadRejected(422, f"{CAMERA_HEADER} must be 1 to 64 printable ASCII characters "
+                                  "without spaces", "bad_camera")
+    return value
 
 
 def _correlation_id(request: Request) -> str | None:
@@ -173,20 +185,20 @@ def create_app(service: GradingService, keys: KeyStore,
     @app.post("/v1/grade", summary="Grade one photo", dependencies=[anyone],
               openapi_extra=_PHOTO_FORM)
     async def grade(request: Request, response: Response) -> dict[str, object]:
-        correlation_id = _correlation_id(request)
+        correlation_id, camera = _correlation_id(request), _camera(request)
         [(_, data)] = await read_files(request, "file", 1, limits.max_bytes)
-        answer = await service.grade(data, correlation_id)
+        answer = await service.grade(data, correlation_id, camera=camera)
         response.headers[REQUEST_ID_HEADER] = str(answer["request_id"])
         return answer
 
     @app.post("/v1/grade/batch", summary="Grade several photos; each gets its own answer",
               dependencies=[anyone], openapi_extra=_PHOTOS_FORM)
     async def grade_batch(request: Request) -> dict[str, object]:
-        correlation_id = _correlation_id(request)
+        correlation_id, camera = _correlation_id(request), _camera(request)
         uploads = await read_files(request, "files", service.config.max_files_per_request,
                                    limits.max_bytes)
         return {"results": await service.grade_many([data for _, data in uploads],
-                                                    correlation_id)}
+                                                    correlation_id, camera)}
 
     @app.post("/v1/feedback", status_code=202,
               summary="An expert's grade of a served photo, for canary analysis and monitoring")

@@ -22,7 +22,7 @@ import contextlib
 import logging
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -82,6 +82,7 @@ class _Trace:
     request_id: str
     correlation_id: str | None
     properties: dict[str, float]
+    camera: str | None = None
 
 
 @dataclass(frozen=True)
@@ -191,10 +192,12 @@ class GradingService:
                                                   "prediction_log": self._log_writer.state()}
 
     async def grade(self, data: bytes, correlation_id: str | None = None,
-                    request_id: str | None = None) -> dict[str, object]:
+                    request_id: str | None = None, camera: str | None = None
+                    ) -> dict[str, object]:
         """The answer for one uploaded photo; UploadRejected, Overloaded or NotReady when it
         cannot be given. `request_id` is the service's (a new random one when None), never
-        the client's: the client's id is `correlation_id`.
+        the client's: the client's id is `correlation_id`. `camera` is what the client calls
+        the camera that took the photo, logged for the discrepancy report.
 
         At most `max_queue` photos are inside the service at once, counted from their arrival:
         one more is refused before any work is spent on it, since decoding and rectifying cost
@@ -206,8 +209,8 @@ class GradingService:
         started = time.perf_counter()
         try:
             async with asyncio.timeout(self.config.request_timeout_s):
-                answer = await self._grade(data, request_id or uuid.uuid4().hex, correlation_id,
-                                           started)
+                answer = await self._grade(data, _Trace(request_id or uuid.uuid4().hex,
+                                                        correlation_id, {}, camera), started)
         except TimeoutError:
             raise NotReady(f"the answer took longer than {self.config.request_timeout_s:g} s",
                            max(1.0, self._request_seconds)) from None
@@ -217,9 +220,9 @@ class GradingService:
         self._request_seconds += 0.1 * (time.perf_counter() - started - self._request_seconds)
         return answer
 
-    async def _grade(self, data: bytes, request_id: str, correlation_id: str | None,
-                     started: float) -> dict[str, object]:
+    async def _grade(self, data: bytes, client: _Trace, started: float) -> dict[str, object]:
         models = self.models
+        request_id = client.request_id
         if models.champion is None:
             raise NotReady("no champion model is loaded yet", self.config.refresh_seconds)
         photo = await asyncio.to_thread(decode_upload, data, self.config.upload_limits)
@@ -235,7 +238,7 @@ class GradingService:
             failed_challenger = scored  # the champion answers the client instead
             prepared = await asyncio.to_thread(models.champion.prepare, photo)
             scored = await self._score(models.champion, CHAMPION, prepared)
-        trace = _Trace(request_id, correlation_id, properties)
+        trace = replace(client, properties=properties)
         if scored.error is not None:
             self._record([(scored, True)], trace)
             raise RuntimeError(scored.error)
@@ -261,17 +264,17 @@ class GradingService:
             bool(answer["needs_review"]) or release
             or in_audit_share(request_id, self.config.audit_share))
 
-    async def grade_many(self, uploads: list[bytes],
-                         correlation_id: str | None = None) -> list[dict[str, object]]:
+    async def grade_many(self, uploads: list[bytes], correlation_id: str | None = None,
+                         camera: str | None = None) -> list[dict[str, object]]:
         """Answers for several photos of one request (ids `<request id>-<i>`, all with the
-        client's `correlation_id`); a photo that cannot be read gets its own error entry and
-        does not fail the others."""
+        client's `correlation_id` and `camera`); a photo that cannot be read gets its own error
+        entry and does not fail the others."""
         if len(uploads) > self.config.max_files_per_request:
             raise UploadRejected(413, f"{len(uploads)} files in one request, over the limit of "
                                       f"{self.config.max_files_per_request}")
         request_id = uuid.uuid4().hex
-        results = await asyncio.gather(*(self.grade(data, correlation_id, f"{request_id}-{i}")
-                                         for i, data in enumerate(uploads)),
+        results = await asyncio.gather(*(self.grade(data, correlation_id, f"{request_id}-{i}",
+                                                    camera) for i, data in enumerate(uploads)),
                                        return_exceptions=True)
         for result in results:
             if isinstance(result, (Overloaded, NotReady)):
@@ -359,7 +362,8 @@ class GradingService:
                 subgrades=answer.subgrades if answer else None,
                 latency_ms=round(item.seconds * 1000, 2), error=item.error,
                 properties=trace.properties,
-                embedding=answer.embedding if answer else None))
+                embedding=answer.embedding if answer else None, camera=trace.camera,
+                defects=sorted({d.defect_class for d in answer.defects}) if answer else None))
         task = asyncio.create_task(asyncio.to_thread(self._write_log, records))
         self._background.add(task)
         task.add_done_callback(self._background.discard)

@@ -33,12 +33,14 @@ class Photo:
 
     path: Path
     expert_grade: int | None = None
+    camera: str | None = None  # sent as X-Camera
 
 
 def photos_of_batch(batch: Path) -> list[Photo]:
-    """The photos of a factory or manifest batch with their experts' (consensus) grade."""
+    """The photos of a factory or manifest batch with their experts' (consensus) grade and
+    the camera that took them, where the manifest says."""
     with (batch / "manifest.csv").open() as handle:
-        return [Photo(batch / row["image_path"], int(row["grade"]))
+        return [Photo(batch / row["image_path"], int(row["grade"]), row.get("camera") or None)
                 for row in csv.DictReader(handle)]
 
 
@@ -153,7 +155,8 @@ class Traffic:
         feedback = (self.with_feedback and photo.expert_grade is not None
                     and self.keys.expert is not None)
         try:
-            response = client.post("/v1/grade", headers={"X-Request-ID": request_id,
+            camera = {"X-Camera": photo.camera} if photo.camera else {}
+            response = client.post("/v1/grade", headers={"X-Request-ID": request_id, **camera,
                                                          **_bearer(self.keys.client)},
                                    files={"file": (photo.path.name, photo.path.read_bytes())})
             if response.status_code != 200:

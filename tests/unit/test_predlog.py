@@ -26,7 +26,8 @@ def _record(request_id: str = "r-1", minute: int = 0, **changes: object) -> Pred
         grade_set_low=7, grade_set_high=9, needs_review=False,
         probabilities=[0.0, 0.0, 0.0, 0.0, 0.0, 0.05, 0.15, 0.6, 0.15, 0.05],
         subgrades={"centering": 9, "corners": 8, "edges": 8, "surface": 7},
-        latency_ms=12.5, error=None, properties=PROPERTIES, embedding=[0.25, -1.5, 3.0])
+        latency_ms=12.5, error=None, properties=PROPERTIES, embedding=[0.25, -1.5, 3.0],
+        camera="studio", defects=["corner_wear", "stain"])
     return replace(base, **changes)
 
 

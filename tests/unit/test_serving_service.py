@@ -215,6 +215,28 @@ def test_the_api_answers_grades_and_refuses_bad_uploads_with_clear_4xx(tmp_path:
     assert "gradeline_rejected_uploads_total" in metrics
 
 
+def test_the_camera_a_client_names_and_the_defects_found_are_logged(tmp_path: Path) -> None:
+    service = _service(tmp_path, ServedModels(StandInGrader(1, 9)))
+    api, keys = _api(service, tmp_path)
+    phone = {"X-Camera": "phone-2", **keys["client"]}
+    with api as client:
+        one = client.post("/v1/grade", files={"file": ("card.jpg", _photo())}, headers=phone)
+        batch = client.post("/v1/grade/batch", files=[("files", ("a.jpg", _photo()))],
+                            headers=phone)
+        unnamed = client.post("/v1/grade", files={"file": ("card.jpg", _photo())},
+                              headers=keys["client"])
+        spaced = client.post("/v1/grade", files={"file": ("card.jpg", _photo())},
+                             headers={"X-Camera": "my phone", **keys["client"]})
+
+    assert (one.status_code, batch.status_code, unnamed.status_code) == (200, 200, 200)
+    assert spaced.status_code == 422 and "X-Camera must be" in spaced.json()["error"]
+    rows = service.log.window().set_index("request_id")
+    assert rows["camera"].to_dict() == {one.json()["request_id"]: "phone-2",
+                                        batch.json()["results"][0]["request_id"]: "phone-2",
+                                        unnamed.json()["request_id"]: None}
+    assert rows["defects"].tolist() == [["corner_wear"]] * 3
+
+
 def test_a_full_queue_gets_503_with_retry_after_not_an_unbounded_wait(tmp_path: Path) -> None:
     gate = threading.Event()
     service = _service(tmp_path, ServedModels(StandInGrader(1, gate=gate)), max_batch=1,
