@@ -82,10 +82,7 @@ def watch_step(settings: GradelineSettings, watch: Watch, params: PromoteParams)
                                    final)
             if not verdict.pending:
                 return verdict
-            figures = verdict.figures
-            logger.info("%s: kappa difference %s [%s, %s] on %s expert grades is unclear; "
-                        "waiting for more", watch.step, figures["kappa_difference"],
-                        figures["kappa_low"], figures["kappa_high"], figures["kappa_items"])
+            logger.info("%s: %s; waiting for more", watch.step, verdict.waiting_for)
         else:
             logger.info("%s: %d of %d challenger requests", watch.step,
                         comparison.challenger_requests, watch.minimum)

@@ -32,6 +32,8 @@ class AnalysisParams(StrictParams):
                                            "exceed the champion's by this much")
     max_latency_ratio: float = Field(1.5, gt=0, description="challenger tail latency over the "
                                      "champion's, at the quantile the step's size allows")
+    min_timed_requests: int = Field(20, ge=1, description="answers each side gave clients "
+                                    "before latency is judged; until then a step waits")
     min_agreement_within_one: float = Field(0.9, ge=0, le=1, description="share of requests "
                                             "where the two grades differ by at most one")
     kappa_margin: float = Field(0.03, gt=0, description="the smallest worsening of QWK against "
@@ -80,7 +82,8 @@ class StepVerdict:
     passed: bool
     figures: dict[str, float | int | str | None]
     failures: list[str] = field(default_factory=list)
-    pending: bool = False  # the evidence is not clear yet: the step waits for more grades
+    pending: bool = False  # the evidence is not clear yet: the step waits for more
+    waiting_for: str = ""  # what it waits for, when pending
 
     def as_dict(self) -> dict[str, object]:
         return {"step": self.step, "passed": self.passed, "figures": self.figures,
@@ -91,7 +94,8 @@ def analyse_step(step: str, comparison: RoleComparison, params: AnalysisParams,
                  minimum: int, final: bool = True) -> StepVerdict:
     """Judge the challenger against the champion on the step's requests; `minimum` is the
     number of challenger requests below which nothing can be judged. Unless `final` (the
-    step's time is up), a kappa test still unclear leaves the verdict pending."""
+    step's time is up), a kappa test still unclear, or a canary's latency timed on fewer than
+    `min_timed_requests` answers per side, leaves the verdict pending."""
     c = comparison
     failures = []
     if c.challenger_requests < minimum:
@@ -100,7 +104,12 @@ def analyse_step(step: str, comparison: RoleComparison, params: AnalysisParams,
     if c.challenger_error_rate > error_limit:
         failures.append(f"error rate {c.challenger_error_rate:.3f} > champion "
                         f"{c.champion_error_rate:.3f} + {params.max_error_rate_increase}")
-    if c.champion_latency_ms and c.challenger_latency_ms and \
+    # A canary's challenger answers a share of clients; a median of the first few answered on
+    # a busy machine moved 2x between identical graphs (a demo run: 179 against 104 ms on 7
+    # answers), so latency waits for enough of them, and is not judged if the step ends first.
+    timed = min(c.champion_answered, c.challenger_answered)
+    latency_waits = c.challenger_answered > 0 and timed < params.min_timed_requests
+    if not latency_waits and c.champion_latency_ms and c.challenger_latency_ms and \
             c.challenger_latency_ms > params.max_latency_ratio * c.champion_latency_ms:
         name = f"p{round(c.latency_quantile * 100)}"
         failures.append(f"{name} {c.challenger_latency_ms:.1f} ms > {params.max_latency_ratio} "
@@ -125,5 +134,13 @@ def analyse_step(step: str, comparison: RoleComparison, params: AnalysisParams,
         figures.update({"kappa_verdict": kappa.outcome, "kappa_items": kappa.items,
                         "kappa_difference": kappa.difference, "kappa_low": kappa.low,
                         "kappa_high": kappa.high})
-    pending = kappa is not None and kappa.outcome == "wait" and not failures
-    return StepVerdict(step, not failures and not pending, figures, failures, pending)
+    waiting = []
+    if kappa is not None and kappa.outcome == "wait":
+        waiting.append(f"kappa difference {kappa.difference} [{kappa.low}, {kappa.high}] on "
+                       f"{kappa.items} expert grades is unclear")
+    if latency_waits and not final:
+        waiting.append(f"latency is timed on {timed} answers per side, "
+                       f"{params.min_timed_requests} needed")
+    pending = bool(waiting) and not failures
+    return StepVerdict(step, not failures and not pending, figures, failures, pending,
+                       "; ".join(waiting))

@@ -27,6 +27,8 @@ class RoleComparison:
     pairs: int
     champion_requests: int
     challenger_requests: int
+    champion_answered: int  # of its requests, the answers that went to clients (timed)
+    challenger_answered: int
     champion_error_rate: float
     challenger_error_rate: float
     champion_latency_ms: float | None  # of answers to clients, at `latency_quantile`
@@ -72,6 +74,8 @@ def compare_roles(log: PredictionLog, model: str, champion_version: int,
         pairs=len(pairs),
         champion_requests=len(champion),
         challenger_requests=len(challenger),
+        champion_answered=len(timed[0]),
+        challenger_answered=len(timed[1]),
         champion_error_rate=_error_rate(champion),
         challenger_error_rate=_error_rate(challenger),
         latency_quantile=quantile,

@@ -66,7 +66,8 @@ def test_a_promote_killed_mid_canary_is_resumed_off_traffic_and_can_be_aborted(
     params.write_text(yaml.safe_dump({"promote": {
         "shadow": {"min_pairs": 5, "max_wait_seconds": 60},
         "canary": {"steps": [0.25, 0.5], "min_requests": 5, "max_wait_seconds": 60},
-        "analysis": {"max_latency_ratio": 10.0}, "poll_seconds": 0.2}}))
+        "analysis": {"max_latency_ratio": 10.0, "min_timed_requests": 1},
+        "poll_seconds": 0.2}}))
     stop = threading.Event()
     traffic = threading.Thread(target=_traffic, args=(str(settings.prediction_log_uri), stop))
     traffic.start()

@@ -134,6 +134,7 @@ def test_champion_and_challenger_compare_on_known_rows(log: PredictionLog) -> No
 
     assert comparison.pairs == 4
     assert (comparison.champion_requests, comparison.challenger_requests) == (8, 8)
+    assert (comparison.champion_answered, comparison.challenger_answered) == (4, 4)
     assert comparison.champion_error_rate == 0.0 and comparison.challenger_error_rate == 0.5
     assert comparison.agreement_exact == 0.75 and comparison.agreement_within_one == 0.75
     assert comparison.mean_abs_grade_difference == 0.5
@@ -158,7 +159,8 @@ def test_an_empty_window_compares_without_nan(log: PredictionLog) -> None:
     comparison = compare_roles(log, "card-grader", 3, 4, since=START)
 
     assert comparison == RoleComparison(
-        pairs=0, champion_requests=1, challenger_requests=0, champion_error_rate=0.0,
+        pairs=0, champion_requests=1, challenger_requests=0, champion_answered=1,
+        challenger_answered=0, champion_error_rate=0.0,
         challenger_error_rate=0.0, champion_latency_ms=12.5, challenger_latency_ms=None,
         agreement_exact=None, agreement_within_one=None, mean_abs_grade_difference=None,
         latency_quantile=0.5)

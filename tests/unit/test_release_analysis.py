@@ -30,7 +30,8 @@ def _judged(champion: np.ndarray, challenger: np.ndarray) -> dict[str, object]:
 
 CHAMPION = _off_by_one(EXPERTS, every=4)
 HEALTHY = RoleComparison(
-    pairs=60, champion_requests=60, challenger_requests=60, champion_error_rate=0.0,
+    pairs=60, champion_requests=60, challenger_requests=60, champion_answered=60,
+    challenger_answered=60, champion_error_rate=0.0,
     challenger_error_rate=0.0, champion_latency_ms=40.0, challenger_latency_ms=44.0,
     latency_quantile=0.9, agreement_exact=0.8,
     agreement_within_one=0.97, mean_abs_grade_difference=0.2, champion_kappa=0.96,
@@ -76,8 +77,28 @@ def test_an_unclear_kappa_waits_for_the_next_look_and_fails_when_time_is_up() ->
 
     assert waiting.pending and not waiting.passed and waiting.failures == []
     assert waiting.figures["kappa_verdict"] == "wait"
+    assert waiting.waiting_for.startswith("kappa difference ")
     assert not timed_out.pending and not timed_out.passed
     assert "could not show it is not worse by 0.03" in timed_out.failures[0]
+
+
+def test_a_canarys_latency_waits_for_enough_answers_and_is_not_judged_if_time_runs_out(
+) -> None:
+    """A challenger that answered 7 clients at twice the champion's median: too few to judge
+    (the first answers on a busy machine vary that much), so the step waits; at its time limit
+    latency is left unjudged rather than failed; with 20 answers a side it fails."""
+    slow_start = replace(HEALTHY, challenger_answered=7, challenger_latency_ms=180.0,
+                         latency_quantile=0.5)
+
+    waiting = analyse_step("canary_25", slow_start, AnalysisParams(), minimum=50, final=False)
+    timed_out = analyse_step("canary_25", slow_start, AnalysisParams(), minimum=50)
+    enough = analyse_step("canary_25", replace(slow_start, challenger_answered=20),
+                          AnalysisParams(), minimum=50)
+
+    assert waiting.pending and waiting.waiting_for == \
+        "latency is timed on 7 answers per side, 20 needed"
+    assert timed_out.passed and not timed_out.pending
+    assert enough.failures == ["p50 180.0 ms > 1.5 x champion 40.0 ms"]
 
 
 def test_with_enough_expert_grades_kappa_judges_and_disagreeing_with_the_champion_is_allowed(
