@@ -248,14 +248,10 @@ def monitor_day(since: datetime, until: datetime, params_file: str, expect: str)
         if signal["score"] is not None and (signal["drifted"] or signal["name"] in
                                             ("embeddings", "kappa", "image_properties")):
             figures[signal["name"]] = float(f"{signal['score']:.3g}")  # p-values are tiny
-    if summary["alert"]:
-        figures["alert"] = summary["alert"]
-    if summary["queued_for_review"]:
-        figures["queued_for_review"] = summary["queued_for_review"]
-    if summary["discrepancy_worst"]:
-        figures["parted_most"] = summary["discrepancy_worst"]
-    files = [summary["report"], summary["discrepancy"]] + (
-        [summary["contact_sheet"]] if summary["contact_sheet"] else [])
+    figures.update({name: summary[key] for name, key in (
+        ("alert", "alert"), ("queued_for_review", "queued_for_review"),
+        ("parted_most", "discrepancy_worst")) if summary[key]})
+    files = [summary[key] for key in ("report", "discrepancy", "contact_sheet") if summary[key]]
     if summary["status"] != expect:
         raise DemoFailed(f"monitoring found {summary['status']} where the story expects "
                          f"{expect}: {summary['headline']} (see {summary['report']})")

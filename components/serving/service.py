@@ -221,8 +221,7 @@ class GradingService:
         return answer
 
     async def _grade(self, data: bytes, client: _Trace, started: float) -> dict[str, object]:
-        models = self.models
-        request_id = client.request_id
+        models, request_id = self.models, client.request_id
         if models.champion is None:
             raise NotReady("no champion model is loaded yet", self.config.refresh_seconds)
         photo = await asyncio.to_thread(decode_upload, data, self.config.upload_limits)

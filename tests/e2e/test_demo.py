@@ -88,7 +88,10 @@ def test_the_demo_tells_the_whole_story(story: tuple[DemoReport, list[str], Path
     assert drift.figures["incident"] == "alert" and drift.figures["version"] == 1
     assert drift.figures["alert"].startswith("[gradeline] drift: card-grader v1")
     assert "<html" in Path(drift.files[0]).read_text().lower()
-    assert Path(drift.files[1]).name == "most_drifted.png"  # thumbnails of served photos
+    # where the model parts from the experts, and thumbnails of the served photos that drifted
+    assert [Path(file).name for file in drift.files] == ["drift.html", "discrepancy.html",
+                                                         "most_drifted.png"]
+    assert "<h2>By camera</h2>" in Path(drift.files[1]).read_text()
     assert drift.figures["queued_for_review"] > 0  # the experts see what changed
     clean = monitors["day 3: monitor"]
     assert clean.figures["version"] == 2 and clean.figures["incident"] == "recovered"

@@ -461,7 +461,7 @@ def _wait_on_page(page: Page, condition: str, argument: object) -> None:
     try:
         page.wait_for_function(condition, arg=argument, timeout=60_000)
     except PlaywrightTimeout:
-        pytest.fail(f"the page never showed the next photo; it says: "
+        pytest.fail(f"the page never got to {condition}; it says: "
                     f"{page.inner_text('main')!r} / {page.inner_text('header')!r}")
 
 
@@ -477,14 +477,15 @@ def test_an_expert_grades_three_photos_on_the_review_page_and_sees_the_answer_on
             page.click("#sign-in")
             for _ in range(3):
                 previous = shown[-1][0] if shown else None
-                _wait_on_page(page, "id => item && item.request_id !== id && !graded", previous)
+                _wait_on_page(page, "id => item && item.request_id !== id && !graded && !busy",
+                              previous)
                 page.wait_for_selector("#grade-form input:focus")
                 assert page.is_visible("#photo") and not page.is_visible("#model-answer")
                 assert page.inner_text("#model-answer") == ""  # nothing to anchor on
                 request_id = page.evaluate("item.request_id")
                 page.keyboard.type("78690")  # grade 7; centering 8, corners 6, edges 9, surface 10
                 page.keyboard.press("Enter")
-                page.wait_for_selector("#model-answer:not(:empty)")
+                _wait_on_page(page, "() => $('model-answer').textContent !== ''", None)
                 shown.append((request_id, page.inner_text("#model-answer")))
                 page.keyboard.press("Enter")  # the next photo
             _wait_on_page(page, "id => item && item.request_id !== id", shown[-1][0])
