@@ -485,7 +485,7 @@ def test_an_expert_grades_three_photos_on_the_review_page_and_sees_the_answer_on
                 request_id = page.evaluate("item.request_id")
                 page.keyboard.type("78690")  # grade 7; centering 8, corners 6, edges 9, surface 10
                 page.keyboard.press("Enter")
-                _wait_on_page(page, "() => $('model-answer').textContent !== ''", None)
+                _wait_on_page(page, "() => $('model-answer').textContent !== '' && !busy", None)
                 shown.append((request_id, page.inner_text("#model-answer")))
                 page.keyboard.press("Enter")  # the next photo
             _wait_on_page(page, "id => item && item.request_id !== id", shown[-1][0])
