@@ -2,10 +2,12 @@
 
     gradeline review gold 7f3c… 8 --by "head grader"   # a served photo of known grade 8
     gradeline review experts [--json]                  # each expert against the panel and the gold
+    gradeline review export [--since 2026-12-06T00:00Z] [--min-items 50]   # the next batch
 
 Gold items are handed to the experts among the queued photos (`review.gold_share`), looking like
 any audited one, and measure each of them against the known grade; monitoring alerts when an
-expert drifts from the gold or from their peers.
+expert drifts from the gold or from their peers. `export` writes the reviewed photos that have a
+consensus as a labeled batch in <home>/inbox (the export-reviews flow), announced for retraining.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import typer
 from cli.common import JsonFlag, ParamsOption, fail, show
 from components.params import load_params
 from components.predlog import PredictionLog
+from components.review_batch import since_time
 from components.reviews import (
     ReviewParams,
     ReviewQueue,
@@ -67,3 +70,30 @@ def _figures(agreement: dict[str, object]) -> str:
         return "nothing compared"
     return (f"{agreement['compared']} compared, exact {agreement['exact']:.0%}, within one "
             f"{agreement['within_one']:.0%}, bias {agreement['bias']:+.2f}")
+
+
+@review_app.command("export")
+def export(
+    since: Annotated[str | None, typer.Option(
+        help="Only photos served since then (ISO time with an offset); default: the queue's "
+             "window.")] = None,
+    min_items: Annotated[int | None, typer.Option(
+        help="Items ready before a batch is written (default: review.export_min_items).")] = None,
+    params: ParamsOption = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Export the reviewed photos with a consensus as the next labeled batch (in <home>/inbox)
+    and emit gradeline.reviews.exported, on which retrain-on-reviews retrains."""
+    try:
+        since_time(since)
+    except ValueError as error:
+        raise fail(str(error)) from None
+    from flows.export_reviews import run_export_reviews  # Prefect starts only for a real run
+
+    summary = run_export_reviews(load_settings(), since=since, min_items=min_items,
+                                 params_file=str(params) if params else None)
+    show(summary, as_json, [f"{summary['folder']}: {summary['items']} items, "
+                            f"{summary['test_items']} of them audited (the test split)"
+                            if summary["status"] == "exported" else
+                            f"waiting: {summary['items']} items ready"]
+         + [f"left out, {why}: {count}" for why, count in summary["skipped"].items()])

@@ -167,21 +167,24 @@ class PredictionLog:
 
     def window(self, since: datetime | None = None, until: datetime | None = None,
                model: str | None = None, roles: Sequence[str] | None = None,
-               version: int | None = None) -> pd.DataFrame:
+               version: int | None = None, embeddings: bool = True) -> pd.DataFrame:
         """Records with since <= time < until (either open), oldest first, as a frame of
-        `COLUMNS`: JSON decoded, time tz-aware UTC, missing grades as <NA>."""
-        columns = [self._table.c[name] for name in (*COLUMNS, _EMBEDDING_BYTES)]
-        query = (sa.select(*columns).where(*self._filters(since, until, model, roles, version))
+        `COLUMNS`: JSON decoded, time tz-aware UTC, missing grades as <NA>. Without
+        `embeddings` that column is None throughout: reading and decoding it is most of the
+        time a window takes, and only drift detection needs it."""
+        names = (*COLUMNS, _EMBEDDING_BYTES) if embeddings else tuple(
+            name for name in COLUMNS if name != "embedding")
+        query = (sa.select(*(self._table.c[name] for name in names))
+                 .where(*self._filters(since, until, model, roles, version))
                  .order_by(self._table.c.time, self._table.c.id))
         with self._engine.connect() as connection:
-            frame = pd.DataFrame(connection.execute(query).all(),
-                                 columns=[*COLUMNS, _EMBEDDING_BYTES])
+            frame = pd.DataFrame(connection.execute(query).all(), columns=list(names))
         frame["time"] = pd.to_datetime(frame["time"], utc=True)
         for name in _JSON_FIELDS:
             frame[name] = frame[name].map(json.loads, na_action="ignore").astype(object)
-        frame["embedding"] = [_embedding(packed, text) for packed, text in
-                              zip(frame.pop(_EMBEDDING_BYTES), frame["embedding"], strict=True)]
-        return frame.astype(_DTYPES)
+        frame["embedding"] = [_embedding(packed, text) for packed, text in zip(
+            frame.pop(_EMBEDDING_BYTES), frame["embedding"], strict=True)] if embeddings else None
+        return frame[list(COLUMNS)].astype(_DTYPES)
 
     def record_expert_grade(self, request_id: str, grade: int, grader: str, time: datetime,
                             subgrades: dict[str, int] | None = None) -> None:

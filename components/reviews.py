@@ -29,8 +29,10 @@ a panel that drifts together.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -65,6 +67,8 @@ class ReviewParams(StrictParams):
                               "given to gold items (known grades)")
     expert_min_gold: int = Field(8, ge=1, description="gold items graded before an expert's "
                                  "bias against the known grades is judged")
+    export_min_items: int = Field(50, ge=1, description="items with a consensus that make a "
+                                  "labeled batch worth exporting (components/review_batch.py)")
 
 
 @dataclass(frozen=True)
@@ -76,6 +80,21 @@ class ReviewItem:
     reasons: tuple[str, ...]
     graders: tuple[str, ...]
     wanted: int
+
+
+@dataclass(frozen=True)
+class SettledItem:
+    """A queued answer with its consensus: the item, the prediction log's answered row, and
+    its experts' latest grades (grader, grade, subgrades, time) in the order given."""
+
+    item: ReviewItem
+    answer: Any  # its row of PredictionLog.window, a named tuple
+    panel: pd.DataFrame
+
+    @property
+    def consensus(self) -> int:
+        """The median of the experts' grades, rounded half up (`PredictionLog.expert_grades`)."""
+        return int(np.floor(self.panel["grade"].astype(float).median() + 0.5))
 
 
 def in_audit_share(request_id: str, share: float) -> bool:
@@ -151,30 +170,55 @@ class ReviewQueue:
             requested.setdefault(request_id, set()).add(reason)
         return requested
 
-    def pending(self, now: datetime) -> list[ReviewItem]:
-        """Every queued answer of the window that still wants expert grades, oldest first."""
-        rows = self.log.window(since=now - timedelta(days=self.params.window_days), until=now)
+    def _queued(self, now: datetime, panel: pd.DataFrame) -> Iterator[ReviewItem]:
+        """Every queued answer of the window, oldest first, with why it is queued, who of
+        `panel` (`PredictionLog.expert_panel()`) graded it so far and how many grades it
+        wants. Each expert's grades are grouped once, not per item: `next` runs this for
+        every photo an expert is handed."""
+        rows = self.log.window(since=now - timedelta(days=self.params.window_days), until=now,
+                               embeddings=False)
         if rows.empty:
-            return []
+            return
         graded = rows[rows["grade"].notna() & rows["error"].isna()]
         answers = graded[graded["answered"]].drop_duplicates("request_id")
         others = graded[~graded["answered"]].groupby("request_id")["grade"].agg(set)
-        panel = self.log.expert_panel().groupby("request_id")
-        experts = {request_id: frame for request_id, frame in panel}
+        graders: dict[str, tuple[str, ...]] = {}
+        grades: dict[str, list[int]] = {}
+        for request_id, grader, grade in zip(panel["request_id"], panel["grader"],
+                                             panel["grade"], strict=True):
+            graders[request_id] = (*graders.get(request_id, ()), grader)
+            grades.setdefault(request_id, []).append(int(grade))
         requested = self._requested()
-        items = []
-        for row in answers.itertuples():
+        for row in answers.itertuples(index=False):
             reasons = self._reasons(row, others.get(row.request_id, set())) + tuple(
                 sorted(requested.get(row.request_id, ())))
-            if not reasons:
-                continue
-            given = experts.get(row.request_id)
-            grades = [] if given is None else given["grade"].astype(int).tolist()
-            wanted = wanted_grades(grades, self.params)
-            if len(grades) < wanted:
-                graders = () if given is None else tuple(given["grader"])
-                items.append(ReviewItem(row.request_id, row.time, reasons, graders, wanted))
-        return items
+            if reasons:
+                wanted = wanted_grades(grades.get(row.request_id, []), self.params)
+                yield ReviewItem(row.request_id, row.time, reasons,
+                                 graders.get(row.request_id, ()), wanted)
+
+    def pending(self, now: datetime) -> list[ReviewItem]:
+        """Every queued answer of the window that still wants expert grades, oldest first."""
+        return [item for item in self._queued(now, self.log.expert_panel())
+                if len(item.graders) < item.wanted]
+
+    def settled(self, now: datetime) -> list[SettledItem]:
+        """Every queued answer of the window whose panel is complete (a consensus), oldest
+        first, with its answered row; gold items are left out (their grade was known before
+        any expert's)."""
+        gold, panel = self.gold(), self.log.expert_panel()
+        items = [item for item in self._queued(now, panel)
+                 if len(item.graders) >= item.wanted and item.request_id not in gold]
+        if not items:
+            return []
+        wanted = {item.request_id for item in items}
+        rows = self.log.window(since=now - timedelta(days=self.params.window_days), until=now,
+                               embeddings=False)
+        answers = {row.request_id: row for row in rows[
+            rows["answered"] & rows["request_id"].isin(wanted)].itertuples(index=False)}
+        experts = dict(list(panel[panel["request_id"].isin(wanted)].groupby("request_id")))
+        return [SettledItem(item, answers[item.request_id], experts[item.request_id])
+                for item in items]
 
     def _reasons(self, row: object, other_grades: set) -> tuple[str, ...]:
         reasons = []
@@ -317,6 +361,38 @@ def agreement_with_gold(panel: pd.DataFrame, gold: dict[str, int],
             "exact": round(float(np.mean(difference == 0)), 3) if compared else None,
             "within_one": round(float(np.mean(np.abs(difference) <= 1)), 3) if compared else None,
             "bias": round(float(difference.mean()), 3) if compared else None}
+
+
+def expert_history(panel: pd.DataFrame, gold: dict[str, int],
+                   period: str = "D") -> pd.DataFrame:
+    """Each expert, period by period (`period`: a pandas frequency, days by default): photos
+    compared with the rest of their panels, the share equal to the others' consensus (their
+    consistency), their bias against the others' mean, and the gold items graded with the
+    bias against the known grades; one row per expert and period they graded in."""
+    frames = []
+    for expert in sorted(panel["grader"].unique()):
+        against_panel = _differences(panel, expert)
+        against_gold = _against_gold(panel, gold, expert)
+        for frame, kind in ((against_panel, "panel"), (against_gold, "gold")):
+            if not frame.empty:
+                start = pd.to_datetime(frame["time"], utc=True).dt.floor(period)
+                frames.append(frame.assign(expert=expert, kind=kind, period=start.to_numpy()))
+    columns = ["expert", "period", "compared", "exact", "bias", "gold_compared", "gold_bias"]
+    if not frames:
+        return pd.DataFrame(columns=columns)
+    rows = pd.concat(frames, ignore_index=True)
+    shift = rows["offset"].where(rows["kind"] == "panel", rows["difference"])
+    grouped = rows.assign(shift=shift, equal=rows["difference"] == 0).groupby(
+        ["expert", "period", "kind"])
+    figures = grouped.agg(compared=("shift", "size"), exact=("equal", "mean"),
+                          bias=("shift", "mean")).unstack("kind")
+    history = pd.DataFrame({
+        "compared": figures.get(("compared", "panel")),
+        "exact": figures.get(("exact", "panel")), "bias": figures.get(("bias", "panel")),
+        "gold_compared": figures.get(("compared", "gold")),
+        "gold_bias": figures.get(("bias", "gold"))}, index=figures.index)
+    return history.reset_index()[columns].fillna({"compared": 0, "gold_compared": 0}).astype(
+        {"compared": int, "gold_compared": int}).round(3)
 
 
 @dataclass(frozen=True)

@@ -17,18 +17,23 @@ SPLITS: tuple[tuple[str, float], ...] = (
 SPLIT_NAMES: tuple[str, ...] = tuple(name for name, _ in SPLITS)
 
 
-def split_for(roll: float) -> str:
-    """The split whose share of [0, 1) contains `roll`."""
-    total = 0.0
-    for name, share in SPLITS:
-        total += share
+def split_for(roll: float, leave_out: tuple[str, ...] = ()) -> str:
+    """The split whose share of [0, 1) contains `roll`, the splits in `leave_out` given none
+    (the others' shares grow in proportion)."""
+    kept = [(name, share) for name, share in SPLITS if name not in leave_out]
+    if not kept:
+        raise ValueError(f"leaving out {', '.join(leave_out)} leaves no split")
+    whole, total = sum(share for _, share in kept), 0.0
+    for name, share in kept:
+        total += share / whole
         if roll < total:
             return name
-    return SPLITS[-1][0]
+    return kept[-1][0]
 
 
-def stable_split(key: str) -> str:
+def stable_split(key: str, leave_out: tuple[str, ...] = ()) -> str:
     """A split drawn from a hash of `key` (an item id): the same item lands in the same split in
-    every batch and on every machine, so re-labeled copies cannot cross from train to test."""
+    every batch and on every machine, so re-labeled copies cannot cross from train to test.
+    `leave_out` names splits the item may not land in (a biased sample never goes to test)."""
     digest = hashlib.sha256(key.encode()).digest()
-    return split_for(int.from_bytes(digest[:8], "big") / 2**64)
+    return split_for(int.from_bytes(digest[:8], "big") / 2**64, leave_out)

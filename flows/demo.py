@@ -11,10 +11,12 @@ The Prefect flow `demo` tells the story of one card grader in simulated days:
 - day 4: a new camera (the factory's `--camera`) shifts the photos; monitoring detects the drift
   and alerts on-call (`<home>/alerts.jsonl`, or the configured channel), and emits the event on
   which the `retrain-on-drift` deployment triggers;
-- a labeled batch from the new camera lands in the inbox; the `retrain` flow (run here as the
-  trigger would run it) ingests it, trains, evaluates, and promotes the candidate through shadow
-  and canary on live traffic; in demo mode the demo itself gives the reviewer's approval, and
-  says so; the service answers with the new champion without a restart;
+- the expert panel works the review queue through the review API (each expert with their own
+  key, grading what the factory says they would), and the reviewed photos with a consensus are
+  exported as a labeled batch into the inbox (`export-reviews`); the `retrain` flow (run here as
+  the trigger would run it) ingests it, trains, evaluates, and promotes the candidate through
+  shadow and canary on live traffic; in demo mode the demo itself gives the reviewer's
+  approval, and says so; the service answers with the new champion without a restart;
 - day 5: the new camera's traffic, and the drift report is clean again (the recovery is
   announced).
 
@@ -48,9 +50,16 @@ from components.params import StrictParams, load_params
 from components.release.registry import releases_of
 from components.serving.keys import KeyStore, Role
 from components.serving.loopback import serve_process, served_champion
-from components.serving.traffic import Traffic, TrafficKeys, photos_of_batch
+from components.serving.traffic import (
+    Photo,
+    Traffic,
+    TrafficKeys,
+    panel_works_queue,
+    photos_of_batch,
+)
 from components.settings import GradelineSettings, find_project_root, load_settings
 from flows.evaluate import evaluate
+from flows.export_reviews import export_reviews
 from flows.ingest import ingest
 from flows.monitor import monitor
 from flows.release import conclude_release
@@ -70,7 +79,8 @@ class DemoParams(StrictParams):
 
     studio_cards: int = Field(240, ge=1, description="day 0's labeled studio batch")
     new_camera: str = Field("phone", description="the camera of day 4 (factory --camera)")
-    new_camera_cards: int = Field(200, ge=1, description="the new camera's labeled batch")
+    new_camera_cards: int = Field(200, ge=1, description="photos the new camera takes on day 4: "
+                                  "the queued ones, once reviewed, are the next batch")
     traffic_per_day: int = Field(60, ge=1, description="photos served each simulated day")
     quiet_days: int = Field(3, ge=1, description="studio days before the new camera arrives")
     clients: int = Field(2, ge=1, description="concurrent clients of the traffic")
@@ -218,24 +228,45 @@ def crown_first(settings: GradelineSettings, version: int) -> Figures:
 @contextmanager
 def grading_service(settings: GradelineSettings, params_file: Path,
                     log: Path) -> Iterator[tuple[str, TrafficKeys]]:
-    """`gradeline serve` of the demo's home, and new keys of a client and of the expert panel;
-    its URL and those keys until the block ends."""
+    """`gradeline serve` of the demo's home, and new keys of a client and of each expert of the
+    panel; its URL and those keys until the block ends."""
     store = KeyStore(settings.keys_file)
     keys = TrafficKeys(client=store.create("demo client", Role.CLIENT)[1],
-                       expert=store.create("demo expert panel", Role.EXPERT)[1])
+                       panel=tuple(store.create(f"demo panel {grader.name}", Role.EXPERT)[1]
+                                   for grader in PANEL))
     with serve_process(settings.home, params_file, log) as url:
         yield url, keys
 
 
 def serve_day(url: str, keys: TrafficKeys, photos: Path, camera: str, seed: int, count: int,
-              clients: int) -> Figures:
+              clients: int, served: dict[str, Photo], with_feedback: bool) -> Figures:
     """A day of traffic: `count` new cards photographed by `camera` (kept in `photos`), each
-    sent once, and the experts' grades sent back."""
+    sent once, with the experts' grades sent back unless the queue is to ask for them; each
+    answered photo joins `served`."""
     synthesize_batch(photos, n=count, seed=seed, camera=camera)
-    figures = Traffic(url, photos_of_batch(photos), photos.name, keys, clients).run(count)
+    traffic = Traffic(url, photos_of_batch(photos), photos.name, keys, clients, with_feedback)
+    figures = traffic.run(count)
     if figures.failures:
         raise DemoFailed(f"{len(figures.failures)} requests failed: {figures.failures[:3]}")
+    served.update(traffic.served)
     return figures.as_dict(), []
+
+
+def work_the_queue(url: str, keys: TrafficKeys, served: dict[str, Photo]) -> Figures:
+    """The panel grades what the review queue hands each of them, all at once."""
+    graded = panel_works_queue(url, keys.panel, served)
+    return {"grades_given": sum(graded),
+            "by_expert": dict(zip((g.name for g in PANEL), graded, strict=True))}, []
+
+
+def export_reviewed(since: datetime, params_file: str) -> Figures:
+    """The export-reviews flow (a subflow run) on the photos served since `since`."""
+    summary = export_reviews(GRADER, since=since.isoformat(), params_file=params_file)
+    if summary["status"] != "exported":
+        raise DemoFailed(f"only {summary['items']} reviewed photos were ready to export")
+    return {"batch": Path(str(summary["folder"])).name, "items": summary["items"],
+            "test_items": summary["test_items"], "kappa": summary["answered_qwk"],
+            "left_out": summary["skipped"] or "none"}, [f"{summary['folder']}/manifest.csv"]
 
 
 def monitor_day(since: datetime, until: datetime, params_file: str, expect: str) -> Figures:
@@ -259,7 +290,7 @@ def monitor_day(since: datetime, until: datetime, params_file: str, expect: str)
 
 
 def retrain_on_drift(settings: GradelineSettings, url: str, keys: TrafficKeys, photos: Path,
-                     params_file: str) -> Figures:
+                     batch: Path, params_file: str) -> Figures:
     """The retrain flow, as the drift event's trigger starts it, while live traffic from the
     new camera gives the release its shadow and canary requests. The traffic starts once there
     is a challenger to watch: on a 2-core machine, requests during training only slow it."""
@@ -267,8 +298,8 @@ def retrain_on_drift(settings: GradelineSettings, url: str, keys: TrafficKeys, p
     with Traffic(url, photos_of_batch(photos), "release", keys, clients=2,
                  start_when=lambda: releases.version_for(GRADER, "challenger") is not None
                  ) as traffic:
-        summary = retrain(GRADER, dataset=DEMO_DATASET, reason="drift detected on day 4",
-                          params_file=params_file)
+        summary = retrain(GRADER, dataset=DEMO_DATASET, source=str(batch),
+                          reason="drift on day 4: the reviewed photos", params_file=params_file)
     steps = [step.as_dict() for step in summary.get("release", {}).get("steps", [])]
     if summary["status"] != "awaiting_approval":
         failures = [f"{step['step']}: {'; '.join(step['failures'])}" for step in steps
@@ -309,7 +340,7 @@ def demo_flow(settings: GradelineSettings, params_source: Path,
     workdir = settings.data_dir / "demo"
     params, params_file, changes = demo_params_file(params_source, workdir / "params.yaml")
     flows_params = str(params_file)
-    studio, new = workdir / "batch-studio", settings.inbox_dir / f"batch-{params.new_camera}"
+    studio, served = workdir / "batch-studio", {}
     steps: list[DemoStep] = []
 
     def record(done: DemoStep) -> None:
@@ -337,24 +368,30 @@ def demo_flow(settings: GradelineSettings, params_source: Path,
     step("day 0: first champion", lambda: crown_first(settings, steps[-1].figures["version"]))
     with grading_service(settings, params_file, workdir / "serve.log") as (url, keys):
 
-        def day(number: int, camera: str, expect: str) -> None:
+        def day(number: int, camera: str, expect: str, count: int = params.traffic_per_day,
+                with_feedback: bool = True) -> datetime:
             photos, since = workdir / f"traffic-day{number}", datetime.now(UTC)
             step(f"day {number}: {camera} traffic", lambda: serve_day(
-                url, keys, photos, camera, 10 + number, params.traffic_per_day,
-                params.clients))
+                url, keys, photos, camera, 10 + number, count, params.clients, served,
+                with_feedback))
             until = datetime.now(UTC)
             step(f"day {number}: monitor", lambda: monitor_day(since, until, flows_params,
                                                               expect))
+            return since
 
         for number in range(1, params.quiet_days + 1):
             day(number, "studio", "ok")
         change = params.quiet_days + 1
-        day(change, params.new_camera, "drift")
-        step(f"day {change}: labeled batch from the {params.new_camera} camera lands in the "
-             "inbox", lambda: synthesize(new, params.new_camera_cards, 3, params.new_camera))
+        since = day(change, params.new_camera, "drift", params.new_camera_cards,
+                    with_feedback=False)
+        step(f"day {change}: the expert panel works the review queue (/v1/review/next)",
+             lambda: work_the_queue(url, keys, served))
+        step(f"day {change}: reviewed photos become a labeled batch in the inbox",
+             lambda: export_reviewed(since, flows_params))
+        batch = settings.inbox_dir / str(steps[-1].figures["batch"])
         step(f"day {change}: retrain, as the drift event triggers it (ingest, train, evaluate, "
              "release)", lambda: retrain_on_drift(settings, url, keys,
-                                                  workdir / f"traffic-day{change}",
+                                                  workdir / f"traffic-day{change}", batch,
                                                   flows_params))
         step(f"day {change}: approval", lambda: approve_in_demo_mode(settings, url,
                                                                          flows_params))
@@ -365,12 +402,13 @@ def demo_flow(settings: GradelineSettings, params_source: Path,
 def story_summary(steps: list[DemoStep]) -> str:
     """The story's figures in one line: the new camera's kappa against the experts before and
     after retraining, and the two days' drift verdicts."""
-    before, after = [step for step in steps if step.name.endswith(": monitor")][-2:]
-    return (f"on the new camera, kappa against the experts: {before.figures.get('kappa')} "
-            f"(v{before.figures['version']}, {before.name.split(':')[0]}) -> "
-            f"{after.figures.get('kappa')} (v{after.figures['version']}, "
-            f"{after.name.split(':')[0]}); drift: {before.figures['status']}, then "
-            f"{after.figures['status']}")
+    drifted, after = [step for step in steps if step.name.endswith(": monitor")][-2:]
+    reviewed = next(step for step in steps if "reviewed photos" in step.name)
+    return (f"on the new camera, kappa against the experts: {reviewed.figures['kappa']} "
+            f"(v{drifted.figures['version']}, {reviewed.figures['items']} reviewed photos of "
+            f"{drifted.name.split(':')[0]}) -> {after.figures.get('kappa')} "
+            f"(v{after.figures['version']}, {after.name.split(':')[0]}); drift: "
+            f"{drifted.figures['status']}, then {after.figures['status']}")
 
 
 def run_demo(settings: GradelineSettings, echo: Callable[[str], None] | None = print,

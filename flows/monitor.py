@@ -57,6 +57,7 @@ from components.reviews import (
     ReviewQueue,
     expert_alert,
     expert_drift,
+    expert_history,
 )
 from components.serving.thumbnails import thumbnail_path
 from components.settings import GradelineSettings, load_settings
@@ -112,13 +113,16 @@ def publish(settings: GradelineSettings, judgement: DriftJudgement, model: str,
 
 @task(cache_policy=NO_CACHE)
 def report_discrepancies(settings: GradelineSettings, predictions: pd.DataFrame, folder: Path,
-                         title: str) -> dict[str, object]:
+                         title: str, params_file: str | None) -> dict[str, object]:
     """Where the champion's answers and the experts' consensus part in this window (by
-    camera, grade, defect class, set size): the page beside the drift report, and its worst
-    group."""
-    found = discrepancies(predictions, PredictionLog(str(settings.prediction_log_uri))
-                          .expert_grades())
-    page = discrepancy_html(found, folder / "discrepancy.html", title)
+    camera, grade, defect class, set size), and each expert day by day against the panel and
+    the gold items: the page beside the drift report, and its worst group."""
+    log = PredictionLog(str(settings.prediction_log_uri))
+    review = load_params("review", ReviewParams, Path(params_file) if params_file else None)
+    found = discrepancies(predictions, log.expert_grades())
+    history = expert_history(log.expert_panel(), ReviewQueue(log, review).gold())
+    page = discrepancy_html(found, folder / "discrepancy.html", title, history,
+                            review.expert_max_bias)
     return {"discrepancy": str(page), "discrepancy_worst": found.worst()}
 
 
@@ -212,7 +216,7 @@ def monitor(model: str = "card-grader", window_hours: float | None = None,
     subject = tell(settings, verdict, judgement, champion, span, files, sheet)
     parted = report_discrepancies(settings, predictions, Path(files["report"]).parent,
                                   f"{model} version {champion.version}: model against the "
-                                  f"experts, {span}")
+                                  f"experts, {span}", params_file)
     experts_drifting = watch_experts(settings, book, params_file, end)
     get_run_logger().info("%s v%s: %s (incident: %s)", model, champion.version,
                           judgement.headline(), verdict.action)

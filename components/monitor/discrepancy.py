@@ -4,11 +4,15 @@ by each defect class the answer named, and by the answer's conformal set size.
 
     found = discrepancies(log.window(since, until, roles=["champion"]), log.expert_grades())
     found.tables["camera"]      # one row per camera: graded, exact, within_one, bias
-    discrepancy_html(found, folder / "discrepancy.html", "card-grader v3, 2026-12-05")
+    history = expert_history(log.expert_panel(), queue.gold())     # components/reviews.py
+    discrepancy_html(found, folder / "discrepancy.html", "card-grader v3, 2026-12-05",
+                     history, max_bias=0.5)   # and experts.png beside it
 
 A kappa over the whole window says that the model drifted from the experts; these tables say
 where (a camera, the low grades, photos with creases, wide sets), which is what a retraining
 batch or a rubric change should address. `bias` is the model's mean grade minus the experts'.
+The experts are measured too: each one, day by day, against the rest of their panels and the
+gold items (a plot and a table), since a drifting expert moves every consensus they join.
 """
 
 from __future__ import annotations
@@ -19,6 +23,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from matplotlib.figure import Figure
+
+from components.train.metrics import DPI
 
 # Each table's column in the joined frame, and its heading.
 GROUPINGS: dict[str, str] = {
@@ -28,6 +35,7 @@ GROUPINGS: dict[str, str] = {
     "set_size": "conformal set size",
 }
 UNNAMED_CAMERA = "not named"
+_HISTORY_ROWS = 60  # the experts' table shows this many latest rows; the plot shows them all
 NO_DEFECT = "none"
 
 
@@ -82,9 +90,62 @@ def _table(joined: pd.DataFrame, column: str) -> pd.DataFrame:
     })
 
 
-def discrepancy_html(found: Discrepancies, path: Path, title: str) -> Path:
+def experts_png(history: pd.DataFrame, path: Path, max_bias: float) -> Path:
+    """Each expert's bias per period against the rest of their panels (solid) and against the
+    gold items (dashed), with the band an expert must stay in (`max_bias` either way)."""
+    fig = Figure(figsize=(7.0, 3.6), layout="constrained")
+    ax = fig.add_subplot()
+    ax.axhspan(-max_bias, max_bias, color="tab:green", alpha=0.1, label="allowed bias")
+    for number, (expert, rows) in enumerate(history.groupby("expert", sort=True)):
+        colour = f"C{number % 10}"
+        ax.plot(rows["period"], rows["bias"], "o-", color=colour, label=f"{expert} vs panel")
+        gold = rows[rows["gold_compared"] > 0]
+        if not gold.empty:
+            ax.plot(gold["period"], gold["gold_bias"], "s--", color=colour,
+                    label=f"{expert} vs gold")
+    ax.axhline(0, color="grey", linewidth=0.8)
+    ax.set_ylabel("bias (grades)")
+    ax.set_title("each expert against the rest of the panel and the gold items")
+    ax.legend(fontsize=7, ncol=2)
+    fig.autofmt_xdate()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=DPI, format="png")
+    return path
+
+
+def _experts_section(history: pd.DataFrame, plot: str, max_bias: float) -> str:
+    """The experts' history as a plot and a table of the last periods."""
+    rows = "".join(
+        f"<tr{' class=off' if _beyond(max_bias, row.bias, row.gold_bias) else ''}>"
+        f"<td>{html.escape(str(row.expert))}</td><td>{row.period:%Y-%m-%d}</td>"
+        f"<td>{row.compared}</td><td>{_percent(row.exact)}</td><td>{_signed(row.bias)}</td>"
+        f"<td>{row.gold_compared}</td><td>{_signed(row.gold_bias)}</td></tr>"
+        for row in history.sort_values(["period", "expert"]).tail(_HISTORY_ROWS).itertuples())
+    return (f"<h2>Each expert over time</h2><p>Against the rest of each panel they joined "
+            f"(exact: their consistency) and the gold items' known grades; beyond "
+            f"{max_bias:g} either way an expert has drifted.</p><img src=\"{plot}\" "
+            "alt=\"each expert's bias over time\"><table><tr><th>expert</th><th>day</th>"
+            "<th>compared</th><th>exact</th><th>bias</th><th>gold</th><th>gold bias</th></tr>"
+            f"{rows or '<tr><td colspan=7>no expert grades yet</td></tr>'}</table>")
+
+
+def _beyond(limit: float, *biases: float) -> bool:
+    return any(pd.notna(bias) and abs(bias) > limit for bias in biases)
+
+
+def _percent(value: float) -> str:
+    return "-" if pd.isna(value) else f"{value:.0%}"
+
+
+def _signed(value: float) -> str:
+    return "-" if pd.isna(value) else f"{value:+.2f}"
+
+
+def discrepancy_html(found: Discrepancies, path: Path, title: str,
+                     experts: pd.DataFrame | None = None, max_bias: float = 0.5) -> Path:
     """One page with a table per grouping; groups whose bias passes half a grade either way
-    are marked, since they are where the model and the experts part."""
+    are marked, since they are where the model and the experts part. With `experts`
+    (`reviews.expert_history`), each expert over time too, plotted in experts.png beside it."""
     sections = [f"<h1>{html.escape(title)}</h1>",
                 f"<p>{found.graded} answers graded by the experts in this window. bias: the "
                 "model's mean grade minus the experts' consensus.</p>"]
@@ -97,6 +158,9 @@ def discrepancy_html(found: Discrepancies, path: Path, title: str) -> Path:
         sections.append(f"<h2>By {GROUPINGS[name]}</h2><table><tr><th>{GROUPINGS[name]}</th>"
                         "<th>graded</th><th>exact</th><th>within one</th><th>bias</th></tr>"
                         f"{rows or '<tr><td colspan=5>no graded answer</td></tr>'}</table>")
+    if experts is not None:
+        plot = experts_png(experts, path.with_name("experts.png"), max_bias)
+        sections.append(_experts_section(experts, plot.name, max_bias))
     style = ("body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
              "td,th{border:1px solid #ccc;padding:4px 10px;text-align:right}"
              "td:first-child{text-align:left}.off{background:#fde0dc}")

@@ -18,6 +18,7 @@ import yaml
 
 import flows.retrain
 from components.cards import synthesize_batch
+from components.ingest.store import DatasetStore
 from components.release.registry import releases_of
 from components.serving.keys import KeyStore, Role
 from components.serving.loopback import serve_process
@@ -96,6 +97,20 @@ def test_the_demo_tells_the_whole_story(story: tuple[DemoReport, list[str], Path
     clean = monitors["day 3: monitor"]
     assert clean.figures["version"] == 2 and clean.figures["incident"] == "recovered"
 
+    reviewed = _step(report, "day 2: the expert panel works the review queue (/v1/review/next)")
+    assert set(reviewed.figures["by_expert"]) == {"grader_1", "grader_2", "grader_3"}
+    exported = _step(report, "day 2: reviewed photos become a labeled batch in the inbox")
+    assert exported.figures["items"] > 0
+    # The retrained champion learnt from the reviewed phone photos, with their lineage; the
+    # audit share among them is test data only.
+    dataset = DatasetStore.of(load_settings(home=home), "demo-cards").manifest()
+    reviewed_items = dataset[dataset["item_id"].str.startswith("review-")]
+    assert len(reviewed_items) == exported.figures["items"]
+    assert set(reviewed_items["camera"]) == {"phone"}
+    assert reviewed_items["request_id"].notna().all()
+    audited = reviewed_items["reasons"].str.split().map(lambda reasons: "audit" in reasons)
+    assert (reviewed_items.loc[audited, "split"] == "test").all()
+    assert (reviewed_items.loc[~audited, "split"] != "test").all()
     retrained = _step(report, "day 2: retrain, as the drift event triggers it (ingest, train, "
                               "evaluate, release)").figures
     assert retrained["version"] == 2 and retrained["stage"] == "awaiting_approval"

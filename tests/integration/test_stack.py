@@ -35,8 +35,11 @@ ROOT = Path(__file__).resolve().parents[2]
 STAND_INS = {
     "retrain.py": '@flow(name="retrain")\n'
                   'def retrain(model: str = "card-grader", dataset: str | None = None,\n'
-                  '            reason: str = "scheduled") -> dict:\n'
+                  '            reason: str = "scheduled", source: str | None = None) -> dict:\n'
                   '    return {"model": model, "reason": reason}\n',
+    "export_reviews.py": '@flow(name="export-reviews")\n'
+                         'def export_reviews(model: str = "card-grader") -> dict:\n'
+                         '    return {}\n',
     "monitor.py": '@flow(name="monitor")\n'
                   'def monitor(model: str = "card-grader", window_hours: float | None = None)'
                   ' -> dict:\n'
@@ -58,8 +61,10 @@ EXPECTED = {
     "hourly-monitor": {"schedules": ["cron 0 * * * * (UTC)"], "events": []},
     "daily-retention": {"schedules": ["cron 30 3 * * * (UTC)"], "events": []},
     "conclude-releases": {"schedules": ["every 300 s"], "events": []},
+    "export-reviews": {"schedules": ["cron 30 * * * * (UTC)"], "events": []},
     "ingest-new-batch": {"schedules": [], "events": ["gradeline.batch.landed"]},
     "retrain-on-drift": {"schedules": [], "events": ["gradeline.drift.detected"]},
+    "retrain-on-reviews": {"schedules": [], "events": ["gradeline.reviews.exported"]},
 }
 EMIT = """
 from prefect.events import emit_event
@@ -68,6 +73,10 @@ model = {"prefect.resource.id": "gradeline.model.card-grader",
 for incident in ("a", "b"):  # one incident reported twice: one retrain
     emit_event("gradeline.drift.detected", model,
                payload={"incident": incident, "drifted": ["brightness", "embeddings"]})
+emit_event("gradeline.reviews.exported",
+           {"prefect.resource.id": "gradeline.batch.reviewed-1", "gradeline.batch.task": "grade",
+            "gradeline.batch.path": "/inbox/reviewed-1", "gradeline.model.name": "card-grader"},
+           payload={"items": 180})
 """
 
 
@@ -202,6 +211,8 @@ def test_up_deploy_trigger_down(project: Path, tmp_path: Path) -> None:
         assert drift["expect"] == ["gradeline.drift.detected"] and drift["within"] == 3600
         assert owners[registered["ingest-new-batch"]["id"]]["expect"] == [
             "gradeline.batch.landed"]
+        assert owners[registered["retrain-on-reviews"]["id"]]["expect"] == [
+            "gradeline.reviews.exported"]
 
         env = {**os.environ, "PREFECT_API_URL": api_url, "PREFECT_API_AUTH_STRING": auth}
         subprocess.run([sys.executable, "-c", EMIT], env=env, check=True, timeout=60)
@@ -217,6 +228,11 @@ def test_up_deploy_trigger_down(project: Path, tmp_path: Path) -> None:
         runs = poll("an ingest-new-batch flow run", lambda: flow_runs(api_url, ingest_id, auth), 60)
         assert runs[0]["parameters"] == {"source": str(home / "inbox" / "b7"), "task": "grade",
                                          "dataset": None}
+        reviewed_id = registered["retrain-on-reviews"]["id"]
+        runs = poll("a retrain-on-reviews flow run",
+                    lambda: flow_runs(api_url, reviewed_id, auth), 60)
+        assert runs[0]["parameters"] == {"model": "card-grader", "source": "/inbox/reviewed-1",
+                                         "reason": "reviewed photos: 180 items"}
         time.sleep(3)  # the second report of the incident has been evaluated by now
         assert len(flow_runs(api_url, retrain_id, auth)) == 1
     finally:

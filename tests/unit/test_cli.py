@@ -89,7 +89,7 @@ def test_centering_says_which_file_is_not_an_image(tmp_path: Path, batch: Path) 
 @pytest.mark.parametrize(
     "command",
     [[], ["data"], ["data", "synth"], ["data", "sheet"], ["centering"], ["config", "show"],
-     ["demo"], ["review"], ["review", "gold"]],
+     ["demo"], ["review"], ["review", "gold"], ["review", "export"]],
     ids=lambda command: " ".join(command) or "root",
 )
 def test_every_command_has_help(tmp_path: Path, command: list[str]) -> None:
@@ -162,3 +162,9 @@ def test_the_head_grader_sets_gold_and_reads_each_expert_against_it(tmp_path: Pa
     assert experts[0]["expert"] == "ada" and experts[0]["compared"] == 1
     assert experts[0]["gold"] == {"compared": 1, "exact": 0.0, "within_one": 1.0, "bias": -1.0}
     assert lines[1].startswith("grace") and lines[1].endswith("gold: nothing compared")
+
+
+def test_an_export_since_a_time_without_its_offset_is_refused(tmp_path: Path) -> None:
+    result = _run(tmp_path, "review", "export", "--since", "2026-12-06T00:00")
+
+    assert result.exit_code == 2 and "needs a UTC offset" in result.output

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from components.monitor.discrepancy import discrepancies, discrepancy_html
@@ -74,3 +75,22 @@ def test_a_window_without_expert_grades_gives_empty_tables(tmp_path: Path) -> No
     assert found.graded == 0 and all(table.empty for table in found.tables.values())
     assert found.worst() is None
     assert "no graded answer" in discrepancy_html(found, tmp_path / "d.html", "empty").read_text()
+
+
+def test_the_page_follows_each_expert_over_time_in_a_plot_and_a_table(
+        log: PredictionLog, tmp_path: Path) -> None:
+    history = pd.DataFrame({
+        "expert": ["ada", "ada", "bob"], "period": pd.to_datetime(
+            ["2026-12-01", "2026-12-02", "2026-12-02"], utc=True),
+        "compared": [4, 4, 4], "exact": [1.0, 0.25, 1.0], "bias": [0.0, 0.75, 0.0],
+        "gold_compared": [0, 1, 1], "gold_bias": [None, 1.0, 0.0]})
+    found = discrepancies(log.window(), log.expert_grades())
+
+    page = discrepancy_html(found, tmp_path / "discrepancy.html", "v3", history,
+                            max_bias=0.5).read_text()
+
+    assert "<h2>Each expert over time</h2>" in page and '<img src="experts.png"' in page
+    assert (tmp_path / "experts.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "<tr class=off><td>ada</td><td>2026-12-02</td><td>4</td><td>25%</td><td>+0.75</td>" \
+        "<td>1</td><td>+1.00</td></tr>" in page
+    assert "<tr><td>bob</td><td>2026-12-02</td>" in page

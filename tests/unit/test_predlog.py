@@ -229,3 +229,14 @@ def test_pruning_deletes_records_and_expert_grades_before_the_cutoff_only(
 
     assert log.window()["request_id"].tolist() == ["new"]
     assert log.expert_grades()["request_id"].tolist() == ["new"]
+
+
+def test_a_window_without_embeddings_leaves_only_that_column_out(log: PredictionLog) -> None:
+    log.write([_record(), _record("r-2", 1, embedding=None)])
+
+    full, light = log.window(), log.window(embeddings=False)
+
+    assert list(light.columns) == list(full.columns)
+    assert light["embedding"].isna().all() and full["embedding"][0] == [0.25, -1.5, 3.0]
+    pd.testing.assert_frame_equal(light.drop(columns="embedding"),
+                                  full.drop(columns="embedding"))

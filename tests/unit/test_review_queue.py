@@ -23,6 +23,7 @@ from components.reviews import (
     agreement_with_panel,
     expert_alert,
     expert_drift,
+    expert_history,
     in_audit_share,
     wanted_grades,
 )
@@ -145,18 +146,23 @@ def test_an_experts_agreement_is_measured_against_the_rest_of_each_panel() -> No
     assert agreement_with_panel(panel, "nobody")["compared"] == 0
 
 
-def test_an_expert_who_turns_kind_is_found_drifting_and_the_others_are_not() -> None:
-    """Four experts grade the same 4 photos a day for six weeks; in the last week ada gives
-    one grade more than the others on every photo."""
+def _turning_kind(days: int = 42, kind_from: int = 35) -> pd.DataFrame:
+    """Four experts grade the same 4 photos a day; from day `kind_from` ada gives one grade
+    more than the others on every photo."""
     rows = []
-    for day in range(42):
+    for day in range(days):
         for photo in range(4):
             request_id, truth = f"r{day}-{photo}", 4 + (day + photo) % 5
             time = START + timedelta(days=day)
             for expert in ("ada", "grace", "alan", "ida"):
-                kind = expert == "ada" and day >= 35
+                kind = expert == "ada" and day >= kind_from
                 rows.append((request_id, expert, truth + kind, time))
-    panel = pd.DataFrame(rows, columns=["request_id", "grader", "grade", "time"])
+    return pd.DataFrame(rows, columns=["request_id", "grader", "grade", "time"])
+
+
+def test_an_expert_who_turns_kind_is_found_drifting_and_the_others_are_not() -> None:
+    """Six weeks of a panel of four; in the last week ada is one grade kind."""
+    panel = _turning_kind()
     params = ReviewParams()
 
     last_week = {d.expert: d for d in expert_drift(panel, START + timedelta(days=35), params)}
@@ -254,3 +260,22 @@ def test_a_panel_that_turns_kind_together_is_seen_only_against_the_gold() -> Non
     assert not any(d.drifted for d in first_week)  # 14 gold items, half kind: +0.5
     assert with_gold["ada"].line() == ("ada: +0.00 grades against the rest of the panel on 28 "
                                        "photos, +1.00 against 7 gold items")
+
+
+def test_each_expert_is_followed_day_by_day_against_the_panel_and_the_gold() -> None:
+    panel = _turning_kind(days=3, kind_from=2)
+    gold = {"r0-0": 4, "r2-1": 7}  # ada graded them 4 and 8
+
+    history = expert_history(panel, gold)
+
+    ada = history[history["expert"] == "ada"].reset_index(drop=True)
+    assert list(ada["period"]) == [pd.Timestamp(START.date(), tz="UTC") + pd.Timedelta(days=d)
+                                   for d in range(3)]
+    assert ada[["compared", "exact", "bias"]].to_dict("records") == [
+        {"compared": 4, "exact": 1.0, "bias": 0.0}, {"compared": 4, "exact": 1.0, "bias": 0.0},
+        {"compared": 4, "exact": 0.0, "bias": 1.0}]
+    assert ada["gold_compared"].tolist() == [1, 0, 1]
+    assert ada["gold_bias"].tolist()[::2] == [0.0, 1.0] and pd.isna(ada["gold_bias"][1])
+    grace = history[history["expert"] == "grace"]
+    assert grace["bias"].tolist() == [0.0, 0.0, -0.333]  # ada moves the rest by a third
+    assert expert_history(panel.iloc[:0], {}).empty
