@@ -273,11 +273,14 @@ class ReviewQueue:
                            len(graders.get(row.request_id, ())) + 1)
                 for row in rows if row.request_id not in theirs]
 
-    def lease_next(self, expert: str, now: datetime) -> ReviewItem | None:
+    def lease_next(self, expert: str, now: datetime,
+                   waiting: list[ReviewItem] | None = None) -> ReviewItem | None:
         """The item `expert` holds, or else a gold item when one is due (`gold_share`), or
         else the oldest item they have not graded that nobody holds, leased to them for
-        `lease_seconds`; None when nothing waits for them."""
-        mine = self._gold_due(expert) + self.waiting_for(expert, now)
+        `lease_seconds`; None when nothing waits for them. `waiting` is `waiting_for(expert,
+        now)` when the caller read it already (reading the queue is most of the time taken)."""
+        mine = self._gold_due(expert) + (self.waiting_for(expert, now) if waiting is None
+                                         else waiting)
         until = now + timedelta(seconds=self.params.lease_seconds)
         leases = self._leases.c
         with self._engine.begin() as connection:

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from matplotlib.dates import DateFormatter, DayLocator
 from matplotlib.figure import Figure
 
 from components.train.metrics import DPI
@@ -104,6 +105,11 @@ def experts_png(history: pd.DataFrame, path: Path, max_bias: float) -> Path:
             ax.plot(gold["period"], gold["gold_bias"], "s--", color=colour,
                     label=f"{expert} vs gold")
     ax.axhline(0, color="grey", linewidth=0.8)
+    if not history.empty:  # a day either side: one day alone would be drawn across years
+        first, last = history["period"].min(), history["period"].max()
+        ax.set_xlim(first - pd.Timedelta(days=1), last + pd.Timedelta(days=1))
+        ax.xaxis.set_major_locator(DayLocator(interval=max(1, (last - first).days // 8)))
+    ax.xaxis.set_major_formatter(DateFormatter("%Y-%m-%d"))
     ax.set_ylabel("bias (grades)")
     ax.set_title("each expert against the rest of the panel and the gold items")
     ax.legend(fontsize=7, ncol=2)

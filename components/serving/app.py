@@ -223,11 +223,11 @@ def create_app(service: GradingService, keys: KeyStore,
         the expert's grade (what it measured is drawn: the card's outline, its print frame, the
         defects found). The grade goes to POST /v1/feedback, which ends the lease."""
         now = datetime.now(UTC)
-        item = await asyncio.to_thread(queue.lease_next, key.name, now)
+        waiting = await asyncio.to_thread(queue.waiting_for, key.name, now)
+        item = await asyncio.to_thread(queue.lease_next, key.name, now, waiting)
         if item is None:
             return Response(status_code=204)
         kept = _review_copy(item.request_id)
-        waiting = await asyncio.to_thread(queue.waiting_for, key.name, now)
         answers = await asyncio.to_thread(service.log.answers_to, item.request_id)
         # A gold item shows as audited: an expert who knew it was a test would grade it apart.
         reasons = [AUDIT if reason == GOLD else reason for reason in item.reasons]
