@@ -19,14 +19,13 @@ from typing import Annotated
 import typer
 
 from cli.common import JsonFlag, ParamsOption, fail, show
+from components.experts import agreement_with_gold, agreement_with_panel
 from components.params import load_params
 from components.predlog import PredictionLog
 from components.review_batch import since_time
 from components.reviews import (
     ReviewParams,
     ReviewQueue,
-    agreement_with_gold,
-    agreement_with_panel,
 )
 from components.settings import load_settings
 

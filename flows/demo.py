@@ -33,20 +33,23 @@ import shutil
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import cv2
-import yaml
 from prefect import flow, task
-from pydantic import Field, model_validator
 
 from components.cards import contact_sheet, synthesize_batch
 from components.cards.panel import PANEL, panel_agreement
-from components.overrides import ExplainedChange, deep_merge, explained_changes, unexplained
-from components.params import StrictParams, load_params
+from components.demo import (
+    DEMO_REVIEWER,
+    NOT_IN_DEMO,
+    DemoFailed,
+    DemoReport,
+    DemoStep,
+    demo_params_file,
+    story_summary,
+)
 from components.release.registry import releases_of
 from components.serving.keys import KeyStore, Role
 from components.serving.loopback import serve_process, served_champion
@@ -67,87 +70,8 @@ from flows.retrain import retrain
 from flows.train import train
 from model_registry.names import APPROVED, GRADER, STAGE_CANDIDATE
 
-NOT_IN_DEMO = ("defect detector (trained from scratch it needs hours on a CPU: "
-               "`gradeline train --task detect`)",)
 DEMO_DATASET = "demo-cards"
-DEMO_REVIEWER = "gradeline demo (demo mode: a reviewer approves in the MLflow UI)"
 Figures = tuple[dict[str, object], list[str]]
-
-
-class DemoParams(StrictParams):
-    """The `demo:` section of params.yaml."""
-
-    studio_cards: int = Field(240, ge=1, description="day 0's labeled studio batch")
-    new_camera: str = Field("phone", description="the camera of day 4 (factory --camera)")
-    new_camera_cards: int = Field(200, ge=1, description="photos the new camera takes on day 4: "
-                                  "the queued ones, once reviewed, are the next batch")
-    traffic_per_day: int = Field(60, ge=1, description="photos served each simulated day")
-    quiet_days: int = Field(3, ge=1, description="studio days before the new camera arrives")
-    clients: int = Field(2, ge=1, description="concurrent clients of the traffic")
-    overrides: dict[str, Any] = Field(default_factory=dict, description="laid over the other "
-                                      "sections of params.yaml for the flows the demo runs")
-    why: dict[str, str] = Field(default_factory=dict, description="the reason for each "
-                                "override, by dotted path (a path covers what is under it)")
-
-    @model_validator(mode="after")
-    def _every_override_explained(self) -> DemoParams:
-        problems = unexplained(self.overrides, self.why)
-        if problems:
-            raise ValueError("demo.why must explain every demo.overrides setting: "
-                             + "; ".join(problems))
-        return self
-
-
-class DemoFailed(RuntimeError):
-    """A step of the story did not turn out as it must."""
-
-
-@dataclass
-class DemoStep:
-    """One line of the demo's timeline: what ran, how long, its figures and files."""
-
-    name: str
-    seconds: float
-    figures: dict[str, object]
-    files: list[str] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-
-    def line(self, number: int) -> str:
-        shown = "  ".join(f"{k}={v}" for k, v in self.figures.items())
-        return "\n".join([f"[{number}] {self.name} ({self.seconds}s): {shown}",
-                          *(f"      - {note}" for note in self.notes),
-                          *(f"      -> {path}" for path in self.files)])
-
-
-@dataclass
-class DemoReport:
-    """Everything the demo did, in order; `ok` is False when a step failed."""
-
-    home: str
-    steps: list[DemoStep] = field(default_factory=list)
-    error: str | None = None
-
-    @property
-    def ok(self) -> bool:
-        return self.error is None
-
-    def as_dict(self) -> dict[str, object]:
-        return {**asdict(self), "ok": self.ok, "not_in_demo": list(NOT_IN_DEMO)}
-
-
-def demo_params_file(source: Path, out: Path) -> tuple[DemoParams, Path, list[ExplainedChange]]:
-    """The demo section of `source`; `source` with the demo's overrides laid over it, written
-    to `out` (the params file every flow of the demo reads); and each change, with why. Demo
-    mode approves its release as DEMO_REVIEWER, so that name joins promote.reviewers there."""
-    params = load_params("demo", DemoParams, source)
-    production = yaml.safe_load(source.read_text()) or {}
-    merged = deep_merge(production, params.overrides)
-    promote = merged.setdefault("promote", {})
-    promote["reviewers"] = [*[name for name in promote.get("reviewers", [])
-                              if name != DEMO_REVIEWER], DEMO_REVIEWER]
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(yaml.safe_dump(merged, sort_keys=False))
-    return params, out, explained_changes(production, params.overrides, params.why)
 
 
 @task
@@ -397,18 +321,6 @@ def demo_flow(settings: GradelineSettings, params_source: Path,
                                                                          flows_params))
         day(change + 1, params.new_camera, "ok")
     return steps
-
-
-def story_summary(steps: list[DemoStep]) -> str:
-    """The story's figures in one line: the new camera's kappa against the experts before and
-    after retraining, and the two days' drift verdicts."""
-    drifted, after = [step for step in steps if step.name.endswith(": monitor")][-2:]
-    reviewed = next(step for step in steps if "reviewed photos" in step.name)
-    return (f"on the new camera, kappa against the experts: {reviewed.figures['kappa']} "
-            f"(v{drifted.figures['version']}, {reviewed.figures['items']} reviewed photos of "
-            f"{drifted.name.split(':')[0]}) -> {after.figures.get('kappa')} "
-            f"(v{after.figures['version']}, {after.name.split(':')[0]}); drift: "
-            f"{drifted.figures['status']}, then {after.figures['status']}")
 
 
 def run_demo(settings: GradelineSettings, echo: Callable[[str], None] | None = print,

@@ -29,6 +29,7 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.events import emit_event
 
+from components.experts import expert_alert, expert_drift, expert_history
 from components.ingest.store import DatasetStore
 from components.monitor.alerts import drift_alert, recovery_alert
 from components.monitor.discrepancy import discrepancies, discrepancy_html
@@ -55,9 +56,6 @@ from components.reviews import (
     DRIFTED,
     ReviewParams,
     ReviewQueue,
-    expert_alert,
-    expert_drift,
-    expert_history,
 )
 from components.serving.thumbnails import thumbnail_path
 from components.settings import GradelineSettings, load_settings

@@ -4,7 +4,7 @@ by each defect class the answer named, and by the answer's conformal set size.
 
     found = discrepancies(log.window(since, until, roles=["champion"]), log.expert_grades())
     found.tables["camera"]      # one row per camera: graded, exact, within_one, bias
-    history = expert_history(log.expert_panel(), queue.gold())     # components/reviews.py
+    history = expert_history(log.expert_panel(), queue.gold())     # components/experts.py
     discrepancy_html(found, folder / "discrepancy.html", "card-grader v3, 2026-12-05",
                      history, max_bias=0.5)   # and experts.png beside it
 
@@ -26,8 +26,6 @@ import pandas as pd
 from matplotlib.dates import DateFormatter, DayLocator
 from matplotlib.figure import Figure
 
-from components.train.metrics import DPI
-
 # Each table's column in the joined frame, and its heading.
 GROUPINGS: dict[str, str] = {
     "camera": "camera",
@@ -36,6 +34,7 @@ GROUPINGS: dict[str, str] = {
     "set_size": "conformal set size",
 }
 UNNAMED_CAMERA = "not named"
+_DPI = 110  # the evaluation's plots' resolution
 _HISTORY_ROWS = 60  # the experts' table shows this many latest rows; the plot shows them all
 NO_DEFECT = "none"
 
@@ -115,7 +114,7 @@ def experts_png(history: pd.DataFrame, path: Path, max_bias: float) -> Path:
     ax.legend(fontsize=7, ncol=2)
     fig.autofmt_xdate()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=DPI, format="png")
+    fig.savefig(path, dpi=_DPI, format="png")
     return path
 
 
@@ -151,7 +150,7 @@ def discrepancy_html(found: Discrepancies, path: Path, title: str,
                      experts: pd.DataFrame | None = None, max_bias: float = 0.5) -> Path:
     """One page with a table per grouping; groups whose bias passes half a grade either way
     are marked, since they are where the model and the experts part. With `experts`
-    (`reviews.expert_history`), each expert over time too, plotted in experts.png beside it."""
+    (`experts.expert_history`), each expert over time too, plotted in experts.png beside it."""
     sections = [f"<h1>{html.escape(title)}</h1>",
                 f"<p>{found.graded} answers graded by the experts in this window. bias: the "
                 "model's mean grade minus the experts' consensus.</p>"]

@@ -35,6 +35,7 @@ from fastapi.responses import FileResponse, JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from components.experts import agreement_with_gold, agreement_with_panel
 from components.oncall import tell_on_call
 from components.predlog import PredictionLog
 from components.reviews import (
@@ -42,8 +43,6 @@ from components.reviews import (
     GOLD,
     ReviewParams,
     ReviewQueue,
-    agreement_with_gold,
-    agreement_with_panel,
 )
 from components.serving.batcher import Overloaded
 from components.serving.bodies import BodyLimit, read_files

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import httpx
 
-from components.ingest.tasks import SUBGRADES
+from components.vision.rubric import SUBGRADE_WEIGHTS
 
 FEEDBACK_ATTEMPTS = 5
 
@@ -56,7 +56,7 @@ def photos_of_batch(batch: Path) -> list[Photo]:
                     and c[7:].isdigit()), key=lambda c: int(c[7:]))
     return [Photo(batch / row["image_path"], int(row["grade"]), row.get("camera") or None,
                   tuple(int(row[seat]) for seat in seats),
-                  {aspect: int(row[aspect]) for aspect in SUBGRADES if row.get(aspect)})
+                  {aspect: int(row[aspect]) for aspect in SUBGRADE_WEIGHTS if row.get(aspect)})
             for row in rows]
 
 

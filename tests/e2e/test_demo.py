@@ -18,13 +18,14 @@ import yaml
 
 import flows.retrain
 from components.cards import synthesize_batch
+from components.demo import DemoReport, DemoStep
 from components.ingest.store import DatasetStore
 from components.release.registry import releases_of
 from components.serving.keys import KeyStore, Role
 from components.serving.loopback import serve_process
 from components.serving.traffic import Traffic, TrafficKeys, photos_of_batch
 from components.settings import find_project_root, load_settings
-from flows.demo import DemoReport, DemoStep, run_demo
+from flows.demo import run_demo
 from flows.retrain import run_retrain
 from model_registry.names import GRADER
 from model_registry.versions import registry_client

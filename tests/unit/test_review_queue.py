@@ -10,6 +10,13 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from components.experts import (
+    agreement_with_gold,
+    agreement_with_panel,
+    expert_alert,
+    expert_drift,
+    expert_history,
+)
 from components.predlog import PredictionLog
 from components.reviews import (
     AUDIT,
@@ -19,11 +26,6 @@ from components.reviews import (
     UNCERTAIN,
     ReviewParams,
     ReviewQueue,
-    agreement_with_gold,
-    agreement_with_panel,
-    expert_alert,
-    expert_drift,
-    expert_history,
     in_audit_share,
     wanted_grades,
 )
