@@ -133,3 +133,19 @@ def test_the_map_loss_prefers_maps_that_match_the_regions(tmp_path: Path) -> Non
     shifted = task.loss(GraderOutputs(logits, worst, truth.roll(3, dims=3)), targets)
 
     assert matching < blurred and matching < shifted
+
+
+def test_a_map_pushed_far_below_its_defects_is_still_pulled_up(tmp_path: Path) -> None:
+    """A class's map that clean paper drove deep into the sigmoid's flat tail must still learn
+    where its defects are: one seed's edge map never did under a distance loss (issue 15)."""
+    task = GradeTask(classes=CLASSES)
+    targets = task.targets(_dataset(tmp_path),
+                           Canvases(tmp_path, np.stack([IDENTITY] * 3), CANVAS))
+    covered = targets[:, 8:].reshape(3, -1, 8, 10) > 0
+    logits = torch.full(covered.shape, -12.0, requires_grad=True)
+
+    task.loss(GraderOutputs(torch.zeros(3, 5, 9), torch.zeros(3, 3), torch.sigmoid(logits)),
+              targets).backward()
+
+    pull = -logits.grad[covered]
+    assert covered.any() and (pull > 0.1).all()  # a distance pulled by 8e-6
