@@ -28,8 +28,8 @@ from components.evaluate.export import untrained_grader_graph
 from components.serving.keys import KeyStore, Role
 from components.serving.loopback import free_port, wait_until_up
 from components.serving.source import ServedModels
-from components.serving.thumbnails import review_overlay, save_review_copy, save_thumbnail
 from components.serving.uploads import UploadLimits, decode_upload
+from components.thumbnails import review_overlay, save_review_copy, save_thumbnail
 from components.vision.models import OnnxGrader
 from components.vision.properties import image_properties
 

@@ -34,12 +34,14 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
-from components.ingest.tasks import SUBGRADES
 from components.predlog import open_database
 from components.reviews import AUDIT, ReviewQueue, SettledItem
-from components.serving.thumbnails import read_review_copy
 from components.splits import stable_split
+from components.thumbnails import read_review_copy
 from components.vision.agreement import grading_metrics
+from components.vision.rubric import SUBGRADE_WEIGHTS
+
+SUBGRADES = tuple(SUBGRADE_WEIGHTS)  # the rubric's subgrades: the columns ingest reads
 
 NO_PHOTO = "no large photo kept"  # the service kept only a thumbnail (queued after serving)
 LINEAGE = "lineage.json"

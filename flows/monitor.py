@@ -57,8 +57,8 @@ from components.reviews import (
     ReviewParams,
     ReviewQueue,
 )
-from components.serving.thumbnails import thumbnail_path
 from components.settings import GradelineSettings, load_settings
+from components.thumbnails import thumbnail_path
 from components.vision.models import OnnxGrader
 from model_registry.names import ALIAS_CHAMPION, GATE_PREFIX
 from model_registry.serving import alias_versions, download_graph, graph_checksum, version_metric

@@ -51,9 +51,9 @@ from components.serving.metrics import ServiceMetrics
 from components.serving.params import ServeParams
 from components.serving.service import GradingService, NotReady
 from components.serving.source import ModelSource
-from components.serving.thumbnails import read_review_copy, thumbnail_path
 from components.serving.uploads import UploadRejected
 from components.settings import GradelineSettings
+from components.thumbnails import read_review_copy, thumbnail_path
 from model_registry.audit import AuditLog
 from model_registry.guard import GuardReport, restore_release
 from model_registry.releases import Releases

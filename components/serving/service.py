@@ -34,8 +34,8 @@ from components.serving.batcher import MicroBatcher, Overloaded
 from components.serving.metrics import ServiceMetrics
 from components.serving.routing import answers_with_challenger
 from components.serving.source import ModelSource, ServedModels
-from components.serving.thumbnails import review_overlay, save_review_copy, save_thumbnail
 from components.serving.uploads import UploadLimits, UploadRejected, decode_upload
+from components.thumbnails import review_overlay, save_review_copy, save_thumbnail
 from components.vision.models import (
     Defect,
     GradeAnswer,

@@ -19,7 +19,7 @@ from components.ingest import TASKS, AcceptedIndex, IngestParams, check_batch, r
 from components.predlog import PredictionLog
 from components.review_batch import NO_PHOTO, ReviewExports, item_id
 from components.reviews import ReviewParams, ReviewQueue, in_audit_share
-from components.serving.thumbnails import save_review_copy
+from components.thumbnails import save_review_copy
 from tests.unit.test_predlog import START, _record
 
 NOW = START + timedelta(hours=1)

@@ -23,7 +23,7 @@ from components.serving.metrics import ServiceMetrics
 from components.serving.routing import answers_with_challenger
 from components.serving.service import GradingService, NotReady, ServiceConfig
 from components.serving.source import ServedModels
-from components.serving.thumbnails import thumbnail_path
+from components.thumbnails import thumbnail_path
 from components.vision.models import GradeAnswer, GradedDefect, GraderInput
 
 
