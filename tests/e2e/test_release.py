@@ -5,8 +5,9 @@ without a restart. A challenger that errs on a share of requests is rolled back 
 clients never see its errors, and on-call hears of it on a real HTTP receiver. With experts'
 grades coming back, a challenger that grades worse than the champion is rolled back on its kappa
 although it agrees with the champion, and a better one passes, both judged on params.yaml's
-own `promote.analysis` settings (the other releases, on a few requests, with a loose latency
-limit). An expert grades three photos on the review page.
+own kappa analysis (every release here with a loose latency limit: the graphs are the same
+size, and tail latency on a few dozen requests is noise). An expert grades three photos on
+the review page.
 
 The graders are the real network with its answer replaced by a rule of what it sees (tests/
 graphs.py), exported and registered with the tags a passing evaluation writes: the test knows
@@ -75,10 +76,13 @@ def _release_params(folder: Path) -> tuple[Path, Path]:
               "analysis": production["promote"]["analysis"]}
     # Steps of 8 to 12 requests compare median latencies, which vary up to 2x between two
     # identical graphs on 2 busy cores (measured 18.3 against 9.2 ms): those steps check the
-    # machinery, and their latency limit is loose; judged.yaml's are production's throughout.
+    # machinery, and their latency limit is loose. judged.yaml's kappa analysis is
+    # production's; its latency limit is loose too: the graphs are the same size, and the p90
+    # of 20 answers a side read 31.0 against 17.2 ms once (a clean-clone run failed on it).
     steps = {"params.yaml": ({"min_pairs": 12}, {"steps": [0.25, 0.5], "min_requests": 8},
                              {"max_latency_ratio": 10.0, "min_timed_requests": 1}),
-             "judged.yaml": ({"min_pairs": 40}, {"steps": [0.5], "min_requests": 40}, {})}
+             "judged.yaml": ({"min_pairs": 40}, {"steps": [0.5], "min_requests": 40},
+                             {"max_latency_ratio": 10.0})}
     for name, (shadow, canary, analysis) in steps.items():
         (folder / name).write_text(yaml.safe_dump({
             "serve": {"refresh_seconds": 0.5, "max_wait_ms": 2, "drain_seconds": 0.5},
