@@ -65,3 +65,17 @@ def test_a_start_loads_the_saved_weights_of_a_model_built_alike(tmp_path: Path) 
     larger = ModelSpec(**{**spec.__dict__, "size": (192, 256)})
     with pytest.raises(TrainDataError, match=r"its size \(96, 128\) is not \(192, 256\)"):
         load_start_weights(larger.build(imagenet=False), larger, folder)
+
+
+def test_weights_saved_by_another_layout_of_the_model_are_refused_by_name(tmp_path: Path) -> None:
+    """A champion whose head has other tensors than this release builds cannot be warm-started
+    from: the error says so instead of torch's list of mismatched tensors."""
+    spec = ModelSpec(task="grade", classes=(), size=(96, 128), rectify=True, frozen_blocks=11,
+                     dropout=0.1)
+    folder = save_model(tmp_path / "champion", spec.build(imagenet=False), spec)
+    weights = torch.load(folder / "model.pt", weights_only=True)
+    del weights["head.severity_offsets"]
+    torch.save(weights, folder / "model.pt")
+
+    with pytest.raises(ValueError, match="another layout of the grade model"):
+        load_start_weights(spec.build(imagenet=False), spec, folder)
