@@ -114,7 +114,8 @@ class GraderEvaluation:
             "int8.qwk": float(self.int8["qwk"]), "int8.kappa_drop": float(self.int8["kappa_drop"]),
             **parity_metrics(self.parity), **latency_metrics(self.latency),
             **{f"seg.{key}_{row['class']}": float(row[key]) for row in self.segmentation
-               for key in ("recall", "iou") if row[key] is not None},
+               for key in ("recall", "iou", "false_alarms", "severity_r")
+               if row[key] is not None},
         }
 
     def summary(self) -> dict[str, object]:

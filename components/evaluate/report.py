@@ -138,12 +138,15 @@ def _segmentation_section(rows: list[dict]) -> str:
         return ""
     return "".join([
         "<h2>Defects found</h2><p>The severity maps segment the card by defect class. Recall: "
-        "the share of labeled defects of severity 0.25 or worse that the map marks; IoU: the "
-        "overlap of marked and labeled cells of 8 pixels; severity error: over every defect "
+        "the share of labeled defects of severity 0.25 or worse that the map marks; false "
+        "alarms: the share of cards without the class where its map reads 0.25 or worse "
+        "somewhere; IoU: the overlap of marked and labeled cells of 8 pixels; severity error "
+        "and r (how closely the map's severity follows the label's): over every defect "
         "found.</p>",
-        _table(("class", "defects >= 0.25", "recall", "IoU", "severity error"),
-               ([r["class"], r["defects"], r["recall"], r["iou"], r["severity_mae"]]
-                for r in rows))])
+        _table(("class", "defects >= 0.25", "recall", "false alarms", "IoU", "severity error",
+                "severity r"),
+               ([r["class"], r["defects"], r["recall"], r["false_alarms"], r["iou"],
+                 r["severity_mae"], r["severity_r"]] for r in rows))])
 
 
 def _detector_sections(summary: dict) -> str:

@@ -1,7 +1,8 @@
 """The severity maps judged as a defect segmentation: recall counts labeled defects of the
-minimum severity or worse that the map marks anywhere, IoU leaves unjudged cells out, and the
-severity error is measured on the defects found; the report's sheet of worst errors shows
-where the grader read each defect."""
+minimum severity or worse that the map marks anywhere, false alarms the cards without the class
+where it reads that severity anyway, IoU leaves unjudged cells out, and the severity error and
+correlation are measured on the defects found; the report's sheet of worst errors shows where
+the grader read each defect."""
 
 import numpy as np
 import pytest
@@ -33,9 +34,30 @@ def test_recall_iou_and_severity_error_per_class() -> None:
                                          min_severity=0.25)
 
     assert scratch == {"class": "scratch", "defects": 2, "recall": 0.5,
-                       "iou": pytest.approx(2 / 6, abs=1e-3), "severity_mae": 0.1}
+                       "iou": pytest.approx(2 / 6, abs=1e-3), "false_alarms": None,
+                       "severity_mae": 0.1, "severity_r": None}  # every card has a scratch
     assert stain == {"class": "stain", "defects": 1, "recall": 1.0, "iou": 1.0,
-                     "severity_mae": 0.0}
+                     "false_alarms": 0.0, "severity_mae": 0.0, "severity_r": None}
+
+
+def test_false_alarms_and_whether_the_severity_follows_the_label() -> None:
+    """Measured on the bench grader (issue 15): its surface maps read 0.15 on average where
+    the card had no such defect and followed the labeled severity with r of about 0.6."""
+    maps, targets = np.zeros((4, 2, 6, 6), np.float32), np.zeros((4, 2, 6, 6), np.float32)
+    for item, (severity, stain_read) in enumerate([(0.3, 0.35), (0.5, 0.5), (0.8, 0.75)]):
+        targets[item, :, 2, 2] = severity
+        maps[item, 0, 2, 2] = 0.5           # every scratch read alike
+        maps[item, 1, 2, 2] = stain_read
+    maps[3, 1, 5, 5] = 0.3                  # a stain read on the clean fourth card
+    maps[3, 0, 0, 0] = 0.2                  # a faint scratch there: under the alarm's 0.25
+
+    scratch, stain = segmentation_report(maps, targets, CLASSES, threshold=0.05,
+                                         min_severity=0.25)
+
+    assert scratch["false_alarms"] == 0.0 and stain["false_alarms"] == 1.0
+    assert scratch["severity_mae"] == pytest.approx((0.2 + 0.0 + 0.3) / 3, abs=1e-3)
+    assert scratch["severity_r"] is None    # a constant reading measures nothing
+    assert stain["severity_r"] > 0.99
 
 
 def test_unjudged_cells_neither_reward_nor_cost_and_no_defects_read_none() -> None:
@@ -49,7 +71,7 @@ def test_unjudged_cells_neither_reward_nor_cost_and_no_defects_read_none() -> No
 
     assert scratch["iou"] == 1.0 and scratch["recall"] == 1.0
     assert stain == {"class": "stain", "defects": 0, "recall": None, "iou": None,
-                     "severity_mae": None}
+                     "false_alarms": 0.0, "severity_mae": None, "severity_r": None}
 
 
 def test_the_overlay_reddens_where_the_grader_read_a_defect() -> None:
