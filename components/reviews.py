@@ -101,11 +101,13 @@ def in_audit_share(request_id: str, share: float) -> bool:
     return int(hashlib.sha256(request_id.encode()).hexdigest()[:8], 16) < share * 16 ** 8
 
 
-def wanted_grades(grades: list[int], params: ReviewParams) -> int:
+def wanted_grades(grades: list[int], params: ReviewParams, experts: int) -> int:
     """Expert grades an item wants: the panel, plus one while they spread over more than one
-    grade, up to `max_panel`."""
+    grade, up to `max_panel` and while one of the `experts` who have graded anything has not
+    graded it (with three experts, a fourth grade would never come: it settles on three)."""
     spread = len(grades) >= params.panel and max(grades) - min(grades) > 1
-    return min(params.max_panel, max(params.panel, len(grades) + 1 if spread else 0))
+    more = len(grades) + 1 if spread and len(grades) < experts else 0
+    return min(params.max_panel, max(params.panel, more))
 
 
 def _leases(metadata: sa.MetaData) -> sa.Table:
@@ -187,12 +189,12 @@ class ReviewQueue:
                                              panel["grade"], strict=True):
             graders[request_id] = (*graders.get(request_id, ()), grader)
             grades.setdefault(request_id, []).append(int(grade))
-        requested = self._requested()
+        requested, experts = self._requested(), panel["grader"].nunique()
         for row in answers.itertuples(index=False):
             reasons = self._reasons(row, others.get(row.request_id, set())) + tuple(
                 sorted(requested.get(row.request_id, ())))
             if reasons:
-                wanted = wanted_grades(grades.get(row.request_id, []), self.params)
+                wanted = wanted_grades(grades.get(row.request_id, []), self.params, experts)
                 yield ReviewItem(row.request_id, row.time, reasons,
                                  graders.get(row.request_id, ()), wanted)
 

@@ -46,7 +46,8 @@ def served(tmp_path: Path, photos: list[Path]) -> tuple[ReviewExports, dict[str,
     """Seven served answers and what happened to each: graded by a full panel and kept
     large (`uncertain`, twice, and `audited`, certain but in the audit share), graded by two
     experts only (`half`), graded but kept as a thumbnail only (`thumbnail`), a gold item
-    (`gold`), and one graded by a panel that split (`split`: it wants a fourth expert)."""
+    (`gold`), and one graded by a panel that split (`split`: it wants a fourth expert, and
+    there is one: she graded the gold item)."""
     (uncertain_1, uncertain_2, half, thumbnail, gold, split), (audited,) = (
         _ids(False, 6), _ids(True, 1))
     names = {"uncertain_1": uncertain_1, "uncertain_2": uncertain_2, "audited": audited,
@@ -65,6 +66,7 @@ def served(tmp_path: Path, photos: list[Path]) -> tuple[ReviewExports, dict[str,
                                                      strict=False)):
             log.record_expert_grade(request_id, grade, expert,
                                     NOW - timedelta(minutes=30 - number), SUBGRADES)
+    log.record_expert_grade(gold, 8, "barbara", NOW - timedelta(minutes=20), SUBGRADES)
     queue.add_gold(gold, 8, "head grader", NOW)
     folder = tmp_path / "served-photos"
     for photo, request_id in zip(photos, names.values(), strict=True):

@@ -73,7 +73,17 @@ def test_the_audit_share_is_a_fixed_sample_of_all_answers(log: PredictionLog) ->
     ([4, 6, 8, 9, 9], 5)])
 def test_an_item_wants_a_panel_and_one_more_expert_while_they_disagree(grades: list[int],
                                                                         wanted: int) -> None:
-    assert wanted_grades(grades, ReviewParams(panel=3, max_panel=5)) == wanted
+    assert wanted_grades(grades, ReviewParams(panel=3, max_panel=5), experts=8) == wanted
+
+
+def test_a_spread_panel_settles_on_the_experts_there_are() -> None:
+    """With three experts grading, an item they spread over wants no fourth grade that would
+    never come (the demo's four such items a run stayed queued forever); while fewer experts
+    than the panel have graded anything, the panel is still wanted."""
+    params = ReviewParams(panel=3, max_panel=5)
+    assert wanted_grades([6, 8, 8], params, experts=3) == 3
+    assert wanted_grades([6, 8, 8], params, experts=4) == 4
+    assert wanted_grades([8], params, experts=1) == 3
 
 
 def test_an_item_leaves_the_queue_once_its_panel_has_graded(log: PredictionLog) -> None:
@@ -82,6 +92,7 @@ def test_an_item_leaves_the_queue_once_its_panel_has_graded(log: PredictionLog) 
         log.record_expert_grade("uncertain", grade, expert, NOW)
     for expert, grade in (("ada", 6), ("grace", 8), ("alan", 8)):
         log.record_expert_grade("disputed", grade, expert, NOW)
+    log.record_expert_grade("certain", 8, "barbara", NOW)  # a fourth expert is grading
 
     items = queue.pending(NOW)
 
