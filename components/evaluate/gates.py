@@ -98,11 +98,13 @@ def grader_gates(qwk: float, human_bar_qwk: float, ece_after: float, ece_chance_
     ]
 
 
-def baseline_gate(qwk: float, baseline: float) -> Gate:
+def baseline_gate(qwk: float, baseline: float, margin: float = 0.0) -> Gate:
     """The grader's QWK above the simpler model's (components/evaluate/baseline.py) on the
-    same test cards."""
-    return Gate("baseline", bool(not math.isnan(qwk) and qwk > baseline), float(qwk),
-                f"qwk > {baseline:.3f}, a linear model's on lighting, sharpness and centering")
+    same test cards, less `margin` (`evaluate.gates.baseline_margin`)."""
+    less = f" - {margin:g}" if margin else ""
+    return Gate("baseline", bool(not math.isnan(qwk) and qwk > baseline - margin), float(qwk),
+                f"qwk > {baseline:.3f}{less}, a linear model's on lighting, sharpness and "
+                f"centering")
 
 
 def detector_gates(metrics: dict[str, float], classes: Sequence[str],

@@ -17,6 +17,8 @@ class GateParams(StrictParams):
                            "temperature scaling")
     coverage_margin: float = Field(0.02, ge=0, lt=1, description="conformal coverage on the "
                                    "test split may fall this far below its target")
+    baseline_margin: float = Field(0.0, ge=0, description="QWK must beat the linear baseline's "
+                                   "less this (0: beat it outright)")
     min_detector_recall: float = Field(0.8, ge=0, le=1, description="recall of every defect "
                                        "class on the test split")
 

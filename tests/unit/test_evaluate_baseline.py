@@ -32,3 +32,11 @@ def test_the_baseline_gate_passes_only_a_grader_above_it() -> None:
     assert baseline_gate(0.93, 0.41).passed and "0.410" in baseline_gate(0.93, 0.41).rule
     assert not baseline_gate(0.40, 0.41).passed
     assert not baseline_gate(float("nan"), 0.41).passed
+
+
+def test_a_baseline_margin_lets_a_grader_below_the_baseline_by_less_pass() -> None:
+    """The test-scale demo's tiny graders are judged on a handful of cards, where a ridge
+    regression beats them by chance: its margin lets any of them through, as its kappa's does."""
+    assert baseline_gate(0.40, 0.41, margin=0.05).passed
+    assert not baseline_gate(0.30, 0.41, margin=0.05).passed
+    assert "0.410 - 0.05" in baseline_gate(0.40, 0.41, margin=0.05).rule
