@@ -50,8 +50,9 @@ def load_model(folder: Path) -> tuple[TaskModel, ModelSpec]:
     raw = json.loads((folder / SPEC).read_text())
     spec = ModelSpec(**{**raw, "classes": tuple(raw["classes"]), "size": tuple(raw["size"])})
     model = spec.build(imagenet=False)
+    weights = torch.load(folder / WEIGHTS, map_location="cpu", weights_only=True)
     try:
-        model.load_state_dict(torch.load(folder / WEIGHTS, map_location="cpu", weights_only=True))
+        model.load_state_dict(weights)
     except RuntimeError as error:  # weights of another layout of the same task's model
         raise ValueError(f"the weights in {folder} were saved by another layout of the "
                          f"{spec.task} model than this Gradeline builds (an older release?): "
