@@ -135,6 +135,26 @@ def test_the_map_loss_prefers_maps_that_match_the_regions(tmp_path: Path) -> Non
     assert matching < blurred and matching < shifted
 
 
+def test_a_defect_smeared_over_the_clean_paper_around_it_costs_more_than_one_misread(
+        tmp_path: Path) -> None:
+    """A mean over every clean cell hardly charged a map that lit the paper around its defect
+    (the surface maps did, on 2 to 6 times their defects' cells); the defect mass does."""
+    task = GradeTask(classes=CLASSES)
+    targets = task.targets(_dataset(tmp_path),
+                           Canvases(tmp_path, np.stack([IDENTITY] * 3), CANVAS))
+    truth = targets[:, 8:].reshape(3, -1, 8, 10).clamp(min=0)
+    smeared = truth.clone()
+    smeared[0, 0, 4:8, 4:10] = 0.4  # 24 clean cells around the defect read like it
+    misread = torch.where(truth > 0, truth / 2, truth)  # the defect read 0.2, not 0.4
+    logits, worst = torch.zeros(3, 5, 9), torch.zeros(3, 3)
+
+    matching = task.loss(GraderOutputs(logits, worst, truth), targets)
+    smeared_loss = task.loss(GraderOutputs(logits, worst, smeared), targets)
+    misread_loss = task.loss(GraderOutputs(logits, worst, misread), targets)
+
+    assert smeared_loss > misread_loss > matching
+
+
 def test_a_map_pushed_far_below_its_defects_is_still_pulled_up(tmp_path: Path) -> None:
     """A class's map that clean paper drove deep into the sigmoid's flat tail must still learn
     where its defects are: one seed's edge map never did under a distance loss (issue 15)."""
