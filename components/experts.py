@@ -95,7 +95,7 @@ def expert_history(panel: pd.DataFrame, gold: dict[str, int],
         "compared": figures.get(("compared", "panel")),
         "exact": figures.get(("exact", "panel")), "bias": figures.get(("bias", "panel")),
         "gold_compared": figures.get(("compared", "gold")),
-        "gold_bias": figures.get(("bias", "gold"))}, index=figures.index)
+        "gold_bias": figures.get(("bias", "gold"))}, index=figures.index, dtype=float)
     return history.reset_index()[columns].fillna({"compared": 0, "gold_compared": 0}).astype(
         {"compared": int, "gold_compared": int}).round(3)
 

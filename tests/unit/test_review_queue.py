@@ -4,6 +4,7 @@ survive a restart."""
 
 from __future__ import annotations
 
+import warnings
 from datetime import timedelta
 from pathlib import Path
 
@@ -292,3 +293,11 @@ def test_each_expert_is_followed_day_by_day_against_the_panel_and_the_gold() -> 
     grace = history[history["expert"] == "grace"]
     assert grace["bias"].tolist() == [0.0, 0.0, -0.333]  # ada moves the rest by a third
     assert expert_history(panel.iloc[:0], {}).empty
+
+
+def test_history_without_gold_items_has_empty_gold_columns() -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # pandas warned of a silent downcast of the empty columns
+        history = expert_history(_turning_kind(days=2, kind_from=1), gold={})
+
+    assert (history["gold_compared"] == 0).all() and history["gold_bias"].isna().all()
