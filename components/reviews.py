@@ -103,8 +103,9 @@ def in_audit_share(request_id: str, share: float) -> bool:
 
 def wanted_grades(grades: list[int], params: ReviewParams, experts: int) -> int:
     """Expert grades an item wants: the panel, plus one while they spread over more than one
-    grade, up to `max_panel` and while one of the `experts` who have graded anything has not
-    graded it (with three experts, a fourth grade would never come: it settles on three)."""
+    grade, up to `max_panel` and while one of the `experts` grading now (in the expert window)
+    has not graded it (with three experts, a fourth grade would never come: it settles on
+    three; nor would one from an expert who has left)."""
     spread = len(grades) >= params.panel and max(grades) - min(grades) > 1
     more = len(grades) + 1 if spread and len(grades) < experts else 0
     return min(params.max_panel, max(params.panel, more))
@@ -189,7 +190,8 @@ class ReviewQueue:
                                              panel["grade"], strict=True):
             graders[request_id] = (*graders.get(request_id, ()), grader)
             grades.setdefault(request_id, []).append(int(grade))
-        requested, experts = self._requested(), panel["grader"].nunique()
+        recent = panel["time"] >= now - timedelta(days=self.params.expert_window_days)
+        requested, experts = self._requested(), panel.loc[recent, "grader"].nunique()
         for row in answers.itertuples(index=False):
             reasons = self._reasons(row, others.get(row.request_id, set())) + tuple(
                 sorted(requested.get(row.request_id, ())))

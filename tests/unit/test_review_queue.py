@@ -87,6 +87,20 @@ def test_a_spread_panel_settles_on_the_experts_there_are() -> None:
     assert wanted_grades([8], params, experts=1) == 3
 
 
+def test_an_expert_who_stopped_grading_holds_no_spread_item_open(log: PredictionLog) -> None:
+    """Only experts who graded within the expert window count as ones who could still grade:
+    a fourth who left a month ago would never come back for the item."""
+    queue = ReviewQueue(log, NO_AUDIT)
+    log.record_expert_grade("certain", 8, "barbara", NOW - timedelta(days=30))
+    for expert, grade in (("ada", 6), ("grace", 8), ("alan", 8)):
+        log.record_expert_grade("disputed", grade, expert, NOW)
+
+    assert "disputed" not in {item.request_id for item in queue.pending(NOW)}  # settled on 3
+    log.record_expert_grade("certain", 8, "barbara", NOW)  # she is back
+    assert [(item.request_id, item.wanted) for item in queue.pending(NOW)
+            if item.request_id == "disputed"] == [("disputed", 4)]
+
+
 def test_an_item_leaves_the_queue_once_its_panel_has_graded(log: PredictionLog) -> None:
     queue = ReviewQueue(log, NO_AUDIT)
     for expert, grade in (("ada", 8), ("grace", 8), ("alan", 9)):
