@@ -3,11 +3,14 @@ and the factory batches are session fixtures of tests/conftest.py, shared with e
 
 from __future__ import annotations
 
+import contextlib
 import json
+import multiprocessing
 import os
 import shutil
+import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -29,6 +32,32 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, prefect_server: None) 
     monkeypatch.setattr("os.environ", dict(os.environ))
     os.environ["GRADELINE_HOME"] = str(tmp_path / "home")
     return tmp_path / "home"
+
+
+def _in_own_group(target: Callable[..., None], *args: object) -> None:
+    os.setsid()  # the child's own process group, so whatever it starts can be killed with it
+    target(*args)
+
+
+@pytest.fixture
+def child_process() -> Iterator[Callable[..., multiprocessing.Process]]:
+    """Runs a target in a spawned child process until it ends (or `timeout`), then, when the
+    test is over, kills every process the child left behind: a flow killed by SIGKILL leaves
+    the temporary Prefect server it started running, one leaked per test run otherwise."""
+    children: list[multiprocessing.Process] = []
+
+    def run(target: Callable[..., None], args: tuple, timeout: float) -> multiprocessing.Process:
+        child = multiprocessing.get_context("spawn").Process(target=_in_own_group,
+                                                             args=(target, *args))
+        child.start()
+        children.append(child)
+        child.join(timeout=timeout)
+        return child
+
+    yield run
+    for child in children:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(child.pid, signal.SIGKILL)
 
 
 def copy_batch(source: Path, target: Path) -> Path:

@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import csv
 import json
-import multiprocessing
 import os
 import shutil
 import signal
+from collections.abc import Callable
+from multiprocessing import Process
 from pathlib import Path
 
 import prefect.settings
@@ -53,12 +54,11 @@ def _ingest_and_die_before_the_commit(home: str, batch: str, api_url: str) -> No
 
 
 def test_an_ingest_killed_before_its_commit_is_put_back_and_versioned_by_the_rerun(
-        home: Path, factory_batches: dict[str, Path]) -> None:
-    child = multiprocessing.get_context("spawn").Process(
-        target=_ingest_and_die_before_the_commit,
-        args=(str(home), str(factory_batches["first"]), prefect.settings.PREFECT_API_URL.value()))
-    child.start()
-    child.join(timeout=300)
+        home: Path, factory_batches: dict[str, Path],
+        child_process: Callable[..., Process]) -> None:
+    child = child_process(_ingest_and_die_before_the_commit,
+                          (str(home), str(factory_batches["first"]),
+                           prefect.settings.PREFECT_API_URL.value()), timeout=300)
     ledger = home / "data" / "grade" / "batches.jsonl"
     journal = home / "data" / ".grade.ingest-journal"
     assert child.exitcode == -signal.SIGKILL

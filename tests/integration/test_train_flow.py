@@ -5,12 +5,13 @@ model quality at real sizes."""
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
+from multiprocessing import Process
 from pathlib import Path
 
 import cv2
@@ -201,13 +202,11 @@ def _train_and_die_after_registering(home: str, params: str, api_url: str) -> No
 
 
 def test_a_training_killed_after_registering_registers_nothing_twice(
-        home: Path, factory_batches: dict[str, Path]) -> None:
+        home: Path, factory_batches: dict[str, Path],
+        child_process: Callable[..., Process]) -> None:
     _ingest(factory_batches["first"])
-    child = multiprocessing.get_context("spawn").Process(
-        target=_train_and_die_after_registering,
-        args=(str(home), str(TINY), str(PREFECT_API_URL.value())))
-    child.start()
-    child.join(timeout=400)
+    child = child_process(_train_and_die_after_registering,
+                          (str(home), str(TINY), str(PREFECT_API_URL.value())), timeout=400)
     assert child.exitcode == -signal.SIGKILL
     [registered] = _versions("card-grader")
     (marker,) = (home / "cache" / "train" / "card-grader").glob(f"*/{RUN_ID_FILE}")
