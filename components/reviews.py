@@ -56,7 +56,8 @@ class ReviewParams(StrictParams):
     lease_seconds: float = Field(600, gt=0, description="how long an expert holds an item")
     window_days: float = Field(14, gt=0, description="answers this recent are queued")
     expert_window_days: float = Field(7, gt=0, description="an expert's drift is judged on "
-                                      "their grades this recent")
+                                      "their grades this recent, and only experts who graded "
+                                      "this recently are asked for a spread item's next grade")
     expert_min_items: int = Field(20, ge=1, description="photos shared with other experts "
                                   "before an expert's bias is judged")
     expert_max_bias: float = Field(0.5, gt=0, description="mean difference from the rest of "
