@@ -32,6 +32,7 @@ from onnxruntime.quantization import (
 )
 from torch import nn
 
+from components.evaluate.padding import fold_pads_into_convs
 from components.train.model import ORDINAL_TARGETS
 from components.train.ordinal import grade_probabilities
 from components.train.rubric import CARD_RUBRIC
@@ -87,6 +88,9 @@ def export_grader(model: SeverityGrader, size: tuple[int, int], temperatures: np
                           output_names=[OUTPUT, MAPS_OUTPUT], opset_version=OPSET, dynamo=False,
                           dynamic_axes={name: {0: "batch"}
                                         for name in (*INPUTS, OUTPUT, MAPS_OUTPUT)})
+    graph = onnx.load(str(path))
+    fold_pads_into_convs(graph)
+    onnx.save(graph, str(path))
     return write_metadata(path, metadata)
 
 

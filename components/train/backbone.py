@@ -35,7 +35,10 @@ class SameConv2d(nn.Conv2d):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         pads = []
-        for size, kernel, stride in zip(reversed(x.shape[-2:]), reversed(self.kernel_size),
+        # Plain ints even while exporting: the graph then pads by constants, which export
+        # folds into the convolution (components/evaluate/padding.py).
+        sizes = [int(size) for size in x.shape[-2:]]
+        for size, kernel, stride in zip(reversed(sizes), reversed(self.kernel_size),
                                         reversed(self.stride), strict=True):
             total = max((math.ceil(size / stride) - 1) * stride + kernel - size, 0)
             pads += [total // 2, total - total // 2]
