@@ -1,12 +1,14 @@
 """Gather concurrent requests into batches for one model session, with a bounded queue.
 
-    batcher = MicroBatcher(session.grade_batch, max_batch=16, max_wait_ms=5)
+    batcher = MicroBatcher(session.grade_batch, max_batch=16, max_wait_ms=5, lanes=2)
     await batcher.start()
     result = await batcher.submit(prepared)    # raises Overloaded when the queue is full
 
 One worker task takes up to `max_batch` waiting items, at most `max_wait_ms` after the oldest
-arrived, and runs the batch in a thread so the event loop keeps accepting requests. A full queue
-answers at once with `Overloaded` (the service's 503 with Retry-After) instead of growing.
+arrived, and runs the batch in a thread so the event loop keeps accepting requests; up to `lanes`
+batches run at once (one per core: a graph on one thread runs about as fast at batch 1 as on two,
+so two such runs side by side give twice the photos per second, measured). A full queue answers
+at once with `Overloaded` (the service's 503 with Retry-After) instead of growing.
 """
 
 from __future__ import annotations
@@ -47,11 +49,13 @@ class MicroBatcher(Generic[T, R]):
     in order, where an Exception instance fails that item alone."""
 
     def __init__(self, run_batch: Callable[[list[T]], list[R]], max_batch: int = 16,
-                 max_wait_ms: float = 5.0, max_queue: int = 64) -> None:
-        if max_batch < 1 or max_queue < 1 or max_wait_ms < 0:
-            raise ValueError(f"MicroBatcher needs max_batch >= 1, max_queue >= 1 and "
-                             f"max_wait_ms >= 0, got {max_batch}, {max_queue}, {max_wait_ms}")
+                 max_wait_ms: float = 5.0, max_queue: int = 64, lanes: int = 1) -> None:
+        if max_batch < 1 or max_queue < 1 or max_wait_ms < 0 or lanes < 1:
+            raise ValueError(f"MicroBatcher needs max_batch >= 1, max_queue >= 1, "
+                             f"max_wait_ms >= 0 and lanes >= 1, got {max_batch}, {max_queue}, "
+                             f"{max_wait_ms}, {lanes}")
         self._run_batch = run_batch
+        self._lanes = lanes
         self._max_batch = max_batch
         self._max_wait_s = max_wait_ms / 1000
         self._max_queue = max_queue
@@ -65,7 +69,7 @@ class MicroBatcher(Generic[T, R]):
 
     @property
     def queue_depth(self) -> int:
-        """Items waiting for a batch (not counting the batch running now)."""
+        """Items waiting for a batch (not counting the batches running now)."""
         return len(self._pending)
 
     @property
@@ -109,22 +113,30 @@ class MicroBatcher(Generic[T, R]):
         return await waiting.future
 
     def _retry_after_s(self) -> float:
-        """Time to work through the queue and the batch running now, at least one second."""
+        """Time to work through the queue and the batches running now, at least one second."""
         mean_batch_s = self._busy_s / self._batches if self._batches else 0.0
         batches_ahead = len(self._pending) / self._max_batch + 1
-        return max(1.0, batches_ahead * mean_batch_s)
+        return max(1.0, batches_ahead * mean_batch_s / self._lanes)
 
     async def _work(self) -> None:
         assert self._arrived is not None
+        running: set[asyncio.Task[None]] = set()
         try:
             while self._pending or not self._closed:
                 if not self._pending:
                     self._arrived.clear()
                     await self._arrived.wait()
                     continue
+                if len(running) >= self._lanes:  # items keep arriving: the next batch grows
+                    await asyncio.wait(set(running), return_when=asyncio.FIRST_COMPLETED)
+                    continue
                 await self._wait_for_more()
                 count = min(self._max_batch, len(self._pending))
-                await self._run([self._pending.popleft() for _ in range(count)])
+                batch = asyncio.create_task(self._run([self._pending.popleft()
+                                                       for _ in range(count)]))
+                running.add(batch)
+                batch.add_done_callback(running.discard)
+            await asyncio.gather(*running)
         finally:
             while self._pending:
                 _settle(self._pending.popleft().future,

@@ -129,3 +129,34 @@ def test_stop_runs_what_is_queued_then_refuses_new_items() -> None:
 
     with pytest.raises(BatcherStopped, match="call start"):
         asyncio.run(batcher.submit(1))
+
+
+def test_lanes_run_batches_side_by_side() -> None:
+    """With two lanes a second batch starts while the first still runs (one per core); with
+    one lane it waits."""
+    def overlap(lanes: int) -> int:
+        running, most = 0, 0
+        guard = threading.Lock()
+
+        def slow(items: list[int]) -> list[int]:
+            nonlocal running, most
+            with guard:
+                running += 1
+                most = max(most, running)
+            time.sleep(0.05)
+            with guard:
+                running -= 1
+            return items
+
+        async def scenario() -> list[int]:
+            batcher = MicroBatcher(slow, max_batch=1, max_wait_ms=0, lanes=lanes)
+            await batcher.start()
+            results = await asyncio.gather(*(batcher.submit(i) for i in range(6)))
+            await batcher.stop()
+            return results
+
+        assert asyncio.run(scenario()) == list(range(6))
+        return most
+
+    assert overlap(1) == 1
+    assert overlap(2) == 2
