@@ -40,7 +40,7 @@ class FixedModels:
     grader_name, detector_name = "card-grader", "defect-detector"
 
     def __init__(self, graph: Path) -> None:
-        self.current = ServedModels(OnnxGrader(graph, "card-grader", 0))
+        self.current = ServedModels(OnnxGrader(graph, "card-grader", 0, threads=1))
         self.problems: dict[str, str] = {}
 
     def refresh(self) -> ServedModels:
@@ -58,12 +58,13 @@ def _serve(graph: Path, port: int, max_batch: int, max_queue: int, log_uri: str,
     from components.serving.metrics import ServiceMetrics
     from components.serving.params import ServeParams
     from components.serving.server import DrainingServer
-    from components.serving.service import GradingService, ServiceConfig
+    from components.serving.service import GradingService
 
+    params = load_params("serve", ServeParams).model_copy(update={
+        "drain_seconds": drain_seconds, "max_batch": max_batch, "max_queue": max_queue,
+        "refresh_seconds": 3600})
     service = GradingService(FixedModels(graph), PredictionLog(log_uri), ServiceMetrics(),
-                             ServiceConfig(max_batch=max_batch, max_queue=max_queue,
-                                           refresh_seconds=3600))
-    params = load_params("serve", ServeParams).model_copy(update={"drain_seconds": drain_seconds})
+                             params.service_config())
     DrainingServer(create_app(service, KeyStore(keys_file)), service, params, "127.0.0.1",
                    port).run()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from pydantic import Field
@@ -20,6 +21,11 @@ class ServeParams(StrictParams):
     max_wait_ms: float = Field(5.0, ge=0, description="how long a lone request waits for company")
     max_queue: int = Field(64, ge=1, description="photos inside the service at once (arrived, "
                            "not yet answered); one more gets 503 before any work")
+    graph_lanes: int = Field(0, ge=0, description="batches run at once per model, each on one "
+                             "core; 0: one per core")
+    prepare_in_processes: bool = Field(True, description="decode and prepare photos in a "
+                                       "worker process per core (else in threads of the "
+                                       "service's own process)")
     max_files_per_request: int = Field(32, ge=1)
     refresh_seconds: float = Field(5.0, gt=0, description="how often the aliases are re-read")
     max_upload_bytes: int = Field(20_000_000, ge=1)
@@ -43,6 +49,8 @@ class ServeParams(StrictParams):
             upload_limits=UploadLimits(max_bytes=self.max_upload_bytes,
                                        max_pixels=self.max_pixels),
             max_batch=self.max_batch, max_wait_ms=self.max_wait_ms, max_queue=self.max_queue,
+            graph_lanes=self.graph_lanes or os.cpu_count() or 1,
+            prepare_workers=(os.cpu_count() or 1) if self.prepare_in_processes else 0,
             max_files_per_request=self.max_files_per_request,
             refresh_seconds=self.refresh_seconds, request_timeout_s=self.request_timeout_s,
             thumbnails=thumbnails)

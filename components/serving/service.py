@@ -32,19 +32,19 @@ from components.predlog import PredictionLog, PredictionRecord, SpooledWriter
 from components.reviews import in_audit_share
 from components.serving.batcher import MicroBatcher, Overloaded
 from components.serving.metrics import ServiceMetrics
+from components.serving.preparing import PreparedUpload, PreparePool
+from components.serving.responses import grade_response
 from components.serving.routing import answers_with_challenger
 from components.serving.source import ModelSource, ServedModels
-from components.serving.uploads import UploadLimits, UploadRejected, decode_upload
-from components.thumbnails import review_overlay, save_review_copy, save_thumbnail
+from components.serving.uploads import UploadLimits, UploadRejected
+from components.thumbnails import review_overlay, save_review_copy
 from components.vision.models import (
     Defect,
     GradeAnswer,
     GraderInput,
     OnnxDetector,
     OnnxGrader,
-    centering_answer,
 )
-from components.vision.properties import image_properties
 
 logger = logging.getLogger(__name__)
 CHAMPION, CHALLENGER, DETECTOR = "champion", "challenger", "detector"
@@ -68,6 +68,8 @@ class ServiceConfig:
     max_batch: int = 16
     max_wait_ms: float = 5.0
     max_queue: int = 64  # photos admitted at once; also the bound of each model's batch queue
+    graph_lanes: int = 1  # batches of one model run at once, each on one core
+    prepare_workers: int = 0  # processes that decode and prepare photos (0: a thread)
     max_files_per_request: int = 32
     refresh_seconds: float = 5.0
     request_timeout_s: float = 30.0  # one photo's whole answer; past it the client gets 503
@@ -110,11 +112,14 @@ class GradingService:
         self._request_seconds = 0.0
         self._background: set[asyncio.Task] = set()
         self._log_writer = SpooledWriter(log)
+        self._photos = PreparePool(config.prepare_workers, config.upload_limits,
+                                   config.thumbnails)
         self.draining = False
         self._refresher: asyncio.Task | None = None
 
     async def start(self) -> None:
-        """Load what the aliases name now and keep following them."""
+        """Start the photo workers, load what the aliases name now and keep following them."""
+        await self._photos.start()
         await self.refresh()
         self._refresher = asyncio.create_task(self._follow_aliases())
 
@@ -129,6 +134,7 @@ class GradingService:
         await asyncio.to_thread(self._write_log, [])  # a last try for records still waiting
         for batcher in [*self._graders.values(), *self._detectors.values()]:
             await batcher.stop()
+        await self._photos.stop()
 
     async def refresh(self) -> ServedModels:
         """Re-read the aliases (in a thread: it downloads and loads graphs) and swap in."""
@@ -173,7 +179,8 @@ class GradingService:
                 self._unwanted_since.pop(key, None)
                 if key not in batchers:
                     batcher = MicroBatcher(getattr(model, run), self.config.max_batch,
-                                           self.config.max_wait_ms, self.config.max_queue)
+                                           self.config.max_wait_ms, self.config.max_queue,
+                                           self.config.graph_lanes)
                     await batcher.start()
                     batchers[key] = batcher
 
@@ -187,9 +194,9 @@ class GradingService:
         is loaded and what failed."""
         ready = self.models.champion is not None and not self.draining
         return ready, {"draining": self.draining, "loaded": self.models.loaded(),
-                                                  "canary_share": self.models.canary_share,
-                                                  "problems": dict(self.source.problems),
-                                                  "prediction_log": self._log_writer.state()}
+                       "canary_share": self.models.canary_share,
+                       "problems": dict(self.source.problems),
+                       "prediction_log": self._log_writer.state()}
 
     async def grade(self, data: bytes, correlation_id: str | None = None,
                     request_id: str | None = None, camera: str | None = None
@@ -224,20 +231,19 @@ class GradingService:
         models, request_id = self.models, client.request_id
         if models.champion is None:
             raise NotReady("no champion model is loaded yet", self.config.refresh_seconds)
-        photo = await asyncio.to_thread(decode_upload, data, self.config.upload_limits)
         challenger_answers = (models.challenger is not None and models.canary_share > 0
                               and answers_with_challenger(request_id, models.canary_share))
         roles = {CHAMPION: models.champion, CHALLENGER: models.challenger}
         first, other = (CHALLENGER, CHAMPION) if challenger_answers else (CHAMPION, CHALLENGER)
-        prepared, properties = await asyncio.to_thread(self._prepare, photo, roles[first],
-                                                       request_id)
+        upload = await self._photos.prepare(data, roles[first].preparation, request_id)
+        photo, prepared = upload.photo, upload.prepared
         scored = await self._score(roles[first], first, prepared)
         failed_challenger = None
         if scored.error is not None and first == CHALLENGER:
             failed_challenger = scored  # the champion answers the client instead
-            prepared = await asyncio.to_thread(models.champion.prepare, photo)
+            prepared = await self._prepared_for(models.champion, upload)
             scored = await self._score(models.champion, CHAMPION, prepared)
-        trace = replace(client, properties=properties)
+        trace = replace(client, properties=upload.properties)
         if scored.error is not None:
             self._record([(scored, True)], trace)
             raise RuntimeError(scored.error)
@@ -246,8 +252,9 @@ class GradingService:
                                          else []), trace)
         self.metrics.count_request(scored.model.model, scored.model.version, scored.role, 200)
         if roles[other] is not None and failed_challenger is None:
-            self._off_path(roles[other], other, photo, scored, trace)
-        answer = self._response(trace, scored, prepared, defects, models.detector)
+            self._off_path(roles[other], other, upload, scored, trace)
+        answer = grade_response(request_id, client.correlation_id, scored.role, scored.model,
+                                scored.answer, prepared.centering, defects, models.detector)
         if self._for_review(answer, request_id, release=roles[other] is not None):
             await asyncio.to_thread(save_review_copy, self.config.thumbnails, request_id, photo,
                                     review_overlay(None if prepared.centering is None
@@ -280,8 +287,7 @@ class GradingService:
                 raise result  # the whole request is retried later
         return [result if not isinstance(result, BaseException) else
                 {"request_id": f"{request_id}-{i}", "correlation_id": correlation_id,
-                 "error": getattr(result, "message",
-                                                                     str(result)),
+                 "error": getattr(result, "message", str(result)),
                  "status": getattr(result, "status", 500)}
                 for i, result in enumerate(results)]
 
@@ -292,11 +298,13 @@ class GradingService:
         await asyncio.to_thread(self.log.record_expert_grade, request_id, grade, grader,
                                 datetime.now(UTC), subgrades)
 
-    def _prepare(self, photo: np.ndarray, model: OnnxGrader,
-                 request_id: str) -> tuple[GraderInput, dict[str, float]]:
-        if self.config.thumbnails is not None:
-            save_thumbnail(self.config.thumbnails, request_id, photo)
-        return model.prepare(photo), image_properties(photo)
+    @staticmethod
+    async def _prepared_for(model: OnnxGrader, upload: PreparedUpload) -> GraderInput:
+        """The upload as `model` reads it: the same input when it is fed like the model that
+        answered (one preparation for both sides of a release), else prepared again."""
+        if upload.preparation == model.preparation:
+            return upload.prepared
+        return await asyncio.to_thread(model.prepare, upload.photo)
 
     async def _score(self, model: OnnxGrader, role: str, prepared: GraderInput) -> _Scored:
         """One model's answer through its batcher; Overloaded propagates, other errors are
@@ -319,12 +327,12 @@ class GradingService:
             return None
         return await self._detectors[(detector.model, detector.version)].submit(photo)
 
-    def _off_path(self, model: OnnxGrader, role: str, photo: np.ndarray, answered: _Scored,
+    def _off_path(self, model: OnnxGrader, role: str, upload: PreparedUpload, answered: _Scored,
                   trace: _Trace) -> None:
         """Score the request with the other model after the client has its answer."""
         async def shadow() -> None:
             try:
-                prepared = await asyncio.to_thread(model.prepare, photo)
+                prepared = await self._prepared_for(model, upload)
                 scored = await self._score(model, role, prepared)
             except Overloaded:
                 return  # off-path work yields to clients: a skipped pair, not an error
@@ -376,25 +384,3 @@ class GradingService:
             self.metrics.count_log_failure()
             logger.error("prediction log write failed (%s records waiting): %s",
                          state["pending"], state["last_error"])
-
-    @staticmethod
-    def _response(trace: _Trace, scored: _Scored, prepared: GraderInput,
-                  defects: list[Defect] | None,
-                  detector: OnnxDetector | None) -> dict[str, object]:
-        answer, model = scored.answer, scored.model
-        return {
-            "request_id": trace.request_id, "correlation_id": trace.correlation_id,
-            "model": model.model, "version": model.version, "role": scored.role,
-            "data_version": model.data_version,
-            "grade": answer.grade,
-            "probabilities": {str(g + 1): p for g, p in enumerate(answer.probabilities)},
-            "grade_set": answer.grade_set,
-            "needs_review": answer.needs_review,
-            "subgrades": answer.subgrades,
-            "capped_by": answer.capped_by,
-            "graded_defects": [d.as_dict() for d in answer.defects],
-            "centering": centering_answer(prepared.centering),
-            "defects": None if defects is None else [d.as_dict() for d in defects],
-            "detector": None if detector is None else {"model": detector.model,
-                                                       "version": detector.version},
-        }

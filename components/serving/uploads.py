@@ -58,6 +58,10 @@ class UploadRejected(ValueError):
         self.reason = reason
         self.message = message
 
+    def __reduce__(self) -> tuple[type, tuple[int, str, str]]:
+        """Pickled with all three fields: a photo worker's refusal reaches the service whole."""
+        return type(self), (self.status, self.message, self.reason)
+
 
 def decode_upload(data: bytes, limits: UploadLimits, name: str = "upload") -> np.ndarray:
     """The upright image in `data` as a BGR uint8 array (OpenCV order, as `prepare_photo`

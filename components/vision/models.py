@@ -61,6 +61,20 @@ class GraderInput:
 
 
 @dataclass(frozen=True)
+class Preparation:
+    """How a grader's photos are prepared (the training code's `prepare_photo`): a value, so
+    a worker process can be sent it and two graders fed alike can share one prepared input."""
+
+    rectify: bool
+    size: tuple[int, int]  # width, height
+
+    def __call__(self, bgr: np.ndarray) -> GraderInput:
+        prepared = prepare_photo(bgr, self.rectify, self.size)
+        return GraderInput(prepared.pixels, prepared.geometry, prepared.centering,
+                           prepared.to_photo)
+
+
+@dataclass(frozen=True)
 class GradedDefect:
     """A defect the grade was read from: its class, the aspect it counts towards, its
     severity and its box in the photo."""
@@ -162,11 +176,13 @@ class OnnxGrader:
         verify_checksum(path, expected_sha256)
         return cls(path, model, version, threads)
 
+    @property
+    def preparation(self) -> Preparation:
+        return Preparation(self.rectify, self.size)
+
     def prepare(self, bgr: np.ndarray) -> GraderInput:
         """Rectify and resize one photo as training did."""
-        prepared = prepare_photo(bgr, self.rectify, self.size)
-        return GraderInput(prepared.pixels, prepared.geometry, prepared.centering,
-                           prepared.to_photo)
+        return self.preparation(bgr)
 
     def grade(self, inputs: list[GraderInput]) -> list[GradeAnswer]:
         """Answers for a batch of prepared photos, in one run of the graph."""

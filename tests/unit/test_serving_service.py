@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import io
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -40,6 +41,10 @@ class StandInGrader:
     model: str = "card-grader"
     data_version: str = "d1"
     batches: list[int] = field(default_factory=list)
+
+    @property
+    def preparation(self) -> Callable[[np.ndarray], GraderInput]:
+        return self.prepare
 
     def prepare(self, bgr: np.ndarray) -> GraderInput:
         if self.prepare_gate is not None:
