@@ -40,7 +40,7 @@ class FixedModels:
     grader_name, detector_name = "card-grader", "defect-detector"
 
     def __init__(self, graph: Path) -> None:
-        self.current = ServedModels(OnnxGrader(graph, "card-grader", 0, threads=1))
+        self.current = ServedModels(OnnxGrader(graph, "card-grader", 0))
         self.problems: dict[str, str] = {}
 
     def refresh(self) -> ServedModels:

@@ -68,7 +68,7 @@ class _Loaded(Generic[Model]):
     by_version: dict[int, Model] = field(default_factory=dict)
 
     @property
-    def load(self) -> Callable[[Path, str | None, str, int, int], Model]:
+    def load(self) -> Callable[[Path, str | None, str, int], Model]:
         return plugin_for(SERVED_MODELS, self.task, "serving").load
 
     def get(self, tracking_uri: str, cache: Path, version: RegisteredVersion) -> Model:
@@ -78,9 +78,8 @@ class _Loaded(Generic[Model]):
         if version.version not in self.by_version:
             graph = download_graph(tracking_uri, version,
                                    cache / f"{version.name}-{version.version}")
-            # One thread per graph run: the service runs a batch per core at once instead.
             self.by_version[version.version] = self.load(graph, graph_checksum(version),
-                                                         version.name, version.version, 1)
+                                                         version.name, version.version)
         return self.by_version[version.version]
 
     def keep_only(self, versions: set[int]) -> None:
