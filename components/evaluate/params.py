@@ -35,7 +35,7 @@ class Int8Params(StrictParams):
 
     calibration_images: int = Field(64, ge=1, description="training images that set the "
                                     "activation ranges")
-    max_kappa_drop: float = Field(0.02, ge=0, description="the int8 graph is kept only when its "
+    max_kappa_drop: float = Field(0.01, ge=0, description="the int8 graph is kept only when its "
                                   "test QWK is at most this far below fp32's")
 
 
