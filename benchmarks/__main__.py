@@ -3,13 +3,15 @@ training quality and speed, and a warm-started retraining against a cold one
 (benchmarks/train.py), evaluation figures with the latency table
 of PyTorch, ONNX and int8, the grader's severity maps as a defect segmentation and the served
 grader on every camera (benchmarks/evaluate.py), one photo's path through the service stage by
-stage and the grading service under load (benchmarks/serve.py) and at twice its capacity
-through a SIGTERM (benchmarks/overload.py), as a table or JSON.
+stage and the grading service under load (benchmarks/serve.py), side by side with `mlflow
+models serve` of the same model (benchmarks/versus.py) and at twice its capacity through a
+SIGTERM (benchmarks/overload.py), as a table or JSON.
 
     python -m benchmarks [--only factory centering ingest train evaluate segment cameras
-        retrain path serve overload] [--cards 1000] [--centering-cards 300] [--ingest 2000 10000]
-        [--train-cards 2000] [--train grade:fast [detect:fast]] [--camera-cards 300]
-        [--retrain-cards 600] [--requests 300] [--overload-seconds 300] [--json]
+        retrain path serve versus overload] [--cards 1000] [--centering-cards 300]
+        [--ingest 2000 10000] [--train-cards 2000] [--train grade:fast [detect:fast]]
+        [--camera-cards 300] [--retrain-cards 600] [--requests 300] [--overload-seconds 300]
+        [--json]
 
 Targets: at least 100 cards/s on 2 cores and centering within 1 percentage point on clean
 studio images (foundation); at least 500 card images/s validated end to end through the ingest
@@ -30,11 +32,12 @@ from benchmarks.evaluate import bench_cameras, bench_evaluate, bench_segmentatio
 from benchmarks.overload import bench_overload
 from benchmarks.serve import bench_path, bench_serve
 from benchmarks.train import bench_retrain, bench_train
+from benchmarks.versus import bench_versus
 from components.cards import CAMERAS, synthesize_batch
 from components.evaluate.centering import centering_accuracy
 
 SECTIONS = ("factory", "centering", "ingest", "train", "evaluate", "segment", "cameras",
-            "retrain", "path", "serve", "overload")
+            "retrain", "path", "serve", "versus", "overload")
 TITLES = {
     "factory": "card factory (target: >= 100 cards/s on this machine's cores)",
     "centering": "centering vs truth, percentage points (target: studio max_abs <= 1.0)",
@@ -54,6 +57,9 @@ TITLES = {
             "request's CPU goes, before anything is made faster)",
     "serve": "grading service over HTTP, full-size photos (targets: micro-batching raises "
              "answered/s over max_batch 1; overload answers 503 with Retry-After)",
+    "versus": "`gradeline serve` and `mlflow models serve` of the same model, same photos and "
+              "cores (targets: answered/s at 8 clients >= 3x mlflow's, aim 5x; p50 at 1 "
+              "client <= 25 ms)",
     "overload": "the service at twice its capacity, then SIGTERM under that load (targets: no "
                 "crash, bounded memory, every refusal 503 + Retry-After, no failed answer)",
 }
@@ -153,6 +159,7 @@ def main() -> None:
                                                     args.retrain_cards),
                    "path": lambda: bench_path(Path(tmp)),
                    "serve": lambda: bench_serve(Path(tmp), args.requests),
+                   "versus": lambda: bench_versus(Path(tmp), args.requests),
                    "overload": lambda: bench_overload(Path(tmp), args.overload_seconds)}
         results = {name: benches[name]() for name in SECTIONS if name in args.only}
     if args.json:
