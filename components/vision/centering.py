@@ -153,9 +153,10 @@ def _edge_points(image: np.ndarray, ground: np.ndarray, a: np.ndarray, b: np.nda
     if (high - low < 2).any():
         return np.empty((0, 2))
     contrast = _ground_distance(image[low[1]:high[1], low[0]:high[0]], ground)
-    local = coords - low
-    profiles = cv2.remap(contrast, local[..., 0].astype(np.float32),
-                         local[..., 1].astype(np.float32), cv2.INTER_LINEAR,
+    # Offsets from the box taken in float32, where subtracting whole pixels is exact: the same
+    # sampling positions as reading the whole photo, to the bit.
+    local = coords.astype(np.float32) - low.astype(np.float32)
+    profiles = cv2.remap(contrast, local[..., 0], local[..., 1], cv2.INTER_LINEAR,
                          borderMode=cv2.BORDER_REPLICATE)
     contrast = np.abs(profiles - profiles[:, :4].mean(1, keepdims=True))
     peaks = contrast.max(1)
