@@ -1,6 +1,6 @@
 """The one preprocessing: a card photographed two degrees off gives the model the same pixels
-and geometry, a card larger in the photo than on the canvas is shrunk without aliasing, and the
-canvas maps back onto the photo."""
+and geometry, a card larger in the photo than on the canvas is shrunk without aliasing, the
+canvas maps back onto the photo, and a phone-sized photo is measured from a smaller copy."""
 
 from __future__ import annotations
 
@@ -65,3 +65,26 @@ def test_a_large_card_is_shrunk_by_area_averaging_not_aliased(photo: np.ndarray)
     height, width = small.pixels.shape[:2]
     middle = small.pixels[int(0.4 * height):int(0.6 * height), int(0.4 * width):int(0.6 * width)]
     assert abs(float(middle.mean()) - 127.5) < 15 and middle.std() < 20
+
+
+def test_a_large_photo_is_measured_on_a_smaller_copy_and_answers_in_its_own_pixels(
+        photo: np.ndarray) -> None:
+    """A 12-megapixel phone photo is measured from a copy 1280 px long (2.5 s -> 0.1 s): the
+    same centering as the photo it was made from, corners and homography in its own pixels."""
+    scale = 8
+    large = cv2.resize(photo, (photo.shape[1] * scale, photo.shape[0] * scale),
+                       interpolation=cv2.INTER_CUBIC)
+    original = prepare_photo(photo, rectify=True, size=SIZE)
+    prepared = prepare_photo(large, rectify=True, size=SIZE)
+
+    assert prepared.pixels.shape == original.pixels.shape
+    np.testing.assert_allclose(prepared.geometry, original.geometry, atol=0.05)  # 0.5 point
+    corners = np.array(prepared.centering.outer_corners)
+    # within 1.5 px of the original's (the upscaled photo is blurrier), not 1/8 of the way
+    np.testing.assert_allclose((corners + 0.5) / scale - 0.5,
+                               original.centering.outer_corners, atol=1.5)
+    width, height = SIZE
+    canvas = np.array([[[0.04 * width, 0.04 * height], [0.96 * width, 0.96 * height]]],
+                      np.float32)
+    in_photo = cv2.perspectiveTransform(canvas, prepared.to_photo)[0]
+    np.testing.assert_allclose(in_photo, corners[[0, 2]], atol=0.05)
