@@ -23,7 +23,7 @@ class ServeParams(StrictParams):
                            "not yet answered); one more gets 503 before any work")
     graph_lanes: int = Field(0, ge=0, description="batches run at once per model, each on one "
                              "core; 0: one per core")
-    prepare_in_processes: bool = Field(True, description="decode and prepare photos in a "
+    prepare_in_processes: bool = Field(False, description="decode and prepare photos in a "
                                        "worker process per core (else in threads of the "
                                        "service's own process)")
     max_files_per_request: int = Field(32, ge=1)
