@@ -1,5 +1,6 @@
-"""Uploads made ready for a grader on every core: decoding, finding and rectifying the card, the
-image properties monitoring reads and the thumbnail it keeps, in worker processes.
+"""Uploads made ready for a grader off the event loop: decoding, finding and rectifying the card,
+the image properties monitoring reads and the thumbnail it keeps, in threads of the service's
+process or in worker processes.
 
     pool = PreparePool(workers=2, limits=UploadLimits(), thumbnails=home / "thumbnails")
     await pool.start()
@@ -7,11 +8,12 @@ image properties monitoring reads and the thumbnail it keeps, in worker processe
     upload.photo, upload.prepared, upload.properties
     await pool.stop()
 
-Why processes: this work is Python and numpy between OpenCV calls, so threads of the service's
-own process take turns on one interpreter lock while the graph runs on the cores beside them. A
-worker process per core gives each photo a core of its own; the graph runs in the service's
-process, which releases the lock while ONNX Runtime computes. `workers=0` prepares in a thread of
-the service's process instead (what tests and a one-core host want).
+This work is Python and numpy between OpenCV calls, so threads take turns on one interpreter
+lock with the event loop; a worker process per core (`workers=2` here) gave the service 2.0x
+`mlflow models serve` closed-loop against 1.5x in threads (`workers=0`). But at twice the
+capacity such workers starved the event loop and answers collapsed; at a lower priority they
+held the overload and were no faster than threads (measured, README "Serve and promote"), so
+`gradeline serve` uses threads unless `serve.prepare_in_processes` says otherwise.
 """
 
 from __future__ import annotations
