@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import tempfile
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -88,16 +89,17 @@ def export_grader(model: SeverityGrader, size: tuple[int, int], temperatures: np
                           output_names=[OUTPUT, MAPS_OUTPUT], opset_version=OPSET, dynamo=False,
                           dynamic_axes={name: {0: "batch"}
                                         for name in (*INPUTS, OUTPUT, MAPS_OUTPUT)})
-    graph = onnx.load(str(path))
-    fold_pads_into_convs(graph)
-    onnx.save(graph, str(path))
-    return write_metadata(path, metadata)
+    return write_metadata(path, metadata, fold_pads_into_convs)
 
 
-def write_metadata(path: Path, metadata: dict[str, object]) -> Path:
+def write_metadata(path: Path, metadata: dict[str, object],
+                   rewrite: Callable[[onnx.ModelProto], object] | None = None) -> Path:
     """Add `metadata` (JSON values) to the graph at `path` under Gradeline's prefix, where
-    serving and `read_metadata` find it; `path`."""
+    serving and `read_metadata` find it, after `rewrite` (if any) changed the graph in the
+    same load and save; `path`."""
     graph = onnx.load(str(path))
+    if rewrite is not None:
+        rewrite(graph)
     for key, value in metadata.items():
         entry = graph.metadata_props.add()
         entry.key, entry.value = METADATA_PREFIX + key, json.dumps(value)

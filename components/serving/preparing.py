@@ -71,7 +71,8 @@ def _yield_to_the_service() -> None:
 
 
 class PreparePool:
-    """Worker processes (or one thread, with `workers=0`) that run `prepare_upload`."""
+    """Worker processes (or a few threads of this process, with `workers=0`) that run
+    `prepare_upload`."""
 
     def __init__(self, workers: int, limits: UploadLimits, thumbnails: Path | None) -> None:
         if workers < 0:

@@ -4,8 +4,7 @@
     measurement.centering_lr  # left border share of left + right, percent (50 = perfect)
 
 1. Find the card: Otsu threshold of each pixel's colour distance from the ground (sampled at
-   the photo's rim), the largest contour, one line fitted per side, on a copy of half the size
-   (a rough outline needs no more).
+   the photo's rim), the largest contour, one line fitted per side.
 2. Refine each outer side to sub-pixel precision at full resolution: intensity profiles across
    the edge give the 50% crossing at many points, and a line is fitted to them with outliers
    (worn corners, frayed edges) dropped. The colour distance is computed only in a strip
