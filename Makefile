@@ -29,13 +29,20 @@ $(CHROMIUM):
 	apt-get install -y --no-install-recommends chromium \
 		|| (apt-get update && apt-get install -y --no-install-recommends chromium)
 
-test: $(STAMP) $(CHROMIUM)
+# Debian's PostgreSQL server programs: tests start a throwaway server on loopback
+# (tests/postgres.py) for the prediction log and review queue as a cluster shares them.
+POSTGRES := /usr/lib/postgresql/15/bin/initdb
+$(POSTGRES):
+	apt-get install -y --no-install-recommends postgresql \
+		|| (apt-get update && apt-get install -y --no-install-recommends postgresql)
+
+test: $(STAMP) $(CHROMIUM) $(POSTGRES)
 	$(BIN)/pytest
 
 test-unit: $(STAMP)
 	$(BIN)/pytest tests/unit
 
-test-integration: $(STAMP)
+test-integration: $(STAMP) $(POSTGRES)
 	$(BIN)/pytest tests/integration
 
 demo: $(STAMP)

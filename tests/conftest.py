@@ -1,5 +1,5 @@
-"""Fixtures shared by every test suite: a clean environment, one Prefect test server for the
-session (it takes ~15 s to start, so only tests that ask for it start it), and small factory
+"""Fixtures shared by every test suite: a clean environment, one Prefect test server and one
+PostgreSQL server for the session (only tests that ask for them start them), and small factory
 batches to feed flows."""
 
 import os
@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from components.cards import synthesize_batch
+from tests.postgres import PostgresServer, throwaway_postgres
 
 # Prefect reads PREFECT_HOME once, when first imported: point it at a throwaway folder before
 # any test module imports a flow, so tests never touch a developer's ~/.prefect or the network.
@@ -31,6 +32,13 @@ def prefect_server() -> Iterator[None]:
 
     with prefect_test_harness(server_startup_timeout=120):
         yield
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """One throwaway PostgreSQL server for the session, on loopback (tests/postgres.py)."""
+    with throwaway_postgres() as server:
+        yield server
 
 
 @pytest.fixture(scope="session")

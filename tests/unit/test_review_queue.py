@@ -36,9 +36,8 @@ NOW = START + timedelta(hours=1)
 NO_AUDIT = ReviewParams(audit_share=0.0)
 
 
-@pytest.fixture
-def log(tmp_path: Path) -> PredictionLog:
-    log = PredictionLog(f"sqlite:///{tmp_path}/p.db")
+def with_answers(log: PredictionLog) -> PredictionLog:
+    """`log` with the answers these tests queue: certain, uncertain, disputed, failed."""
     log.write([
         _record("certain", 0, grade_set_low=8, grade_set_high=8),
         _record("uncertain", 1),  # the set 7..9
@@ -48,6 +47,11 @@ def log(tmp_path: Path) -> PredictionLog:
                 error="RuntimeError: boom"),
     ])
     return log
+
+
+@pytest.fixture
+def log(tmp_path: Path) -> PredictionLog:
+    return with_answers(PredictionLog(f"sqlite:///{tmp_path}/p.db"))
 
 
 def test_answers_are_queued_for_an_uncertain_set_or_a_disagreement_with_why(

@@ -1,0 +1,61 @@
+"""The prediction log and the review queue on PostgreSQL, as service replicas share them in a
+cluster (infra/): every unit test of both that runs on a log runs here again on a database of
+a throwaway PostgreSQL server (tests/postgres.py), and two processes writing at once lose
+nothing."""
+
+from __future__ import annotations
+
+import inspect
+import subprocess
+import sys
+import uuid
+from collections.abc import Callable
+
+import pytest
+
+import tests.unit.test_predlog as log_suite
+import tests.unit.test_review_queue as queue_suite
+from components.predlog import PredictionLog
+from tests.postgres import PostgresServer
+
+pytestmark = pytest.mark.integration
+
+
+def _suite_on_a_log(module: object) -> dict[str, Callable[..., None]]:
+    """The tests of `module` that take the `log` fixture, to be collected here too."""
+    return {name: test for name, test in vars(module).items()
+            if name.startswith("test_") and "log" in inspect.signature(test).parameters}
+
+
+globals().update(_suite_on_a_log(log_suite))
+_IN_THE_QUEUE = "_in_the_queue"
+globals().update({f"{name}{_IN_THE_QUEUE}": test
+                  for name, test in _suite_on_a_log(queue_suite).items()})
+
+
+@pytest.fixture
+def log(request: pytest.FixtureRequest, postgres: PostgresServer) -> PredictionLog:
+    """A fresh database per test: the queue's tests start with their answers written."""
+    fresh = PredictionLog(postgres.create_database(f"t_{uuid.uuid4().hex}"))
+    return queue_suite.with_answers(fresh) if _IN_THE_QUEUE in request.node.name else fresh
+
+
+_WRITER = """
+import sys
+from tests.unit.test_predlog import _record
+from components.predlog import PredictionLog
+log = PredictionLog(sys.argv[1])
+for batch in range(50):
+    log.write([_record(f"{sys.argv[2]}-{batch}-{i}", batch) for i in range(8)])
+"""
+
+
+def test_two_processes_writing_at_once_lose_nothing(postgres: PostgresServer) -> None:
+    uri = postgres.create_database("two_replicas")
+    PredictionLog(uri)  # the table exists before either writer starts, as a deployment has it
+    writers = [subprocess.Popen([sys.executable, "-c", _WRITER, uri, name])
+               for name in ("replica-a", "replica-b")]
+
+    assert [writer.wait(timeout=120) for writer in writers] == [0, 0]
+    frame = PredictionLog(uri).window()
+    assert len(frame) == 2 * 50 * 8 and frame["request_id"].is_unique
