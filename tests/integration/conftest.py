@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from mlflow import MlflowClient
+from moto.server import ThreadedMotoServer
 
 from components.serving.loopback import free_port
 from components.settings import GradelineSettings
@@ -32,6 +33,18 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, prefect_server: None) 
     monkeypatch.setattr("os.environ", dict(os.environ))
     os.environ["GRADELINE_HOME"] = str(tmp_path / "home")
     return tmp_path / "home"
+
+
+@pytest.fixture()
+def s3_endpoint() -> Iterator[str]:
+    """An S3-compatible server (moto) on loopback, stopped after the test."""
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=free_port(), verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.stop()
 
 
 def _in_own_group(target: Callable[..., None], *args: object) -> None:

@@ -5,18 +5,15 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import boto3
 import pytest
 import yaml
-from moto.server import ThreadedMotoServer
 from typer.testing import CliRunner
 
 from cli.main import app
 from components.ingest import Reason
-from components.serving.loopback import free_port
 from flows.ingest import ingest
 from tests.batches import read_rows
 
@@ -104,18 +101,6 @@ def test_an_image_folder_is_ingested_for_classification(
     assert summary["accepted"] == 30
     info = json.loads((home / "data" / "ripeness" / "dataset.json").read_text())
     assert info == {"task": "classify", "classes": ["high", "low"]}
-
-
-@pytest.fixture()
-def s3_endpoint(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    """An S3-compatible server (moto) on loopback, stopped after the test."""
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=free_port(), verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    try:
-        yield f"http://{host}:{port}"
-    finally:
-        server.stop()
 
 
 def test_an_s3_prefix_is_ingested_and_versioned_to_an_s3_remote(
