@@ -66,13 +66,35 @@ TITLES = {
 
 
 def bench_factory(workdir: Path, cards: int) -> list[dict[str, object]]:
-    """Cards per second on one worker and on every core."""
-    rows = []
-    for workers in sorted({1, os.cpu_count() or 1}):
-        summary = synthesize_batch(workdir / f"factory-{workers}", n=cards, seed=1,
-                                   workers=workers)
-        rows.append({"workers": workers, "cards": cards, "seconds": summary.seconds,
-                     "cards_per_s": summary.cards_per_s})
+    """Cards per second on one core and on every core, in forked processes and on Dask: workers
+    of a running scheduler (as in production), and a local cluster started for the job."""
+    from distributed import LocalCluster
+
+    cores = os.cpu_count() or 1
+
+    def run(backend: str, workers: int, scheduler: str | None = None) -> dict[str, object]:
+        os.environ["GRADELINE_PARALLEL_BACKEND"] = backend
+        os.environ.pop("GRADELINE_DASK_SCHEDULER", None)
+        if scheduler:
+            os.environ["GRADELINE_DASK_SCHEDULER"] = scheduler
+        name = f"factory-{backend}-{'scheduler' if scheduler else 'own'}-{workers}"
+        # A scheduler's workers set the parallelism; more chunks in flight than that is free.
+        summary = synthesize_batch(workdir / name, n=cards, seed=1,
+                                   workers=max(workers, 2) if scheduler else workers)
+        return {"backend": backend, "dask_scheduler": "running" if scheduler else
+                ("started for the job" if backend == "dask" else "-"), "workers": workers,
+                "cards": cards, "seconds": summary.seconds, "cards_per_s": summary.cards_per_s}
+
+    try:
+        rows = [run("processes", workers) for workers in sorted({1, cores})]
+        for workers in sorted({1, cores}):
+            with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                              dashboard_address=None) as cluster:
+                rows.append(run("dask", workers, cluster.scheduler_address))
+        rows.append(run("dask", cores))
+    finally:
+        for name in ("GRADELINE_PARALLEL_BACKEND", "GRADELINE_DASK_SCHEDULER"):
+            os.environ.pop(name, None)
     return rows
 
 

@@ -17,7 +17,7 @@ import os
 import re
 import secrets
 from pathlib import Path
-from typing import Any, Self
+from typing import Any, Literal, Self
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -122,6 +122,14 @@ class GradelineSettings(BaseSettings):
     )
     alert_url: SecretStr | None = Field(
         None, description="Apprise URL (Slack, PagerDuty, webhook, email) for alerts"
+    )
+    parallel_backend: Literal["processes", "dask"] = Field(
+        "processes", description="Where image-parallel work runs (card factory, ingest checks, "
+        "preparing images): forked processes on this machine, or Dask workers"
+    )
+    dask_scheduler: str | None = Field(
+        None, description="Dask scheduler address (tcp://host:8786) of the dask backend; None "
+        "starts a local cluster of one worker process per core for each job"
     )
 
     @field_validator("home", mode="after")
