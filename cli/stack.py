@@ -39,27 +39,6 @@ from components.settings import (
     load_settings,
 )
 
-# Prefect 3.8.8's client lists a pool's workers with "offset": null and "limit": null, which its
-# own server refuses (422) on the FastAPI pinned here (0.154); `prefect deploy` does so after
-# creating each deployment, so it stops after the first. This runs Prefect's CLI with that one
-# call fixed.
-_PREFECT_CLI_FIXED = """
-import sys
-from prefect.cli import app
-from prefect.client.orchestration import PrefectClient
-from prefect.settings import PREFECT_SERVER_API_DEFAULT_LIMIT
-
-read_workers = PrefectClient.read_workers_for_work_pool
-
-async def read_workers_fixed(self, work_pool_name, worker_filter=None, offset=None, limit=None):
-    limit = PREFECT_SERVER_API_DEFAULT_LIMIT.value() if limit is None else limit
-    return await read_workers(self, work_pool_name, worker_filter, offset or 0, limit)
-
-PrefectClient.read_workers_for_work_pool = read_workers_fixed
-sys.exit(app())
-"""
-
-
 # --- deployments -------------------------------------------------------------------------
 
 def deploy_all(project: Path, api: dict[str, str], settings: GradelineSettings,
@@ -68,8 +47,8 @@ def deploy_all(project: Path, api: dict[str, str], settings: GradelineSettings,
     environment), output to `log`; StackError with the end of the output when it fails."""
     env = {**os.environ, **settings.service_env(), **api}
     with log.open("wb") as out:
-        result = subprocess.run([sys.executable, "-c", _PREFECT_CLI_FIXED, "--no-prompt",
-                                 "deploy", "--all"], cwd=project, env=env,
+        result = subprocess.run([sys.executable, "-m", "prefect", "--no-prompt", "deploy",
+                                 "--all"], cwd=project, env=env,
                                 stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
     if result.returncode != 0:
         tail = log.read_text(errors="replace")[-2000:]

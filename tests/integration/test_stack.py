@@ -197,6 +197,13 @@ def test_up_deploy_trigger_down(project: Path, tmp_path: Path) -> None:
                                                      auth)}
         assert set(registered) == set(EXPECTED)
         assert {d["work_pool_name"] for d in registered.values()} == {"gradeline"}
+        # Prefect's own CLI lists them too (its client and the pinned FastAPI agree on nulls).
+        listed = subprocess.run(
+            [sys.executable, "-m", "prefect", "deployment", "ls"], capture_output=True,
+            text=True, timeout=120, env={**os.environ, "PREFECT_API_URL": api_url,
+                                         "PREFECT_API_AUTH_STRING": auth, "COLUMNS": "300"})
+        assert listed.returncode == 0, listed.stderr
+        assert all(name in listed.stdout for name in EXPECTED), listed.stdout
         schedules = {name: [s["schedule"] for s in d["schedules"]]
                      for name, d in registered.items()}
         assert schedules["nightly-retrain"][0]["cron"] == "0 2 * * *"
