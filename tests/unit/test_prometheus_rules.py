@@ -14,8 +14,8 @@ from components.serving.metrics import ServiceMetrics
 PROMETHEUS = Path(__file__).parents[2] / "infra" / "prometheus"
 
 
-def _exported_series() -> set[str]:
-    """Every sample name the service's metrics expose once each has been touched."""
+def exercised_metrics() -> str:
+    """The service's metrics exposition once each metric has been touched."""
     metrics = ServiceMetrics()
     metrics.observe_prediction("card-grader", 1, "champion", 0.02, error=True)
     metrics.count_request("card-grader", 1, "champion", 200)
@@ -28,8 +28,12 @@ def _exported_series() -> set[str]:
     metrics.count_tampering("card-grader")
     metrics.count_log_failure()
     metrics.set_log_pending(3)
-    text = metrics.exposition()[0].decode()
-    return {sample.name for family in text_string_to_metric_families(text)
+    return metrics.exposition()[0].decode()
+
+
+def _exported_series() -> set[str]:
+    """Every sample name the service's metrics expose once each has been touched."""
+    return {sample.name for family in text_string_to_metric_families(exercised_metrics())
             for sample in family.samples}
 
 
