@@ -36,13 +36,19 @@ $(POSTGRES):
 	apt-get install -y --no-install-recommends postgresql \
 		|| (apt-get update && apt-get install -y --no-install-recommends postgresql)
 
-test: $(STAMP) $(CHROMIUM) $(POSTGRES)
+# Debian's Prometheus and promtool: the dashboard test scrapes a live service with them.
+PROMETHEUS := /usr/bin/prometheus
+$(PROMETHEUS):
+	apt-get install -y --no-install-recommends prometheus \
+		|| (apt-get update && apt-get install -y --no-install-recommends prometheus)
+
+test: $(STAMP) $(CHROMIUM) $(POSTGRES) $(PROMETHEUS)
 	$(BIN)/pytest
 
 test-unit: $(STAMP)
 	$(BIN)/pytest tests/unit
 
-test-integration: $(STAMP) $(POSTGRES)
+test-integration: $(STAMP) $(POSTGRES) $(PROMETHEUS)
 	$(BIN)/pytest tests/integration
 
 demo: $(STAMP)
