@@ -9,14 +9,10 @@ from __future__ import annotations
 
 import json
 import shutil
-import signal
 import subprocess
-import threading
 import time
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -24,11 +20,9 @@ import pytest
 import yaml
 
 from components.serving.loopback import free_port, wait_until_up
-from components.serving.params import ServeParams
-from components.serving.server import DrainingServer
-from components.serving.service import GradingService
 from components.serving.source import ServedModels
-from tests.unit.test_serving_service import StandInGrader, _api, _photo, _service
+from tests.integration.test_serving_http import draining_server
+from tests.unit.test_serving_service import StandInGrader, _photo, _service
 
 pytestmark = pytest.mark.integration
 
@@ -54,24 +48,6 @@ def _query(url: str, expression: str) -> list[dict]:
     return answer["data"]["result"]
 
 
-@contextmanager
-def _serving(service: GradingService, tmp_path: Path) -> Iterator[tuple[str, dict[str, dict]]]:
-    """`service` behind its app on a loopback port, started and drained as `gradeline serve`
-    does; its URL and a key's headers per role."""
-    api, keys = _api(service, tmp_path)
-    port = free_port()
-    server = DrainingServer(api.app, service, ServeParams(drain_seconds=0), "127.0.0.1", port)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_until_up(f"{url}/readyz", thread.is_alive, timeout=30)
-        yield url, keys
-    finally:
-        server.handle_exit(signal.SIGTERM, None)
-        thread.join(timeout=30)
-
-
 def test_promtool_accepts_the_alert_rules() -> None:
     checked = subprocess.run([_binary("promtool"), "check", "rules",
                               str(PROMETHEUS / "gradeline-rules.yml")],
@@ -83,7 +59,7 @@ def test_every_dashboard_panel_returns_data_from_a_live_service(tmp_path: Path) 
     service = _service(tmp_path, ServedModels(StandInGrader(1, 7), StandInGrader(2, 7)))
     folder = tmp_path / "prometheus"
     folder.mkdir()
-    with _serving(service, tmp_path) as (service_url, keys):
+    with draining_server(service, tmp_path) as (service_url, keys, _, _):
         operator_key = keys["operator"]["Authorization"].removeprefix("Bearer ")
         (folder / "operator.key").write_text(operator_key)
         shutil.copy(PROMETHEUS / "gradeline-rules.yml", folder)

@@ -9,6 +9,7 @@ import signal
 import socket
 import threading
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -18,6 +19,7 @@ import uvicorn
 from components.serving.loopback import free_port, wait_until_up
 from components.serving.params import ServeParams
 from components.serving.server import DrainingServer
+from components.serving.service import GradingService
 from components.serving.source import ServedModels
 from components.serving.uploads import UploadLimits
 from tests.unit.test_serving_service import StandInGrader, _api, _photo, _service
@@ -104,21 +106,35 @@ def test_an_oversized_upload_streamed_without_a_length_is_cut_off_at_the_cap(
     assert sent < 20_000_000
 
 
-def test_sigterm_drains_first_then_stops(tmp_path: Path) -> None:
-    service = _service(tmp_path, ServedModels(StandInGrader(1, 9)))
+@contextmanager
+def draining_server(service: GradingService, tmp_path: Path, drain_seconds: float = 0
+                    ) -> Iterator[tuple[str, dict[str, dict], DrainingServer, threading.Thread]]:
+    """`service` behind its app on a loopback port in a thread, started and drained as
+    `gradeline serve` does: its URL, a key's headers per role, the server and its thread; sent
+    SIGTERM at the end of the block if the test has not."""
     api, keys = _api(service, tmp_path)
     port = free_port()
-    server = DrainingServer(api.app, service, ServeParams(drain_seconds=1.5), "127.0.0.1", port)
+    server = DrainingServer(api.app, service, ServeParams(drain_seconds=drain_seconds),
+                            "127.0.0.1", port)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     url = f"http://127.0.0.1:{port}"
-    wait_until_up(f"{url}/readyz", thread.is_alive, timeout=30)
+    try:
+        wait_until_up(f"{url}/readyz", thread.is_alive, timeout=30)
+        yield url, keys, server, thread
+    finally:
+        server.handle_exit(signal.SIGTERM, None)  # what the signal handler calls
+        thread.join(timeout=30)
 
-    server.handle_exit(signal.SIGTERM, None)  # what the signal handler calls
-    ready = httpx.get(f"{url}/readyz")
-    answered = httpx.post(f"{url}/v1/grade", headers=keys["client"],
-                          files={"file": ("card.jpg", _photo())})
-    thread.join(timeout=30)
+
+def test_sigterm_drains_first_then_stops(tmp_path: Path) -> None:
+    service = _service(tmp_path, ServedModels(StandInGrader(1, 9)))
+    with draining_server(service, tmp_path, drain_seconds=1.5) as (url, keys, server, thread):
+        server.handle_exit(signal.SIGTERM, None)
+        ready = httpx.get(f"{url}/readyz")
+        answered = httpx.post(f"{url}/v1/grade", headers=keys["client"],
+                              files={"file": ("card.jpg", _photo())})
+        thread.join(timeout=30)
 
     assert ready.status_code == 503 and ready.json()["draining"] is True
     assert answered.status_code == 200  # still answering while the balancer catches up
