@@ -97,7 +97,8 @@ def _gradeline_services() -> list[dict]:
 
 
 def _environment_names() -> set[str]:
-    """Every environment variable a manifest, the compose file or the work pool sets."""
+    """Every environment variable a manifest or the compose file sets (the work pool takes
+    its own from the settings ConfigMap and the Job's `env` variable)."""
     names = set()
     for document in _raw_documents():
         if document["kind"] == "ConfigMap":
