@@ -30,7 +30,8 @@ $(CHROMIUM):
 		|| (apt-get update && apt-get install -y --no-install-recommends chromium)
 
 # Debian's PostgreSQL server programs: tests start a throwaway server on loopback
-# (tests/postgres.py) for the prediction log and review queue as a cluster shares them.
+# (cli/postgres.py) for the prediction log and review queue as a cluster shares them, and
+# `gradeline up --profile cluster` runs one.
 POSTGRES := /usr/lib/postgresql/15/bin/initdb
 $(POSTGRES):
 	apt-get install -y --no-install-recommends postgresql \
@@ -42,7 +43,14 @@ $(PROMETHEUS):
 	apt-get install -y --no-install-recommends prometheus \
 		|| (apt-get update && apt-get install -y --no-install-recommends prometheus)
 
-test: $(STAMP) $(CHROMIUM) $(POSTGRES) $(PROMETHEUS)
+# Debian's nginx: the load balancer in front of the serve replicas of `gradeline up --profile
+# cluster` (cli/cluster.py), which the cluster test kills one of under traffic.
+NGINX := /usr/sbin/nginx
+$(NGINX):
+	apt-get install -y --no-install-recommends nginx-light \
+		|| (apt-get update && apt-get install -y --no-install-recommends nginx-light)
+
+test: $(STAMP) $(CHROMIUM) $(POSTGRES) $(PROMETHEUS) $(NGINX)
 	$(BIN)/pytest
 
 test-unit: $(STAMP)

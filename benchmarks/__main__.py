@@ -4,11 +4,12 @@ training quality and speed, and a warm-started retraining against a cold one
 of PyTorch, ONNX and int8, the grader's severity maps as a defect segmentation and the served
 grader on every camera (benchmarks/evaluate.py), one photo's path through the service stage by
 stage and the grading service under load (benchmarks/serve.py), side by side with `mlflow
-models serve` of the same model (benchmarks/versus.py) and at twice its capacity through a
-SIGTERM (benchmarks/overload.py), as a table or JSON.
+models serve` of the same model (benchmarks/versus.py), at twice its capacity through a
+SIGTERM (benchmarks/overload.py) and as two replicas behind nginx (benchmarks/replicas.py), as
+a table or JSON.
 
     python -m benchmarks [--only factory centering ingest train evaluate segment cameras
-        retrain path serve versus overload] [--cards 1000] [--centering-cards 300]
+        retrain path serve versus overload replicas] [--cards 1000] [--centering-cards 300]
         [--ingest 2000 10000] [--train-cards 2000] [--train grade:fast [detect:fast]]
         [--camera-cards 300] [--retrain-cards 600] [--requests 300] [--overload-seconds 300]
         [--json]
@@ -30,6 +31,7 @@ from pathlib import Path
 
 from benchmarks.evaluate import bench_cameras, bench_evaluate, bench_segmentation
 from benchmarks.overload import bench_overload
+from benchmarks.replicas import bench_replicas
 from benchmarks.serve import bench_path, bench_serve
 from benchmarks.train import bench_retrain, bench_train
 from benchmarks.versus import bench_versus
@@ -37,7 +39,7 @@ from components.cards import CAMERAS, synthesize_batch
 from components.evaluate.centering import centering_accuracy
 
 SECTIONS = ("factory", "centering", "ingest", "train", "evaluate", "segment", "cameras",
-            "retrain", "path", "serve", "versus", "overload")
+            "retrain", "path", "serve", "versus", "overload", "replicas")
 TITLES = {
     "factory": "card factory (target: >= 100 cards/s on this machine's cores)",
     "centering": "centering vs truth, percentage points (target: studio max_abs <= 1.0)",
@@ -62,6 +64,8 @@ TITLES = {
               "client <= 25 ms)",
     "overload": "the service at twice its capacity, then SIGTERM under that load (targets: no "
                 "crash, bounded memory, every refusal 503 + Retry-After, no failed answer)",
+    "replicas": "two serve replicas behind nginx (the cluster profile) against one process, "
+                "same photos and cores, one PostgreSQL prediction log",
 }
 
 
@@ -182,7 +186,8 @@ def main() -> None:
                    "path": lambda: bench_path(Path(tmp)),
                    "serve": lambda: bench_serve(Path(tmp), args.requests),
                    "versus": lambda: bench_versus(Path(tmp), args.requests),
-                   "overload": lambda: bench_overload(Path(tmp), args.overload_seconds)}
+                   "overload": lambda: bench_overload(Path(tmp), args.overload_seconds),
+                   "replicas": lambda: bench_replicas(Path(tmp), args.requests)}
         results = {name: benches[name]() for name in SECTIONS if name in args.only}
     if args.json:
         print(json.dumps(results, indent=2))

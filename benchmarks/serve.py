@@ -71,16 +71,18 @@ def _serve(graph: Path, port: int, max_batch: int, max_queue: int, log_uri: str,
 
 @contextmanager
 def serving(graph: Path, workdir: Path, max_batch: int, max_queue: int,
-            drain_seconds: float = 0.0) -> Iterator[tuple[str, str, multiprocessing.Process]]:
-    """The service in its own process on a free loopback port: its URL, a client key, and the
-    process (stopped at the end of the block)."""
+            drain_seconds: float = 0.0, log_uri: str | None = None
+            ) -> Iterator[tuple[str, str, multiprocessing.Process]]:
+    """The service in its own process on a free loopback port, logging to `log_uri` (default a
+    SQLite file of its own): its URL, a client key, and the process (stopped at the end of the
+    block)."""
     port = free_port()
     keys_file = workdir / "serve" / "keys.json"
     _, key = KeyStore(keys_file).create("bench client", Role.CLIENT)
     server = multiprocessing.get_context("spawn").Process(
         target=_serve, args=(graph, port, max_batch, max_queue,
-                             f"sqlite:///{workdir}/predictions-{max_batch}-{max_queue}.db",
-                             keys_file, drain_seconds))
+                             log_uri or f"sqlite:///{workdir}/predictions-{max_batch}-"
+                                        f"{max_queue}.db", keys_file, drain_seconds))
     server.start()
     url = f"http://127.0.0.1:{port}"
     try:

@@ -1,10 +1,12 @@
 """The commands of the local stack and the deployments of prefect.yaml.
 
-    gradeline up [--prefect-port 4200] [--mlflow-port 5000] [--wait 240]
+    gradeline up [--profile embedded|cluster] [--prefect-port 4200] [--mlflow-port 5000]
+                 [--serve-port 8080] [--wait 300]
     gradeline deploy [--project DIR] [--json]
     gradeline down
 
-The processes themselves are `supervisor.py`'s. Mounted by the main CLI with `register(app)`.
+The processes themselves are `supervisor.py`'s (and `cluster.py`'s for the cluster profile).
+Mounted by the main CLI with `register(app)`.
 """
 
 from __future__ import annotations
@@ -13,15 +15,15 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import typer
 import yaml
 
-from cli.common import fail, say, show
+from cli.cluster import balancer_url, cluster_stack, forget_cluster, start_cluster
+from cli.common import ParamsOption, fail, say, show
 from cli.supervisor import (
     POOL,
-    SERVICES,
     Stack,
     StackError,
     answers,
@@ -105,52 +107,76 @@ def _print_urls(stack: Stack) -> None:
     typer.echo(f"Prefect UI:  {stack.prefect_url}")
     typer.echo(f"MLflow UI:   {stack.mlflow_url}")
     typer.echo(f"worker pool: {stack.pool_url} (pool {POOL!r}, worker {stack.worker_name!r})")
+    if stack.profile == "cluster":
+        typer.echo(f"grading API: {balancer_url(stack)} (nginx before two replicas)")
+        typer.echo(f"every command on this home now uses these servers "
+                   f"({stack.folder / 'cluster.env'})")
     typer.echo("stop with `gradeline down`; register the deployments with `gradeline deploy`")
 
 
 def up(
+    profile: Annotated[Literal["embedded", "cluster"], typer.Option(
+        help="embedded: Prefect, the MLflow UI and a worker on this home's files; cluster: "
+             "also PostgreSQL, S3 (moto), two serve replicas behind nginx, and every store "
+             "moved onto them.")] = "embedded",
     prefect_port: Annotated[int, typer.Option(help="Port of the Prefect server and UI.")] = 4200,
     mlflow_port: Annotated[int, typer.Option(help="Port of the MLflow UI.")] = 5000,
-    wait: Annotated[float, typer.Option(help="Seconds to wait for all three to answer.")]
-    = 240,
+    serve_port: Annotated[int, typer.Option(
+        help="Port of the load balancer before the serve replicas (cluster profile).")] = 8080,
+    wait: Annotated[float, typer.Option(help="Seconds to wait for every service to answer.")]
+    = 300,
+    params: ParamsOption = None,
 ) -> None:
-    """Start a Prefect server, the MLflow UI and a process worker (pool `gradeline`) in the
-    background on 127.0.0.1, on this home's state; print their URLs."""
+    """Start the local stack in the background on 127.0.0.1 and print its URLs: a Prefect
+    server, the MLflow UI and a process worker (pool `gradeline`) on this home's state, or with
+    `--profile cluster` the shared servers a cluster gives Gradeline (cli/cluster.py)."""
     settings = load_settings()
     folder = stack_folder(settings)
     current = load_stack(folder)
     running = running_services(current) if current else {}
-    if current and len(running) == len(SERVICES):
-        typer.echo("the stack is already up")
+    if current and len(running) == len(current.services):
+        typer.echo(f"the {current.profile} stack is already up")
         _print_urls(current)
         return
     if running:
         missing = ", ".join(f"{s} (log: {current.log_file(s)})"
-                            for s in SERVICES if s not in running)
+                            for s in current.services if s not in running)
         raise fail(f"the stack is partly up: {missing} not running; "
                     f"run `gradeline down`, then `gradeline up`")
-    stack = Stack(folder, prefect_port, mlflow_port, worker_name=f"gradeline-{os.getpid()}")
+    worker = f"gradeline-{os.getpid()}"
     try:
-        start_stack(stack, settings, wait, say)
+        if profile == "cluster":
+            stack = cluster_stack(folder, prefect_port, mlflow_port, serve_port, worker)
+            project_params = find_project_root() / "params.yaml"
+            start_cluster(stack, settings, params or (
+                project_params if project_params.is_file() else None), wait, say)
+        else:
+            stack = Stack(folder, prefect_port, mlflow_port, worker_name=worker)
+            start_stack(stack, settings, wait, say)
     except StackError as error:
         raise fail(str(error)) from None
-    _print_urls(stack)
+    _print_urls(load_stack(folder) or stack)
 
 
 def down() -> None:
-    """Stop what `gradeline up` started (worker, MLflow UI, Prefect server)."""
+    """Stop what `gradeline up` started; after the cluster profile, delete its throwaway
+    database and the home's cluster.env."""
     stack = load_stack(stack_folder(load_settings()))
     if stack is None:
         typer.echo("nothing to stop: `gradeline up` never ran with this home")
         return
     running = running_services(stack)
     stopped = stop_stack(stack, running)  # also clears the pid files of services that died
+    if stack.profile == "cluster":
+        forget_cluster(stack)
     if not running:
         typer.echo("nothing to stop: the stack is not running")
-        return
     for service, on_term in stopped.items():
         typer.echo(f"stopped {service} (pid {running[service]})"
                    + ("" if on_term else ", killed after it ignored SIGTERM"))
+    if stack.profile == "cluster":
+        typer.echo("deleted the cluster's database and cluster.env: this home's commands use "
+                   "its embedded stores again")
 
 
 def deploy(

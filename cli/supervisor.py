@@ -23,7 +23,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -37,10 +37,14 @@ POOL = "gradeline"
 HOST = "127.0.0.1"
 # Start order; `down` stops them in reverse, the worker first while its server still answers.
 SERVICES = ("prefect-server", "mlflow", "worker")
+# The cluster profile's (cli/cluster.py): the stores' servers first, the balancer last.
+CLUSTER_SERVICES = ("postgres", "s3", *SERVICES, "serve-1", "serve-2", "balancer")
 # Text of each service's command line: a pid file whose pid now belongs to some other program
 # is never taken for the service (nor signalled).
 _MARKERS = {"prefect-server": "prefect server start", "mlflow": "mlflow server",
-            "worker": "prefect worker start"}
+            "worker": "prefect worker start", "postgres": "bin/postgres -D",
+            "s3": "moto.server", "serve-1": " serve --host", "serve-2": " serve --host",
+            "balancer": "nginx"}
 STOP_GRACE_S = 10.0
 
 class StackError(RuntimeError):
@@ -55,6 +59,14 @@ class Stack:
     prefect_port: int
     mlflow_port: int
     worker_name: str
+    profile: str = "embedded"
+    ports: dict[str, int] = field(default_factory=dict)  # the cluster's other services'
+    postgres_folder: str | None = None  # the cluster's throwaway database, outside the home
+
+    @property
+    def services(self) -> tuple[str, ...]:
+        """The services of this stack's profile, in start order."""
+        return CLUSTER_SERVICES if self.profile == "cluster" else SERVICES
 
     @property
     def prefect_url(self) -> str:
@@ -245,10 +257,11 @@ def readiness_checks(stack: Stack) -> dict[str, Callable[[], bool]]:
             "worker": lambda: worker_online(stack.api_url, stack.worker_name, stack.api_auth())}
 
 
-def wait_ready(stack: Stack, service: str, pid: int, deadline: float) -> None:
-    """Return once `service` answers; StackError naming it and its log when its process exits
-    or the deadline (time.monotonic()) passes first."""
-    ready = readiness_checks(stack)[service]
+def wait_ready(stack: Stack, service: str, pid: int, deadline: float,
+               ready: Callable[[], bool] | None = None) -> None:
+    """Return once `service` answers (`ready`, by default its check above); StackError naming
+    it and its log when its process exits or the deadline (time.monotonic()) passes first."""
+    ready = ready or readiness_checks(stack)[service]
     log = stack.log_file(service)
     while not ready():
         if not is_alive(pid):
@@ -299,17 +312,17 @@ def prefect_api(settings: GradelineSettings) -> dict[str, str] | None:
     """The Prefect API this home's commands talk to, as client environment: PREFECT_API_URL
     (with PREFECT_API_AUTH_STRING) when set, else the server `gradeline up` started; None when
     there is neither."""
-    if url := os.environ.get("PREFECT_API_URL"):
-        auth = os.environ.get("PREFECT_API_AUTH_STRING")
+    if url := settings.prefect_api_url:
+        auth = settings.prefect_api_auth_string
         return {"PREFECT_API_URL": url.rstrip("/"),
-                **({"PREFECT_API_AUTH_STRING": auth} if auth else {})}
+                **({"PREFECT_API_AUTH_STRING": auth.get_secret_value()} if auth else {})}
     stack = load_stack(stack_folder(settings))
     return None if stack is None else prefect_client_env(stack)
 
 
 def running_services(stack: Stack) -> dict[str, int]:
     """The services of `stack` that run now, with their pids."""
-    pids = {service: running_pid(stack, service) for service in SERVICES}
+    pids = {service: running_pid(stack, service) for service in stack.services}
     return {service: pid for service, pid in pids.items() if pid is not None}
 
 
@@ -350,7 +363,7 @@ def stop_stack(stack: Stack, pids: dict[str, int]) -> dict[str, bool]:
     """Stop the given services, worker first, and remove their pid files; for each, whether it
     ended on SIGTERM (False: it had to be killed)."""
     stopped = {}
-    for service in reversed(SERVICES):
+    for service in reversed(stack.services):
         if service in pids:
             stopped[service] = stop_process(pids[service])
         stack.pid_file(service).unlink(missing_ok=True)

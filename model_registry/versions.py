@@ -78,8 +78,11 @@ def register_candidate(
     _ensure_registered_model(client, name, description)
     tags = {**(extra_tags or {}), TAG_DATA_VERSION: data_version, TAG_GIT_SHA: git_sha,
             TAG_STAGE: STAGE_CANDIDATE}
+    # A tracking server accepts a logged model's URI as the source only with its id beside it.
+    logged_model = model_uri.removeprefix("models:/") if model_uri.startswith("models:/m-") \
+        else None
     created = client.create_model_version(name, source=model_uri, run_id=run_id, tags=tags,
-                                          description=description)
+                                          description=description, model_id=logged_model)
     return as_registered(created)
 
 

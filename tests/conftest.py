@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from cli.postgres import PostgresServer, throwaway_postgres
 from components.cards import synthesize_batch
-from tests.postgres import PostgresServer, throwaway_postgres
 
 # Prefect reads PREFECT_HOME once, when first imported: point it at a throwaway folder before
 # any test module imports a flow, so tests never touch a developer's ~/.prefect or the network.
@@ -36,7 +36,7 @@ def prefect_server() -> Iterator[None]:
 
 @pytest.fixture(scope="session")
 def postgres() -> Iterator[PostgresServer]:
-    """One throwaway PostgreSQL server for the session, on loopback (tests/postgres.py)."""
+    """One throwaway PostgreSQL server for the session, on loopback (cli/postgres.py)."""
     with throwaway_postgres() as server:
         yield server
 

@@ -62,6 +62,23 @@ def poll(what: str, check: Callable[[], Any], timeout: float) -> Any:
     pytest.fail(f"{what} did not happen within {timeout:.0f} s")
 
 
+def processes_of(home: Path) -> list[str]:
+    """Command lines of live processes started with this GRADELINE_HOME (servers, workers and
+    their children all inherit it)."""
+    marker = f"GRADELINE_HOME={home.resolve()}".encode() + b"\0"
+    found = []
+    for environ in Path("/proc").glob("[0-9]*/environ"):
+        try:
+            if marker in environ.read_bytes() + b"\0":
+                stat = (environ.parent / "stat").read_text().rsplit(")", 1)[1].split()
+                if stat[0] != "Z":
+                    found.append((environ.parent / "cmdline").read_bytes().decode(
+                        errors="replace").replace("\0", " "))
+        except OSError:
+            continue
+    return found
+
+
 @dataclass(frozen=True)
 class RunningStack:
     """A stack `gradeline up` started and the deployments registered on it, by name."""

@@ -1,6 +1,6 @@
 """The prediction log and the review queue on PostgreSQL, as service replicas share them in a
 cluster (infra/): every unit test of both that runs on a log runs here again on a database of
-a throwaway PostgreSQL server (tests/postgres.py), and two processes writing at once lose
+a throwaway PostgreSQL server (cli/postgres.py), and two processes writing at once lose
 nothing."""
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ import pytest
 
 import tests.unit.test_predlog as log_suite
 import tests.unit.test_review_queue as queue_suite
+from cli.postgres import PostgresServer
 from components.predlog import PredictionLog
-from tests.postgres import PostgresServer
 
 pytestmark = pytest.mark.integration
 

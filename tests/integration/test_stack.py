@@ -27,7 +27,7 @@ from components.serving.loopback import free_port
 from components.settings import load_settings
 from model_registry.names import GRADER
 from model_registry.versions import registry_client
-from tests.stack import api, flow_runs, gradeline, poll
+from tests.stack import api, flow_runs, gradeline, poll, processes_of
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -91,23 +91,6 @@ def status_of(url: str) -> int:
 def listening(port: int) -> bool:
     with socket.socket() as probe:
         return probe.connect_ex(("127.0.0.1", port)) == 0
-
-
-def processes_of(home: Path) -> list[str]:
-    """Command lines of live processes started with this GRADELINE_HOME (servers, workers and
-    their children all inherit it)."""
-    marker = f"GRADELINE_HOME={home.resolve()}".encode() + b"\0"
-    found = []
-    for environ in Path("/proc").glob("[0-9]*/environ"):
-        try:
-            if marker in environ.read_bytes() + b"\0":
-                stat = (environ.parent / "stat").read_text().rsplit(")", 1)[1].split()
-                if stat[0] != "Z":
-                    found.append((environ.parent / "cmdline").read_bytes().decode(
-                        errors="replace").replace("\0", " "))
-        except OSError:
-            continue
-    return found
 
 
 def http_status(url: str, body: dict[str, str] | None = None,

@@ -134,7 +134,8 @@ def test_ensure_dirs_leaves_remote_locations_alone(tmp_path: Path) -> None:
     assert not any("bucket" in str(path) for path in tmp_path.rglob("*"))
 
 
-def test_service_env_without_aws(tmp_path: Path) -> None:
+def test_service_env_without_aws(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
     settings = load_settings(home=tmp_path)
 
     assert settings.service_env() == {
@@ -145,6 +146,7 @@ def test_service_env_without_aws(tmp_path: Path) -> None:
         "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
         "DO_NOT_TRACK": "1",
         "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+        "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true",
         "GX_ANALYTICS_ENABLED": "false",
     }
 
@@ -198,3 +200,66 @@ def test_a_database_password_reaches_only_the_mlflow_server_and_never_a_command_
     assert "PREFECT_SERVER_API_AUTH_STRING" not in envs["worker"] | envs["mlflow"]
     assert envs["worker"]["PREFECT_API_AUTH_STRING"] == \
         envs["prefect-server"]["PREFECT_SERVER_API_AUTH_STRING"]
+
+
+CLUSTER = {"profile": "cluster", "mlflow_tracking_uri": "http://mlflow:5000",
+           "prefect_api_url": "http://prefect:4200/api", "dvc_remote": "s3://data/dvc",
+           "prediction_log_uri": "postgresql+psycopg://gradeline:pw@db/predictions"}
+
+
+def test_the_cluster_profile_refuses_a_store_that_would_fall_back_to_the_home(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    with pytest.raises(ValidationError) as refused:
+        load_settings(home=tmp_path, **{**CLUSTER, "dvc_remote": None,
+                                        "prediction_log_uri": "sqlite:///x.db"})
+
+    message = str(refused.value)
+    assert "GRADELINE_DVC_REMOTE must name a DVC remote on S3" in message
+    assert "GRADELINE_PREDICTION_LOG_URI must name a PostgreSQL database" in message
+    assert "GRADELINE_MLFLOW_TRACKING_URI" not in message  # what is right is not named
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_cluster_profile_exports_its_servers_credentials_to_the_tools(
+        tmp_path: Path) -> None:
+    settings = load_settings(home=tmp_path, **CLUSTER, mlflow_tracking_username="flows",
+                             mlflow_tracking_password="pw1", prefect_api_auth_string="u:pw2")
+    env = settings.service_env()
+
+    assert settings.mlflow_artifact_root == "mlflow-artifacts:/"  # kept by the server
+    assert env["MLFLOW_TRACKING_URI"] == "http://mlflow:5000"
+    assert (env["MLFLOW_TRACKING_USERNAME"], env["MLFLOW_TRACKING_PASSWORD"]) == ("flows", "pw1")
+    assert env["PREFECT_API_URL"] == "http://prefect:4200/api"
+    assert env["PREFECT_API_AUTH_STRING"] == "u:pw2"
+    assert settings.masked()["prefect_api_auth_string"] == MASK
+    settings.ensure_dirs()
+    assert not (tmp_path / "mlflow").exists() and not (tmp_path / "dvc-remote").exists()
+
+
+def test_prefects_own_variables_are_read_too(tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PREFECT_API_URL", "http://prefect:4200/api")
+    monkeypatch.setenv("PREFECT_API_AUTH_STRING", "u:pw")
+
+    settings = load_settings(home=tmp_path)
+
+    assert settings.prefect_api_url == "http://prefect:4200/api"
+    assert settings.prefect_api_auth_string == SecretStr("u:pw")
+
+
+def test_a_running_cluster_stacks_env_file_fills_what_the_environment_leaves_unset(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    (tmp_path / "stack").mkdir()
+    (tmp_path / "stack" / "cluster.env").write_text("".join(
+        f"GRADELINE_{name.upper()}={value}\n" for name, value in CLUSTER.items()))
+    monkeypatch.setenv("GRADELINE_DVC_REMOTE", "s3://elsewhere/dvc")
+
+    settings = load_settings(home=tmp_path)
+
+    assert settings.profile == "cluster"
+    assert settings.mlflow_tracking_uri == "http://mlflow:5000"
+    assert settings.dvc_remote == "s3://elsewhere/dvc"  # the environment wins
+    (tmp_path / "stack" / "cluster.env").unlink()  # `gradeline down`
+    assert load_settings(home=tmp_path).profile == "embedded"
