@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from components.train.distributed import Share
 from components.train.model import TaskModel
 from components.train.params import BackboneProfile
 from components.train.tasks import BackboneTask
@@ -85,23 +86,36 @@ def _save_atomically(state: dict[str, Any], path: Path) -> None:
 
 def _train_epoch(model: TaskModel, task: BackboneTask, train: CachedSplit,
                  optimizer: torch.optim.Optimizer, schedule: torch.optim.lr_scheduler.LRScheduler,
-                 rng: np.random.Generator, batch_size: int) -> float:
-    """One pass over the training items, each seen in a randomly drawn cached view."""
+                 rng: np.random.Generator, batch_size: int, share: Share | None) -> float:
+    """One pass over the training items, each seen in a randomly drawn cached view; with a
+    `share`, this rank's part of each batch (every rank draws the same order and views)."""
     model.train()
     order = rng.permutation(len(train))
     views = rng.integers(0, train.activations.shape[0], len(train))
     total = 0.0
     for start in range(0, len(order), batch_size):
         batch = torch.from_numpy(order[start:start + batch_size])
-        activations = train.activations[torch.from_numpy(views[batch.numpy()]), batch].float()
-        loss = task.loss(model.training_outputs(activations, train.geometry[batch]),
-                         train.targets[batch])
+        mine = share.of(batch) if share else batch
         optimizer.zero_grad()
-        loss.backward()
+        if len(mine):
+            activations = train.activations[torch.from_numpy(views[mine.numpy()]), mine].float()
+            loss = task.loss(model.training_outputs(activations, train.geometry[mine]),
+                             train.targets[mine])
+            loss.backward()
+            total += loss.item() * len(mine)
+        if share:
+            share.average_gradients(model)
         optimizer.step()
         schedule.step()
-        total += loss.item() * len(batch)
-    return total / len(order)
+        if share:
+            share.average_buffers(model)
+    return (share.sum(total) if share else total) / len(order)
+
+
+def _another_epoch(state: dict[str, Any], profile: BackboneProfile, share: Share | None) -> bool:
+    """Whether to train one more epoch: rank 0 decides for every rank."""
+    wanted = state["epoch"] < profile.epochs and state["stale"] < profile.patience
+    return share.agree(wanted) if share else wanted
 
 
 def fit(
@@ -113,9 +127,12 @@ def fit(
     checkpoint: Path,
     key: str,
     on_epoch: Callable[[dict[str, float]], None] | None = None,
+    share: Share | None = None,
 ) -> FitResult:
     """Train until `profile.epochs` or `profile.patience` epochs without a better validation
-    score; resume from `checkpoint` when it was written for the same `key`."""
+    score; resume from `checkpoint` when it was written for the same `key`. With a `share`
+    (distributed.py), train in step with the other ranks: only rank 0 evaluates, decides,
+    checkpoints and reports."""
     torch.manual_seed(profile.seed)
     rng = np.random.default_rng(profile.seed)
     groups = _parameter_groups(model, profile)
@@ -136,15 +153,19 @@ def fit(
             rng.bit_generator.state = saved["numpy_rng"]
             state = saved["loop"]
     resumed_from = state["epoch"]
+    if share:
+        share.start_alike(model)
     started, trained_images = time.perf_counter(), 0
-    while state["epoch"] < profile.epochs and state["stale"] < profile.patience:
+    while _another_epoch(state, profile, share):
         epoch_started = time.perf_counter()
         train_loss = _train_epoch(model, task, train, optimizer, schedule, rng,
-                                  profile.batch_size)
+                                  profile.batch_size, share)
         trained_images += len(train)
+        state["epoch"] += 1
+        if share and not share.leader:
+            continue
         outputs = evaluate(model, val)
         scores = task.score(outputs, val.targets)
-        state["epoch"] += 1
         record = {"epoch": state["epoch"], "train_loss": train_loss,
                   "val_loss": task.loss(outputs, val.targets).item(),
                   **{f"val_{name}": value for name, value in scores.items() if name != "n"},

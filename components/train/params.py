@@ -34,6 +34,8 @@ class BackboneProfile(StrictParams):
                           "in a warm start, so the model keeps what it knew")
     warm_lr_scale: float = Field(0.2, gt=0, le=1, description="a warm start's peak learning "
                                  "rates as a share of the profile's: it refines a trained model")
+    processes: int = Field(1, ge=1, description="data-parallel training processes, each with "
+                           "its share of every batch (distributed.py); 1: this process alone")
 
 
 class DetectProfile(StrictParams):

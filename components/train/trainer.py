@@ -24,6 +24,7 @@ import pandas as pd
 import torch
 
 from components.train.augment import augment_card
+from components.train.distributed import fit_on_processes
 from components.train.frozen import FrozenPart
 from components.train.loop import CachedSplit, FitResult, evaluate, fit
 from components.train.metrics import confusion_matrix_png, prediction_sheet, training_curves_png
@@ -181,7 +182,9 @@ def train_backbone(
         if on_epoch is not None:
             on_epoch(record)
 
-    fitted = fit(model, task, train, val, profile, work_dir / "checkpoint.pt", key, epoch_done)
+    trainer = fit_on_processes if profile.processes > 1 else fit
+    fitted = trainer(model, task, train, val, profile, work_dir / "checkpoint.pt", key,
+                     epoch_done)
     timings["fit_seconds"] = fitted.fit_seconds
     model.load_state_dict(fitted.best_state)
     outputs = evaluate(model, val)

@@ -1,6 +1,7 @@
 """The backbone training loop on cached activations: it overfits one small batch, keeps the
 frozen part exactly as ImageNet left it, lets the trained blocks' batch norm follow the new
-data, and a checkpoint written for other data is never resumed."""
+data, and a checkpoint written for other data is never resumed. On two processes (gloo), the
+ranks train in step and rank 0's checkpoint resumes them."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from components.train.distributed import fit_on_processes
 from components.train.frozen import FrozenPart
 from components.train.loop import CachedSplit, evaluate, fit
 from components.train.model import TRAINED_BN_MOMENTUM
@@ -77,3 +79,21 @@ def test_a_checkpoint_of_other_data_is_not_resumed(tmp_path: Path) -> None:
                 checkpoint, "data version 2")
 
     assert again.resumed_from_epoch == 0 and again.epochs_run == 2
+
+
+def test_two_processes_train_in_step_and_resume_from_rank_0s_checkpoint(tmp_path: Path) -> None:
+    model = _model()
+    data = _split(model, [30, 60, 90, 110, 150, 170, 200, 230])
+    epochs: list[dict[str, float]] = []
+
+    result = fit_on_processes(model, TASK, data, data, _profile(processes=2),
+                              tmp_path / "checkpoint.pt", "a", epochs.append)
+    # (fit_on_processes raises when a rank ends with other weights than rank 0's)
+    again = fit_on_processes(_model(), TASK, data, data, _profile(processes=2),
+                             tmp_path / "checkpoint.pt", "a")  # every rank finds it done
+
+    assert [record["epoch"] for record in epochs] == list(range(1, 26))  # reported once each
+    assert epochs[-1]["train_loss"] < epochs[0]["train_loss"]
+    assert result.best_score == 1.0
+    assert again.resumed_from_epoch == 25 and again.epochs_run == 25
+    assert again.best_score == 1.0
