@@ -17,7 +17,7 @@
     gradeline silence --model card-grader --hours 12 --by NAME --reason TEXT
     gradeline retrain [--model card-grader] [--no-promote] [--json]
     gradeline prune [--dry-run] [--json]
-    gradeline up | down | deploy
+    gradeline up [--profile embedded|cluster] | down | deploy
     gradeline reviewers add NAME [--out FILE]
     gradeline review gold REQUEST_ID GRADE --by NAME | experts [--json]
     gradeline ui [--port 5000]

@@ -47,9 +47,10 @@ def _render(kustomization: str) -> list[dict]:
 
 
 def _raw_documents() -> list[dict]:
-    """Every object written out in infra/k8s, unrendered (what kubectl would be given)."""
+    """Every object written out in infra/k8s and infra/prometheus, unrendered (what kubectl
+    would be given)."""
     documents = []
-    for path in sorted((INFRA / "k8s").rglob("*.yaml")):
+    for path in sorted([*(INFRA / "k8s").rglob("*.yaml"), *(INFRA / "prometheus").glob("*.yaml")]):
         if path.name != "kustomization.yaml":
             documents += [document for document in yaml.safe_load_all(path.read_text()) if document]
     return documents
@@ -185,10 +186,15 @@ def test_command_lines_parse_with_their_programs_own_parsers() -> None:
     """`gradeline` and `mlflow server` arguments through their click parsers; Prefect's
     commands must offer every option given."""
     gradeline = typer.main.get_command(gradeline_cli)
+    containers = [container for document in _raw_documents()
+                  for container in _containers(document)]
     lines = [(container.get("command", ["gradeline"]), container.get("args", []))
-             for document in _raw_documents() for container in _containers(document)]
+             for container in containers if not container["image"].startswith("prom/")]
     lines += [(service.get("entrypoint", ["gradeline"]), service.get("command", []))
               for service in _gradeline_services()]
+    prometheus = [arg.split("=")[0] for container in containers
+                  if container["image"].startswith("prom/prometheus") for arg in container["args"]]
+    assert prometheus and set(prometheus) <= set(_help_options([_binary("prometheus")]))
     prefect_options: dict[tuple[str, ...], set[str]] = {}
     for command, args in lines:
         if command == ["gradeline"]:
@@ -201,10 +207,40 @@ def test_command_lines_parse_with_their_programs_own_parsers() -> None:
                 arg for arg in args if arg.startswith("--"))
     assert len(prefect_options) == 2  # server start, worker start
     for subcommand, options in prefect_options.items():
-        shown = subprocess.run([sys.executable, "-m", "prefect", *subcommand, "--help"],
-                               capture_output=True, text=True, timeout=60)
-        assert shown.returncode == 0, shown.stderr
-        assert {option for option in options if option not in shown.stdout} == set()
+        offered = _help_options([sys.executable, "-m", "prefect", *subcommand])
+        assert {option for option in options if option not in offered} == set()
+
+
+def _binary(name: str) -> str:
+    found = shutil.which(name)
+    if found is None:
+        pytest.skip(f"{name} is not installed (`make test` installs Debian's)")
+    return found
+
+
+def _help_options(command: list[str]) -> list[str]:
+    """The --options a program's --help lists."""
+    shown = subprocess.run([*command, "--help"], capture_output=True, text=True, timeout=60)
+    assert shown.returncode == 0, shown.stderr
+    return re.findall(r"--[a-z][a-z0-9.-]*", shown.stdout + shown.stderr)
+
+
+def test_prometheus_in_the_cluster_scrapes_every_serve_replica_with_the_same_rules() -> None:
+    documents = {(d["kind"], d["metadata"]["name"]): d for d in _raw_documents()}
+    config = yaml.safe_load((INFRA / "prometheus" / "prometheus-k8s.yml").read_text())
+    one_host = yaml.safe_load((INFRA / "prometheus" / "prometheus.yml").read_text())
+    job = config["scrape_configs"][0]
+    serve = documents[("Deployment", "gradeline-serve")]["spec"]["template"]
+    pod = documents[("Deployment", "prometheus")]["spec"]["template"]["spec"]
+    mounts = {m["name"]: m["mountPath"] for m in pod["containers"][0]["volumeMounts"]}
+    key = next(v for v in pod["volumes"] if v["name"] == "operator-key")["secret"]["items"][0]
+
+    assert config["rule_files"] == one_host["rule_files"]
+    selector = job["kubernetes_sd_configs"][0]["selectors"][0]["label"]
+    assert dict([selector.split("=")]).items() <= serve["metadata"]["labels"].items()
+    assert job["relabel_configs"][0]["regex"] == serve["spec"]["containers"][0]["ports"][0]["name"]
+    assert job["authorization"]["credentials_file"] == f"{mounts['operator-key']}/{key['path']}"
+    assert job["metrics_path"] == one_host["scrape_configs"][0]["metrics_path"]
 
 
 def test_ports_and_probes_are_the_ones_the_service_answers_on() -> None:
