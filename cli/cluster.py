@@ -122,6 +122,7 @@ http {{
   upstream replicas {{
 {replicas}
     keepalive 16;
+    keepalive_timeout 4s;  # under uvicorn's 5 s: nginx never reuses one a replica is closing
   }}
   server {{
     listen {HOST}:{port};

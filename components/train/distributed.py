@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +27,6 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from components.serving.loopback import free_port
 from components.train.model import TaskModel
 from components.train.params import BackboneProfile
 
@@ -99,21 +100,21 @@ def weights_digest(model: TaskModel) -> str:
     return digest.hexdigest()
 
 
-def _join(rank: int, world: int, port: int) -> Share:
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank,
+def _join(rank: int, world: int, rendezvous: str) -> Share:
+    dist.init_process_group("gloo", init_method=f"file://{rendezvous}", rank=rank,
                             world_size=world)
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // world))
     return Share(rank, world)
 
 
-def _follow(rank: int, world: int, port: int, task: BackboneTask,
+def _follow(rank: int, world: int, rendezvous: str, task: BackboneTask,
             state: dict[str, torch.Tensor], train: CachedSplit, val: CachedSplit,
             profile: BackboneProfile, checkpoint: Path, key: str, digests: mp.Queue) -> None:
     """A spawned rank: rebuild the model, train in step with rank 0, report its last
     weights."""
     from components.train.loop import fit
 
-    share = _join(rank, world, port)
+    share = _join(rank, world, rendezvous)
     try:
         model = task.build(profile.dropout, profile.frozen_blocks, imagenet=False)
         model.load_state_dict(state)
@@ -130,24 +131,28 @@ def fit_on_processes(model: TaskModel, task: BackboneTask, train: CachedSplit,
     RuntimeError when a rank fails or ends with other weights than rank 0's."""
     from components.train.loop import fit
 
-    world, port = profile.processes, free_port()
+    world = profile.processes
+    # The ranks meet through a file (no port to find free); it goes with its folder.
+    rendezvous = Path(tempfile.mkdtemp(prefix="gradeline-ranks-")) / "rendezvous"
     context = mp.get_context("spawn")
     digests = context.Queue()
     for split in (train, val):
         split.activations.share_memory_()
     state = {name: tensor.clone() for name, tensor in model.state_dict().items()}
-    ranks = [context.Process(target=_follow, args=(rank, world, port, task, state, train, val,
+    ranks = [context.Process(target=_follow, args=(rank, world, str(rendezvous), task, state,
+                                                   train, val,
                                                    profile, checkpoint, key, digests),
                              daemon=True) for rank in range(1, world)]
     for process in ranks:
         process.start()
     threads = torch.get_num_threads()
-    share = _join(0, world, port)
+    share = _join(0, world, str(rendezvous))
     try:
         fitted = fit(model, task, train, val, profile, checkpoint, key, on_epoch, share=share)
     finally:
         dist.destroy_process_group()
         torch.set_num_threads(threads)
+        shutil.rmtree(rendezvous.parent, ignore_errors=True)
     for process in ranks:
         process.join(timeout=_TIMEOUT_S)
     failed = [process.exitcode for process in ranks if process.exitcode != 0]

@@ -86,9 +86,12 @@ def _save_atomically(state: dict[str, Any], path: Path) -> None:
 
 def _train_epoch(model: TaskModel, task: BackboneTask, train: CachedSplit,
                  optimizer: torch.optim.Optimizer, schedule: torch.optim.lr_scheduler.LRScheduler,
-                 rng: np.random.Generator, batch_size: int, share: Share | None) -> float:
+                 rng: np.random.Generator, profile: BackboneProfile, share: Share | None) -> float:
     """One pass over the training items, each seen in a randomly drawn cached view; with a
-    `share`, this rank's part of each batch (every rank draws the same order and views)."""
+    `share`, this rank's part of each batch (every rank draws the same order and views). With
+    `profile.precision` bf16 the forward pass runs in bfloat16 where PyTorch's autocast allows
+    (the weights, their updates and the loss stay in float32)."""
+    batch_size, bf16 = profile.batch_size, profile.precision == "bf16"
     model.train()
     order = rng.permutation(len(train))
     views = rng.integers(0, train.activations.shape[0], len(train))
@@ -99,8 +102,9 @@ def _train_epoch(model: TaskModel, task: BackboneTask, train: CachedSplit,
         optimizer.zero_grad()
         if len(mine):
             activations = train.activations[torch.from_numpy(views[mine.numpy()]), mine].float()
-            loss = task.loss(model.training_outputs(activations, train.geometry[mine]),
-                             train.targets[mine])
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                outputs = model.training_outputs(activations, train.geometry[mine])
+            loss = task.loss(outputs, train.targets[mine])
             loss.backward()
             total += loss.item() * len(mine)
         if share:
@@ -158,8 +162,7 @@ def fit(
     started, trained_images = time.perf_counter(), 0
     while _another_epoch(state, profile, share):
         epoch_started = time.perf_counter()
-        train_loss = _train_epoch(model, task, train, optimizer, schedule, rng,
-                                  profile.batch_size, share)
+        train_loss = _train_epoch(model, task, train, optimizer, schedule, rng, profile, share)
         trained_images += len(train)
         state["epoch"] += 1
         if share and not share.leader:

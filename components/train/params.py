@@ -36,6 +36,9 @@ class BackboneProfile(StrictParams):
                                  "rates as a share of the profile's: it refines a trained model")
     processes: int = Field(1, ge=1, description="data-parallel training processes, each with "
                            "its share of every batch (distributed.py); 1: this process alone")
+    precision: Literal["fp32", "bf16"] = Field(
+        "fp32", description="the training forward pass: float32, or bfloat16 where autocast "
+        "allows (CPUs with AVX-512 BF16 or AMX, GPUs); weights and updates stay float32")
 
 
 class DetectProfile(StrictParams):

@@ -153,8 +153,14 @@ class SeverityHeads(nn.Module):
         return self.outputs(activations, geometry).logits
 
     def outputs(self, activations: torch.Tensor, geometry: torch.Tensor) -> GraderOutputs:
-        """The logits and the severities they were graded from."""
+        """The logits and the severities they were graded from; the rubric part in float32
+        even when training runs the decoder in bfloat16 (its 10^4 combinations would round)."""
         maps, pooled = self.decode(activations)
+        with torch.autocast("cpu", enabled=False):
+            return self._graded(maps.float(), pooled.float(), geometry)
+
+    def _graded(self, maps: torch.Tensor, pooled: torch.Tensor,
+                geometry: torch.Tensor) -> GraderOutputs:
         per_class = maps.amax(dim=(2, 3))
         worst = torch.stack([per_class[:, classes].amax(dim=1) for classes in self.aspect_classes],
                             dim=1)
