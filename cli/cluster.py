@@ -43,10 +43,7 @@ from cli.supervisor import (
     stop_stack,
     wait_ready,
 )
-from components.params import load_params
-from components.serving.keys import KeyStore
 from components.serving.loopback import free_port
-from components.serving.params import ServeParams
 from components.settings import CLUSTER_ENV_FILE, GradelineSettings, load_settings, stored_secret
 from model_registry.access import ADMIN, server_auth_env
 
@@ -200,6 +197,10 @@ def start_cluster(stack: Stack, settings: GradelineSettings, params: Path | None
     the balancer's body limit on `params`, default the project's params.yaml); the home's
     settings on them. On failure stop what started, forget the cluster and raise StackError
     naming the service that did not come up."""
+    from components.params import load_params  # the serving package is heavy: only for `up`
+    from components.serving.keys import KeyStore
+    from components.serving.params import ServeParams
+
     for port, option in ((stack.prefect_port, "--prefect-port"),
                          (stack.mlflow_port, "--mlflow-port"),
                          (stack.ports["balancer"], "--port")):

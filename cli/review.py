@@ -14,26 +14,25 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from cli.common import JsonFlag, ParamsOption, fail, show
-from components.experts import agreement_with_gold, agreement_with_panel
-from components.params import load_params
-from components.predlog import PredictionLog
-from components.review_batch import since_time
-from components.reviews import (
-    ReviewParams,
-    ReviewQueue,
-)
 from components.settings import load_settings
+
+if TYPE_CHECKING:  # imported where used: every `gradeline` command imports this module
+    from components.reviews import ReviewQueue
 
 review_app = typer.Typer(help="Gold items and the experts' agreement (the review queue).",
                          no_args_is_help=True)
 
 
 def _queue(params: Path | None) -> ReviewQueue:
+    from components.params import load_params
+    from components.predlog import PredictionLog
+    from components.reviews import ReviewParams, ReviewQueue
+
     review = load_params("review", ReviewParams, params)
     return ReviewQueue(PredictionLog(str(load_settings().prediction_log_uri)), review)
 
@@ -56,6 +55,8 @@ def gold(
 @review_app.command("experts")
 def experts(as_json: JsonFlag = False, params: ParamsOption = None) -> None:
     """Each expert's agreement with the rest of their panels and with the gold items."""
+    from components.experts import agreement_with_gold, agreement_with_panel
+
     queue = _queue(params)
     panel, known = queue.log.expert_panel(), queue.gold()
     rows = [{**agreement_with_panel(panel, name), "gold": agreement_with_gold(panel, known, name)}
@@ -83,6 +84,8 @@ def export(
 ) -> None:
     """Export the reviewed photos with a consensus as the next labeled batch (in <home>/inbox)
     and emit gradeline.reviews.exported, on which retrain-on-reviews retrains."""
+    from components.review_batch import since_time
+
     try:
         since_time(since)
     except ValueError as error:

@@ -18,7 +18,6 @@ from cli.common import ParamsOption, fail
 from cli.keys import hand_over
 from cli.supervisor import load_stack, running_pid, stack_folder
 from components.params import load_params
-from components.release.analysis import PromoteParams
 from components.settings import load_settings
 from model_registry.access import AccessError, add_reviewer
 from model_registry.names import DETECTOR, GRADER
@@ -37,6 +36,8 @@ def add(
     """Create the reviewer's MLflow account (a new random password, shown or written once) with
     EDIT on card-grader and defect-detector; `gradeline up` must be running."""
     settings = load_settings()
+    from components.release.analysis import PromoteParams  # scipy: only for this command
+
     reviewers = load_params("promote", PromoteParams, params).reviewers
     if name not in reviewers:
         raise fail(f"{name!r} is not in promote.reviewers ({', '.join(reviewers) or 'empty'}): "
