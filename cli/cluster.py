@@ -35,8 +35,8 @@ from cli.supervisor import (
     Stack,
     StackError,
     answers,
+    base_env,
     port_is_free,
-    prefect_client_env,
     service_commands,
     service_envs,
     start_process,
@@ -45,7 +45,7 @@ from cli.supervisor import (
 )
 from components.serving.loopback import free_port
 from components.settings import CLUSTER_ENV_FILE, GradelineSettings, load_settings, stored_secret
-from model_registry.access import ADMIN, server_auth_env
+from model_registry.access import ADMIN
 
 BUCKET = "gradeline"
 DATABASES = ("mlflow", "mlflow_auth", "prefect", "predictions")
@@ -165,14 +165,11 @@ def _envs(stack: Stack, settings: GradelineSettings,
           postgres: PostgresServer) -> dict[str, dict[str, str]]:
     """Each service's environment: the embedded stack's (cli/supervisor.py) on the cluster's
     settings, with the Prefect server and MLflow moved onto PostgreSQL."""
-    envs = service_envs(stack, settings)
-    plain = {key: value for key, value in envs["worker"].items()
-             if key not in prefect_client_env(stack)}
+    envs = service_envs(stack, settings, mlflow_users_uri=postgres.uri("mlflow_auth"))
+    plain = base_env(settings)
     envs["prefect-server"]["PREFECT_SERVER_DATABASE_CONNECTION_URL"] = postgres.uri(
         "prefect").replace("+psycopg", "+asyncpg")
-    envs["mlflow"].update({"MLFLOW_BACKEND_STORE_URI": postgres.uri("mlflow"), **server_auth_env(
-        stack.folder, stack.mlflow_admin_password(),
-        stored_secret(stack.folder / "mlflow-csrf.secret"), postgres.uri("mlflow_auth"))})
+    envs["mlflow"]["MLFLOW_BACKEND_STORE_URI"] = postgres.uri("mlflow")
     return {"s3": plain, **envs, "balancer": plain,
             **{replica: envs["worker"] for replica in REPLICAS}}
 
@@ -236,7 +233,7 @@ def _start(stack: Stack, settings: GradelineSettings, params: Path | None, deadl
     pid); the home's settings on them."""
     postgres = PostgresServer(stack.ports["postgres"])
     commands = {"postgres": server_command(Path(str(stack.postgres_folder)), postgres.port)}
-    envs = {"postgres": service_envs(stack, settings)["worker"]}
+    envs = {"postgres": base_env(settings)}
 
     def launch(service: str) -> None:
         started[service] = start_process(commands[service], envs[service],

@@ -291,15 +291,22 @@ def service_commands(stack: Stack, settings: GradelineSettings) -> dict[str, lis
     }
 
 
-def service_envs(stack: Stack, settings: GradelineSettings) -> dict[str, dict[str, str]]:
-    """Each service's environment: this process's with the home's settings, and only what that
-    service needs of the stack's secrets (the Prefect server its auth string, the worker and
-    its flow runs the server's URL and that string, MLflow its store and auth app)."""
-    base = {**os.environ, **settings.service_env()}
+def base_env(settings: GradelineSettings) -> dict[str, str]:
+    """This process's environment with the home's settings: what a service without secrets
+    of the stack gets."""
+    return {**os.environ, **settings.service_env()}
+
+
+def service_envs(stack: Stack, settings: GradelineSettings,
+                 mlflow_users_uri: str | None = None) -> dict[str, dict[str, str]]:
+    """Each service's environment: `base_env`, and only what that service needs of the stack's
+    secrets (the Prefect server its auth string, the worker and its flow runs the server's URL
+    and that string, MLflow its store and auth app, its users in `mlflow_users_uri`)."""
+    base = base_env(settings)
     return {"prefect-server": {**base, "PREFECT_SERVER_API_AUTH_STRING": stack.api_auth()},
             "mlflow": {**base, **settings.mlflow_server_env(), **server_auth_env(
                 stack.folder, stack.mlflow_admin_password(),
-                stored_secret(stack.folder / "mlflow-csrf.secret"))},
+                stored_secret(stack.folder / "mlflow-csrf.secret"), mlflow_users_uri)},
             "worker": {**base, **prefect_client_env(stack)}}
 
 
