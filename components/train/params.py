@@ -3,6 +3,8 @@ silently ignored setting."""
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
 from typing import Literal
 
 from pydantic import Field
@@ -36,9 +38,27 @@ class BackboneProfile(StrictParams):
                                  "rates as a share of the profile's: it refines a trained model")
     processes: int = Field(1, ge=1, description="data-parallel training processes, each with "
                            "its share of every batch (distributed.py); 1: this process alone")
-    precision: Literal["fp32", "bf16"] = Field(
+    precision: Literal["fp32", "bf16", "auto"] = Field(
         "fp32", description="the training forward pass: float32, or bfloat16 where autocast "
-        "allows (CPUs with AVX-512 BF16 or AMX, GPUs); weights and updates stay float32")
+        "allows (CPUs with AVX-512 BF16 or AMX, GPUs); weights and updates stay float32. "
+        "auto: bfloat16 where the CPU computes it natively (`settled`), else float32")
+
+    def settled(self) -> BackboneProfile:
+        """This profile with `auto` precision decided for this machine: what a run logs and
+        trains with."""
+        if self.precision != "auto":
+            return self
+        return self.model_copy(update={"precision": "bf16" if native_bf16() else "fp32"})
+
+
+def native_bf16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
+    """Whether this CPU multiplies bfloat16 in hardware (AVX-512 BF16 or AMX). Elsewhere
+    PyTorch converts every operand and bfloat16 trains slower than float32."""
+    try:
+        flags = cpuinfo.read_text()
+    except OSError:  # not Linux: no cheap way to tell, so the safe choice
+        return False
+    return re.search(r"\b(avx512_bf16|amx_bf16)\b", flags) is not None
 
 
 class DetectProfile(StrictParams):

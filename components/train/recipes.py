@@ -19,7 +19,7 @@ import pandas as pd
 from components.train.detector import DetectorConfig, train_detector
 from components.train.loading import DetectorPredictor, load_predictor, save_detector
 from components.train.metrics import prediction_sheet, training_curves_png
-from components.train.params import DetectProfile, Profile, TrainParams
+from components.train.params import BackboneProfile, DetectProfile, Profile, TrainParams
 from components.train.tasks import TrainDataError
 from components.train.trainer import SAMPLES, Progress, TrainResult, train_backbone
 from components.train.warm import WarmStart
@@ -34,8 +34,10 @@ def model_name_for(task: str, params: TrainParams) -> str:
 
 
 def profile_for(task: str, params: TrainParams, profile: Profile) -> object:
-    """The typed profile of a task (what the run logs as its training config)."""
-    return getattr(getattr(params, task), profile)
+    """The typed profile of a task (what the run logs as its training config), its `auto`
+    settings decided for this machine."""
+    chosen = getattr(getattr(params, task), profile)
+    return chosen.settled() if isinstance(chosen, BackboneProfile) else chosen
 
 
 class Trains(Protocol):

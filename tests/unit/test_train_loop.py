@@ -1,21 +1,24 @@
 """The backbone training loop on cached activations: it overfits one small batch, keeps the
 frozen part exactly as ImageNet left it, lets the trained blocks' batch norm follow the new
-data, and a checkpoint written for other data is never resumed. In bfloat16 it learns as well;
-on two processes (gloo), the ranks train in step and rank 0's checkpoint resumes them."""
+data, and a checkpoint written for other data is never resumed. In bfloat16 it learns as well
+(`auto` chooses it only where the CPU computes it natively); on two processes (gloo), the ranks
+train in step and rank 0's checkpoint resumes them."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 from torch import nn
 
+from components.train import params as train_params
 from components.train.distributed import fit_on_processes
 from components.train.frozen import FrozenPart
 from components.train.loop import CachedSplit, evaluate, fit
 from components.train.model import TRAINED_BN_MOMENTUM
-from components.train.params import BackboneProfile
+from components.train.params import BackboneProfile, native_bf16
 from components.train.tasks import ClassifyTask
 
 FROZEN = 14
@@ -71,6 +74,21 @@ def test_in_bfloat16_the_batch_is_overfitted_too_and_the_weights_stay_float32(
     assert result.best_score == 1.0
     assert {value.dtype for value in result.best_state.values()
             if value.is_floating_point()} == {torch.float32}
+
+
+def test_auto_precision_is_bfloat16_only_where_the_cpu_multiplies_it_natively(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("flags\t\t: fpu sse2 avx2 avx512f avx512bw\n")
+    assert not native_bf16(cpuinfo)  # AVX-512 without its BF16 extension: emulated, slower
+    cpuinfo.write_text("flags\t\t: fpu sse2 avx2 avx512f avx512_bf16 avx512_vnni\n")
+    assert native_bf16(cpuinfo)
+    assert not native_bf16(tmp_path / "absent")
+
+    for native, expected in ((True, "bf16"), (False, "fp32")):
+        monkeypatch.setattr(train_params, "native_bf16", lambda native=native: native)
+        assert _profile(precision="auto").settled().precision == expected
+        assert _profile(precision="fp32").settled().precision == "fp32"  # said: kept
 
 
 def test_only_the_trained_blocks_batch_norm_follows_new_data_quickly() -> None:
