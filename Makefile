@@ -32,7 +32,8 @@ $(CHROMIUM):
 # Debian's PostgreSQL server programs: tests start a throwaway server on loopback
 # (cli/postgres.py) for the prediction log and review queue as a cluster shares them, and
 # `gradeline up --profile cluster` runs one. Whatever major version Debian ships (15 on
-# bookworm); cli/postgres.py finds it the same way.
+# bookworm); cli/postgres.py finds it the same way. With none installed the target is a path
+# that never exists, so make installs the package.
 POSTGRES := $(or $(firstword $(wildcard /usr/lib/postgresql/*/bin/initdb)),/usr/lib/postgresql/initdb)
 $(POSTGRES):
 	apt-get install -y --no-install-recommends postgresql \
