@@ -127,7 +127,8 @@ def check_items(staged: StagedSource, task_name: str, store: DatasetStore,
             logger.info("images checked: %d/%d", done, total)
 
     checked = check_batch(batch, kind, store.index(), params.image_limits,
-                          params.near_duplicate_bits, staged.unreadable, params.workers, progress)
+                          params.near_duplicate_bits, staged.unreadable, params.workers, progress,
+                          min_similarity=params.near_duplicate_similarity)
     logger.info("%s batch of %d items: %d pass the item checks", batch.format, checked.received,
                 len(checked.candidates))
     return checked

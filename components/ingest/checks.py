@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from components.ingest.duplicates import Fingerprints, find_duplicates
+from components.ingest.duplicates import MIN_SIMILARITY, Fingerprints, find_duplicates
 from components.ingest.images import ImageFacts, ImageLimits, check_images
 from components.ingest.model import Problem, Reason, SourceBatch, SourceItem
 from components.ingest.tasks import TaskKind
@@ -124,9 +124,12 @@ def check_batch(
     unreadable: dict[str, str] | None = None,
     workers: int | None = None,
     on_progress: Callable[[int], None] | None = None,
+    *,
+    min_similarity: float = MIN_SIMILARITY,
 ) -> CheckedBatch:
     """Run every item check on `batch` (in place: problems land on its items) and return it
-    with its image facts. `unreadable` maps images a source could not fetch to the error."""
+    with its image facts. `unreadable` maps images a source could not fetch to the error;
+    near duplicates are hashes within `max_bits` whose pixels agree to `min_similarity`."""
     refusals = [*batch.refusals, *kind.refusals(batch)]
     classes = accepted.classes or batch.classes
     _check_identities(batch, accepted)
@@ -141,17 +144,19 @@ def check_batch(
             batch.items[position].problems.append(image_facts.problem)
     for item in batch.items:
         kind.check_labels(item, classes)
-    _check_duplicates(batch, facts, accepted, max_bits)
+    _check_duplicates(batch, facts, accepted, max_bits, min_similarity)
     return CheckedBatch(batch=batch, facts=facts, refusals=refusals, classes=classes)
 
 
 def _check_duplicates(batch: SourceBatch, facts: list[ImageFacts | None],
-                      accepted: AcceptedIndex, max_bits: int) -> None:
+                      accepted: AcceptedIndex, max_bits: int, min_similarity: float) -> None:
     positions = [p for p, item in enumerate(batch.items) if item.ok and facts[p] is not None]
     fingerprints = Fingerprints(
         names=[batch.items[p].item_id for p in positions],
         sha256=[facts[p].sha256 for p in positions],
         phash=[facts[p].phash for p in positions],
+        paths=[facts[p].path for p in positions],
     )
-    for index, problem in find_duplicates(fingerprints, accepted.fingerprints, max_bits).items():
+    found = find_duplicates(fingerprints, accepted.fingerprints, max_bits, min_similarity)
+    for index, problem in found.items():
         batch.items[positions[index]].problems.append(problem)

@@ -32,6 +32,7 @@ SUFFIX_FORMATS = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".bmp": "BMP",
 # Stored as they come; any other format, mode or orientation is normalised to an RGB PNG.
 KEPT_FORMATS = frozenset({"JPEG", "PNG"})
 HASH_SIDE, HASH_FREQUENCIES = 32, 8
+SIGNATURE_SIDE = 64  # pixels a side of the grey thumbnail that confirms a near duplicate
 _CHUNK = 64  # images per task sent to a worker: measured fastest of 16..128
 
 
@@ -88,6 +89,23 @@ def perceptual_hash(rgb: np.ndarray) -> str:
         bits = np.append(low > np.median(low), False)  # 63 frequencies without DC, one pad bit
         words.append(np.packbits(bits).tobytes().hex())
     return "".join(words)
+
+
+def pixel_signature(rgb: np.ndarray) -> np.ndarray:
+    """The image as a 64 x 64 grey thumbnail with zero mean and unit length: the dot product
+    of two signatures is their pixels' correlation, which brightness and contrast leave alone.
+
+    Measured (issue 16): copies (resized to 70% and saved at JPEG quality 60, brightened, a
+    patch painted over) correlate at least 0.996 on cards and 0.976 on 64 x 64 digits; distinct
+    photos of the same card design or the same card at most 0.94, and distinct rendered digits
+    of one class, whose perceptual hashes are often a few bits apart, at most 0.94 too. A
+    copy cropped by 2% no longer lines up (0.70-0.85): only its hash finds it.
+    """
+    grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+    small = cv2.resize(grey, (SIGNATURE_SIDE, SIGNATURE_SIDE), interpolation=cv2.INTER_AREA)
+    centred = small.astype(np.float32).ravel() - small.mean()
+    length = float(np.linalg.norm(centred))
+    return centred / length if length > 0 else centred
 
 
 def hash_words(phashes: list[str]) -> np.ndarray:

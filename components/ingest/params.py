@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
+from components.ingest.duplicates import MIN_SIMILARITY
 from components.ingest.images import ImageLimits
 from components.ingest.tasks import TaskKind
 
@@ -40,7 +41,9 @@ class IngestParams(BaseModel):
     min_width: int = Field(32, description="Smallest acceptable image width in pixels")
     min_height: int = Field(32, description="Smallest acceptable image height in pixels")
     near_duplicate_bits: int = Field(
-        20, description="Perceptual hashes this close (of 189 bits) are the same photo")
+        20, description="Perceptual hashes this close (of 189 bits) may be the same photo")
+    near_duplicate_similarity: float = Field(
+        MIN_SIMILARITY, description="... and are when their grey thumbnails correlate this much")
     reference: str | None = Field(
         "data/reference/manifest.csv",
         description="Label reference of a dataset's first batch, relative to the project root")

@@ -118,7 +118,8 @@ class DatasetStore:
         return AcceptedIndex(
             item_ids=frozenset(manifest["item_id"]),
             fingerprints=Fingerprints(list(manifest["item_id"]), list(manifest["sha256"]),
-                                      list(manifest["phash"])),
+                                      list(manifest["phash"]),
+                                      [str(self.root / path) for path in manifest["image_path"]]),
             classes=self.classes(),
         )
 

@@ -79,7 +79,8 @@ def _expectations(kind: TaskKind, checked: CheckedBatch, limits: SuiteLimits,
         e.ExpectColumnValuesToBeInSet(column="quarantined", value_set=[False],
                                       mostly=1 - limits.max_quarantined_share),
         e.ExpectColumnValuesToNotBeInSet(column="reason", value_set=list(DUPLICATE_REASONS),
-                                         mostly=1 - limits.max_duplicate_share),
+                                         mostly=1 - limits.max_duplicate_share,
+                                         meta={"hint": _DUPLICATES_HINT}),
     ]
     manifest = [
         e.ExpectTableRowCountToBeBetween(min_value=1),
@@ -144,13 +145,22 @@ def _batch_definition(context, asset_name: str):
         return asset.add_batch_definition_whole_dataframe("whole")
 
 
+_DUPLICATES_HINT = (
+    "each quarantined item's reason file names the item it repeats; if those are distinct "
+    "photos, not copies, raise ingest.near_duplicate_similarity (thumbnails' correlation) or "
+    "lower ingest.near_duplicate_bits in params.yaml; ingest.suite.max_duplicate_share bounds "
+    "the share of copies a batch may hold")
+
+
 def _describe(result) -> str:
     config = result.expectation_config
     kwargs = {k: v for k, v in config.kwargs.items()
               if k not in ("batch_id", "partition_object", "value_set") and v is not None}
     observed = result.result.get("observed_value", result.result.get("unexpected_percent"))
     shown = f"{observed:.3g}" if isinstance(observed, float) else observed
-    return f"{config.type}({', '.join(f'{k}={v}' for k, v in kwargs.items())}): observed {shown}"
+    hint = (config.meta or {}).get("hint")
+    return (f"{config.type}({', '.join(f'{k}={v}' for k, v in kwargs.items())}): observed {shown}"
+            + (f" ({hint})" if hint else ""))
 
 
 def validate_batch(

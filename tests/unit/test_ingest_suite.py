@@ -88,3 +88,20 @@ def test_labels_far_from_the_reference_fail_the_batch(factory: Path, tmp_path: P
 
     assert [f for f in result.failures if "kl_divergence" in f], result.failures
     assert result.label_divergence is not None and result.label_divergence > 1
+
+
+def test_too_many_duplicates_fail_the_batch_naming_the_settings(factory: Path,
+                                                                tmp_path: Path) -> None:
+    batch = Path(shutil.copytree(factory, tmp_path / "batch"))
+    rows = read_rows(batch)
+    copies = [dict(row, item_id=f"copy-{i}", image_path=f"images/copy-{i}.jpg")
+              for i, row in enumerate(rows[:6])]
+    for row, copy in zip(rows, copies, strict=False):
+        shutil.copyfile(batch / row["image_path"], batch / copy["image_path"])
+    write_rows(batch, [*rows, *copies])
+
+    result = _validate(batch, tmp_path / "gx")
+
+    failure = next(f for f in result.failures if "reason" in f)
+    assert "ingest.near_duplicate_similarity" in failure
+    assert "ingest.suite.max_duplicate_share" in failure
