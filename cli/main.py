@@ -7,6 +7,7 @@
     gradeline train --task grade|detect|classify [--data-version V] [--profile fast|full]
         [--warm-from VERSION] [--json]
     gradeline evaluate --model card-grader [--version N] [--json]
+    gradeline inspect FOLDER|s3://bucket/prefix [--model defect-detector@champion] [--out DIR]
     gradeline keys create --name NAME --role client|expert|operator | list | revoke KEY_ID
     gradeline serve [--host 127.0.0.1] [--port 8080]
     gradeline promote --model card-grader --version N [--first] [--no-wait] [--json]
@@ -38,6 +39,7 @@ import typer
 
 from cli.common import JsonFlag, fail, progress_bar, show
 from cli.config import config_app
+from cli.inspect import register as register_inspect_command
 from cli.keys import keys_app
 from cli.monitor import register as register_monitor_commands
 from cli.release import register as register_release_commands
@@ -61,6 +63,7 @@ app.add_typer(review_app, name="review")
 register_release_commands(app)
 register_monitor_commands(app)
 register_stack_commands(app)
+register_inspect_command(app)
 
 @app.callback()
 def main(

@@ -7,6 +7,7 @@ itself is `components.evaluate.export.untrained_grader_graph`).
     erring = erring_grader_graph(grader, tmp / "erring.onnx", brightness_threshold=120.0)
     rule = rule_grader_graph(grader, tmp / "rule.onnx", GradeRule((90.0, 110.0), tint=3.5))
     detector = detector_graph(tmp / "detector.onnx", raw)   # (4 + classes) x anchors
+    version = register_detector(client, uri, detector, sha256(detector))
 """
 
 from __future__ import annotations
@@ -16,9 +17,12 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+from mlflow import MlflowClient
 from onnx import TensorProto, helper
 
+from components.tracking import TrackedRun
 from components.vision.graph import OUTPUT
+from model_registry.names import DETECTOR, TAG_ONNX_SHA256, TAG_ONNX_URI
 
 DETECTOR_IMGSZ = 64
 
@@ -132,3 +136,16 @@ def detector_graph(path: Path, raw: np.ndarray) -> Path:
         entry.key, entry.value = key, value
     onnx.save(model, str(path))
     return path
+
+
+def register_detector(client: MlflowClient, uri: str, graph: Path, checksum: str) -> str:
+    """A defect-detector version whose exported graph is `graph`, tagged as training and
+    evaluation tag one (its task, the graph's URI and `checksum`)."""
+    run = TrackedRun.open(uri, str(graph.parent / "artifacts"), DETECTOR, "exported graph")
+    example = {"images": np.zeros((1, 3, DETECTOR_IMGSZ, DETECTOR_IMGSZ), np.float32)}
+    graph_uri = run.log_onnx_model(graph, "onnx", example)
+    version = client.create_model_version(DETECTOR, graph_uri, run_id=run.run_id).version
+    for key, value in {"task": "detect", TAG_ONNX_URI: graph_uri,
+                       TAG_ONNX_SHA256: checksum}.items():
+        client.set_model_version_tag(DETECTOR, version, key, value)
+    return version

@@ -4,7 +4,13 @@ sure, what caps it, which defects it was read from, and the measured centering."
 from __future__ import annotations
 
 from components.vision.centering import CenteringMeasurement
-from components.vision.models import Defect, GradeAnswer, OnnxDetector, OnnxGrader, centering_answer
+from components.vision.models import (
+    Defect,
+    GradeAnswer,
+    OnnxDetector,
+    OnnxGrader,
+    answer_fields,
+)
 
 
 def grade_response(request_id: str, correlation_id: str | None, role: str, model: OnnxGrader,
@@ -17,14 +23,7 @@ def grade_response(request_id: str, correlation_id: str | None, role: str, model
         "request_id": request_id, "correlation_id": correlation_id,
         "model": model.model, "version": model.version, "role": role,
         "data_version": model.data_version,
-        "grade": answer.grade,
-        "probabilities": {str(g + 1): p for g, p in enumerate(answer.probabilities)},
-        "grade_set": answer.grade_set,
-        "needs_review": answer.needs_review,
-        "subgrades": answer.subgrades,
-        "capped_by": answer.capped_by,
-        "graded_defects": [d.as_dict() for d in answer.defects],
-        "centering": centering_answer(centering),
+        **answer_fields(answer, centering),
         "defects": None if defects is None else [d.as_dict() for d in defects],
         "detector": None if detector is None else {"model": detector.model,
                                                    "version": detector.version},

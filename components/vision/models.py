@@ -150,6 +150,22 @@ def centering_answer(centering: CenteringMeasurement | None) -> dict[str, object
             "borders_mm": [round(b, 3) for b in centering.borders_mm]}
 
 
+def answer_fields(answer: GradeAnswer,
+                  centering: CenteringMeasurement | None) -> dict[str, object]:
+    """What a grader says about one photo, as JSON fields: the service's answer and a batch
+    inspection's report both carry exactly these."""
+    return {
+        "grade": answer.grade,
+        "probabilities": {str(g + 1): p for g, p in enumerate(answer.probabilities)},
+        "grade_set": answer.grade_set,
+        "needs_review": answer.needs_review,
+        "subgrades": answer.subgrades,
+        "capped_by": answer.capped_by,
+        "graded_defects": [d.as_dict() for d in answer.defects],
+        "centering": centering_answer(centering),
+    }
+
+
 class OnnxGrader:
     """A verified grader graph and the metadata it carries."""
 

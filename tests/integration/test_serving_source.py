@@ -12,25 +12,13 @@ from mlflow import MlflowClient
 
 from components.evaluate.graphs import sha256
 from components.serving.source import ModelSource
-from components.tracking import TrackedRun
 from model_registry.audit import AuditLog
 from model_registry.guard import restore_release
-from model_registry.names import DETECTOR, TAG_ONNX_SHA256, TAG_ONNX_URI, TAG_STAGE
+from model_registry.names import DETECTOR, TAG_STAGE
 from model_registry.releases import Releases
-from tests.graphs import DETECTOR_IMGSZ, detector_graph
+from tests.graphs import detector_graph, register_detector
 
 pytestmark = pytest.mark.integration
-
-
-def _register_detector(client: MlflowClient, uri: str, graph: Path, checksum: str) -> str:
-    """A defect-detector version whose exported graph is `graph`, tagged as evaluation tags."""
-    run = TrackedRun.open(uri, str(graph.parent / "artifacts"), DETECTOR, "exported graph")
-    example = {"images": np.zeros((1, 3, DETECTOR_IMGSZ, DETECTOR_IMGSZ), np.float32)}
-    graph_uri = run.log_onnx_model(graph, "onnx", example)
-    version = client.create_model_version(DETECTOR, graph_uri, run_id=run.run_id).version
-    client.set_model_version_tag(DETECTOR, version, TAG_ONNX_URI, graph_uri)
-    client.set_model_version_tag(DETECTOR, version, TAG_ONNX_SHA256, checksum)
-    return version
 
 
 def test_the_source_follows_the_alias_and_refuses_a_graph_that_does_not_match(
@@ -41,8 +29,8 @@ def test_the_source_follows_the_alias_and_refuses_a_graph_that_does_not_match(
     client.create_registered_model(DETECTOR)
     graph = detector_graph(tmp_path / "detector.onnx",
                             np.array([[32], [32], [8], [8], [0.9], [0.0]], np.float32))
-    good = _register_detector(client, uri, graph, sha256(graph))
-    tampered = _register_detector(client, uri, graph, "f" * 64)
+    good = register_detector(client, uri, graph, sha256(graph))
+    tampered = register_detector(client, uri, graph, "f" * 64)
     source = ModelSource(uri, tmp_path / "cache", grader="card-grader")
 
     assert source.refresh().detector is None  # nothing is champion yet
@@ -69,7 +57,7 @@ def test_a_guarded_source_serves_the_audited_champion_when_the_alias_is_moved_by
     client.create_registered_model(DETECTOR)
     graph = detector_graph(tmp_path / "detector.onnx",
                            np.array([[32], [32], [8], [8], [0.9], [0.0]], np.float32))
-    released, unreleased = (_register_detector(client, uri, graph, sha256(graph))
+    released, unreleased = (register_detector(client, uri, graph, sha256(graph))
                             for _ in range(2))
     for version in (released, unreleased):
         client.set_model_version_tag(DETECTOR, version, TAG_STAGE, "candidate")
