@@ -64,9 +64,10 @@ test-integration: $(STAMP) $(POSTGRES) $(PROMETHEUS)
 demo: $(STAMP)
 	$(BIN)/gradeline demo
 
-# Rebuild the DVC pipeline's outputs (the reference set) from params.yaml.
+# Rebuild the reference set from params.yaml (the detector's starter is its own, long stage:
+# `dvc repro pretrain-detector`, see the README).
 data: $(STAMP)
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc repro
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc repro reference
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks

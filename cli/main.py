@@ -6,6 +6,7 @@
     gradeline ingest incoming/batch-7 [--task grade|detect|segment|classify] [--dataset N] [--json]
     gradeline train --task grade|detect|classify [--data-version V] [--profile fast|full]
         [--warm-from VERSION] [--json]
+    gradeline pretrain-detector [--device cpu|0] [--epochs N] [--json]
     gradeline evaluate --model card-grader [--version N] [--json]
     gradeline inspect FOLDER|s3://bucket/prefix [--model defect-detector@champion] [--out DIR]
     gradeline keys create --name NAME --role client|expert|operator | list | revoke KEY_ID
@@ -42,6 +43,7 @@ from cli.config import config_app
 from cli.inspect import register as register_inspect_command
 from cli.keys import keys_app
 from cli.monitor import register as register_monitor_commands
+from cli.pretrain import register as register_pretrain_command
 from cli.release import register as register_release_commands
 from cli.review import review_app
 from cli.reviewers import reviewers_app
@@ -64,6 +66,7 @@ register_release_commands(app)
 register_monitor_commands(app)
 register_stack_commands(app)
 register_inspect_command(app)
+register_pretrain_command(app)
 
 @app.callback()
 def main(

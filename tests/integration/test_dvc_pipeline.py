@@ -49,31 +49,31 @@ def project(tmp_path: Path) -> Path:
 
 
 def test_reference_stage_is_reproducible_through_dvc(project: Path) -> None:
-    _dvc(project, "repro")
+    _dvc(project, "repro", "reference")
     manifest = project / "data" / "reference" / "manifest.csv"
     assert len(manifest.read_text().splitlines()) == 13  # header + 12 cards
     first = _data_version(project)
 
-    assert "up to date" in _dvc(project, "status")
-    _dvc(project, "repro", "--force")
+    assert "up to date" in _dvc(project, "status", "reference")
+    _dvc(project, "repro", "--force", "reference")
 
     assert _data_version(project) == first
 
 
 def test_changing_a_parameter_makes_the_stage_stale(project: Path) -> None:
-    _dvc(project, "repro")
+    _dvc(project, "repro", "reference")
     params = yaml.safe_load((project / "params.yaml").read_text())
     params["reference"]["seed"] += 1
     (project / "params.yaml").write_text(yaml.safe_dump(params))
 
-    assert "modified" in _dvc(project, "status")
+    assert "modified" in _dvc(project, "status", "reference")
 
 
 @pytest.mark.parametrize("code", ["components/cards/render.py", "components/vision/rubric.py"])
 def test_changing_the_factory_code_or_its_rubric_makes_the_stage_stale(project: Path,
                                                                         code: str) -> None:
-    _dvc(project, "repro")
+    _dvc(project, "repro", "reference")
     changed = project / code
     changed.write_text(changed.read_text() + "\n# a changed factory is a new data version\n")
 
-    assert "modified" in _dvc(project, "status")
+    assert "modified" in _dvc(project, "status", "reference")
