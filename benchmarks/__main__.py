@@ -1,18 +1,18 @@
 """`make bench`: card factory throughput, centering accuracy per camera, ingest speed, and
 training quality and speed, and a warm-started retraining against a cold one
-(benchmarks/train.py), evaluation figures with the latency table
-of PyTorch, ONNX and int8, the grader's severity maps as a defect segmentation and the served
-grader on every camera (benchmarks/evaluate.py), one photo's path through the service stage by
-stage and the grading service under load (benchmarks/serve.py), side by side with `mlflow
-models serve` of the same model (benchmarks/versus.py), at twice its capacity through a
-SIGTERM (benchmarks/overload.py) and as two replicas behind nginx (benchmarks/replicas.py), as
-a table or JSON.
+(benchmarks/train.py), users' own small datasets classified (benchmarks/classify.py),
+evaluation figures with the latency table of PyTorch, ONNX and int8, the grader's severity maps
+as a defect segmentation and the served grader on every camera (benchmarks/evaluate.py), one
+photo's path through the service stage by stage and the grading service under load
+(benchmarks/serve.py), side by side with `mlflow models serve` of the same model
+(benchmarks/versus.py), at twice its capacity through a SIGTERM (benchmarks/overload.py) and as
+two replicas behind nginx (benchmarks/replicas.py), as a table or JSON.
 
     python -m benchmarks [--only factory centering ingest train evaluate segment cameras
-        retrain path serve versus overload replicas] [--cards 1000] [--centering-cards 300]
+        retrain classify path serve versus overload replicas] [--cards 1000] [--centering-cards 300]
         [--ingest 2000 10000] [--train-cards 2000] [--train grade:fast [detect:fast]]
-        [--camera-cards 300] [--retrain-cards 600] [--requests 300] [--overload-seconds 300]
-        [--json]
+        [--camera-cards 300] [--retrain-cards 600] [--classify-per-class 60] [--requests 300]
+        [--overload-seconds 300] [--json]
 
 Targets: at least 100 cards/s on 2 cores and centering within 1 percentage point on clean
 studio images (foundation); at least 500 card images/s validated end to end through the ingest
@@ -29,6 +29,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from benchmarks.classify import bench_classify
 from benchmarks.evaluate import bench_cameras, bench_evaluate, bench_segmentation
 from benchmarks.overload import bench_overload
 from benchmarks.replicas import bench_replicas
@@ -39,7 +40,7 @@ from components.cards import CAMERAS, synthesize_batch
 from components.evaluate.centering import centering_accuracy
 
 SECTIONS = ("factory", "centering", "ingest", "train", "evaluate", "segment", "cameras",
-            "retrain", "path", "serve", "versus", "overload", "replicas")
+            "retrain", "classify", "path", "serve", "versus", "overload", "replicas")
 TITLES = {
     "factory": "card factory (target: >= 100 cards/s on this machine's cores)",
     "centering": "centering vs truth, percentage points (target: studio max_abs <= 1.0)",
@@ -55,6 +56,8 @@ TITLES = {
                "the human bar - 0.02, each subgrade >= 0.90)",
     "retrain": "a batch of phone cards arrives: the grader fine-tuned on it and as many older "
                "cards (warm start, what `retrain` does) against a new one trained on everything",
+    "classify": "users' own small ImageFolders through ingest and `train --task classify` "
+                "(target: every image accepted, val accuracy >= 0.9)",
     "path": "one photo's path through the service, stage by stage on one thread (where a "
             "request's CPU goes, before anything is made faster)",
     "serve": "grading service over HTTP, full-size photos (targets: micro-batching raises "
@@ -167,6 +170,8 @@ def main() -> None:
                         help="new cards per camera for the cameras bench")
     parser.add_argument("--retrain-cards", type=int, default=600,
                         help="new phone cards for the retrain bench")
+    parser.add_argument("--classify-per-class", type=int, default=60,
+                        help="images per class of each classify dataset")
     parser.add_argument("--requests", type=int, default=300, help="requests per serve run")
     parser.add_argument("--overload-seconds", type=float, default=300,
                         help="seconds at twice the service's capacity")
@@ -183,6 +188,7 @@ def main() -> None:
                    "cameras": lambda: bench_cameras(Path(tmp), args.camera_cards),
                    "retrain": lambda: bench_retrain(Path(tmp), args.train_cards,
                                                     args.retrain_cards),
+                   "classify": lambda: bench_classify(Path(tmp), args.classify_per_class),
                    "path": lambda: bench_path(Path(tmp)),
                    "serve": lambda: bench_serve(Path(tmp), args.requests),
                    "versus": lambda: bench_versus(Path(tmp), args.requests),

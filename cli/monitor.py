@@ -63,7 +63,10 @@ def monitor(
         f"incident: {summary['incident']['action']} ({summary['incident']['reason']})",
         f"report: {summary['report']}",
         *([f"most drifted photos: {summary['contact_sheet']}"] if summary["contact_sheet"]
-          else [])])
+          else []),
+        *([f"detector recall per class: {summary['detector_recall']} (needs more data: "
+           f"{', '.join(summary['detector_needs_more_data']) or 'none'})"]
+          if summary.get("detector_recall") else [])])
 
 
 def silence(

@@ -58,7 +58,7 @@ class InspectingModel:
         """What the model says about each BGR photo, as report fields: defects with class, box
         and confidence (a detector), or the grade with the defects it was read from (a grader)."""
         if isinstance(self.model, OnnxDetector):
-            return [{"defects": [_detected(d.as_dict()) for d in found]}
+            return [{"defects": [d.as_box() for d in found]}
                     for found in self.model.detect(photos)]
         inputs = [self.model.prepare(photo) for photo in photos]
         reports = []
@@ -67,11 +67,6 @@ class InspectingModel:
             fields["defects"] = fields.pop("graded_defects")  # class, aspect, severity, box
             reports.append(fields)
         return reports
-
-
-def _detected(defect: dict[str, object]) -> dict[str, object]:
-    """A detector's defect in the report's words: class, box, confidence."""
-    return {"class": defect["label"], "box": defect["box"], "confidence": defect["confidence"]}
 
 
 def load_inspecting_model(tracking_uri: str, cache: Path, reference: str) -> InspectingModel:

@@ -27,7 +27,7 @@ import sqlalchemy as sa
 from components.vision.properties import PROPERTY_NAMES
 
 ROLES = ("champion", "challenger", "shadow")
-_JSON_FIELDS = ("probabilities", "subgrades", "defects")
+_JSON_FIELDS = ("probabilities", "subgrades", "defects", "boxes")
 # Embeddings are float16 bytes (a 320-value embedding: 640 bytes, not 6 kB of JSON text); rows
 # written before kept theirs as JSON in `embedding`, which is still read.
 _EMBEDDING_BYTES = "embedding_f16"
@@ -60,6 +60,8 @@ class PredictionRecord:
     correlation_id: str | None = None  # the id the client sent (X-Request-ID), kept for tracing
     camera: str | None = None  # the camera the client named (X-Camera), for discrepancy reports
     defects: list[str] | None = None  # the defect classes the answer named
+    # the detector's defects served beside the grade: [{"class", "box", "confidence"}]
+    boxes: list[dict[str, object]] | None = None
 
     def __post_init__(self) -> None:
         if self.role not in ROLES:
@@ -104,6 +106,7 @@ def _table(metadata: sa.MetaData) -> sa.Table:
         sa.Column("correlation_id", sa.String(128)),
         sa.Column("camera", sa.String(64)),
         sa.Column("defects", sa.Text),
+        sa.Column("boxes", sa.Text),
         sa.Column(_EMBEDDING_BYTES, sa.LargeBinary),
         sa.Index("ix_predictions_model_time", "model", "time"),
     )

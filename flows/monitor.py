@@ -29,9 +29,12 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.events import emit_event
 
+from components.box_reviews import BoxReviews
+from components.evaluate.params import EvaluateParams
 from components.experts import expert_alert, expert_drift, expert_history
 from components.ingest.store import DatasetStore
 from components.monitor.alerts import drift_alert, recovery_alert
+from components.monitor.boxes import box_agreement, needs_more_data, recall_over_time_png
 from components.monitor.discrepancy import discrepancies, discrepancy_html
 from components.monitor.drift import (
     DriftJudgement,
@@ -122,6 +125,25 @@ def report_discrepancies(settings: GradelineSettings, predictions: pd.DataFrame,
     page = discrepancy_html(found, folder / "discrepancy.html", title, history,
                             review.expert_max_bias)
     return {"discrepancy": str(page), "discrepancy_worst": found.worst()}
+
+
+@task(cache_policy=NO_CACHE)
+def detector_agreement(settings: GradelineSettings, model: str, params: MonitorParams,
+                       min_recall: float, folder: Path, now: datetime) -> dict[str, object]:
+    """The served detector's precision and recall per defect class against reviewers'
+    corrected boxes, period by period: the plot, the table, and the classes under the recall
+    gate (they need more data). Empty when no reviewed photo had a detector beside it."""
+    log = PredictionLog(str(settings.prediction_log_uri))
+    served = log.window(now - timedelta(days=params.detector_days), now, model=model,
+                        roles=[ALIAS_CHAMPION], embeddings=False)
+    served = served[served["boxes"].notna()]
+    table = box_agreement(served, BoxReviews(log).frame(), params.detector_period)
+    if table.empty:
+        return {}
+    table.to_csv(folder / "detector_recall.csv", index=False)
+    plot = recall_over_time_png(table, folder / "detector_recall.png", min_recall)
+    return {"detector_recall": str(plot),
+            "detector_needs_more_data": needs_more_data(table, min_recall)}
 
 
 @task(cache_policy=NO_CACHE)
@@ -216,13 +238,16 @@ def monitor(model: str = "card-grader", window_hours: float | None = None,
                                   f"{model} version {champion.version}: model against the "
                                   f"experts, {span}", params_file)
     experts_drifting = watch_experts(settings, book, params_file, end)
+    gates = load_params("evaluate", EvaluateParams, Path(params_file) if params_file else None)
+    detector = detector_agreement(settings, model, params, gates.gates.min_detector_recall,
+                                  Path(files["report"]).parent, end)
     get_run_logger().info("%s v%s: %s (incident: %s)", model, champion.version,
                           judgement.headline(), verdict.action)
     return {"model": model, "version": champion.version, "since": start.isoformat(),
             "until": end.isoformat(), **judgement.as_dict(), "headline": judgement.headline(),
             "incident": verdict.as_dict(), "alert": subject, "contact_sheet": sheet,
             "queued_for_review": queued, "experts_drifting": experts_drifting, **files,
-            **parted}
+            **parted, **detector}
 
 
 def run_monitor(settings: GradelineSettings, model: str, window_hours: float | None = None,

@@ -60,3 +60,7 @@ class MonitorParams(StrictParams):
     cooldown_hours: float = Field(6, ge=0, description="an ongoing incident alerts again only "
                                   "after this long")
     sheet_images: int = Field(8, ge=1, description="most drifted served photos on the sheet")
+    detector_days: float = Field(30, gt=0, description="history of the detector's precision "
+                                 "and recall per class against reviewed boxes")
+    detector_period: str = Field("1D", description="one point of that history per this span "
+                                 "(a pandas offset: 1D, 12h, 7D)")

@@ -35,6 +35,7 @@ from fastapi.responses import FileResponse, JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from components.box_reviews import BoxReviewError, BoxReviews
 from components.experts import agreement_with_gold, agreement_with_panel
 from components.oncall import tell_on_call
 from components.predlog import PredictionLog
@@ -90,6 +91,25 @@ class ExpertGrade(BaseModel):
         "centering, corners, edges, surface for cards)")
 
 
+class ReviewedBox(BaseModel):
+    """One defect a reviewer sees on the photo, in the uploaded photo's pixels."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    defect_class: str = Field(alias="class", min_length=1, max_length=64)
+    box: list[float] = Field(min_length=4, max_length=4, description="x1, y1, x2, y2")
+
+
+class BoxReview(BaseModel):
+    """A reviewer's corrected boxes of a photo the service answered: every defect on it (an
+    empty list: none), what the detector's precision and recall are measured against."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    request_id: str = Field(min_length=1, max_length=128,
+                            description="the request_id of the service's answer")
+    boxes: list[ReviewedBox] = Field(max_length=256)
+
 
 def _camera(request: Request) -> str | None:
     """The camera the client names (X-Camera), kept with each answer for the discrepancy
@@ -116,6 +136,7 @@ def create_app(service: GradingService, keys: KeyStore,
     """The API over `service`, which it starts and stops with the app; `keys` says who may
     call it; `review` sets its review queue (params.yaml's defaults when None)."""
     queue = ReviewQueue(service.log, review or ReviewParams())
+    box_reviews = BoxReviews(service.log)
     # The service keeps a large copy of each photo the queue will want: one audit share.
     service.config = replace(service.config, audit_share=queue.params.audit_share)
 
@@ -210,6 +231,21 @@ def create_app(service: GradingService, keys: KeyStore,
             raise HTTPException(404, str(error.args[0])) from None
         await asyncio.to_thread(queue.release, expert.request_id, key.name)
         return {"status": "recorded", "request_id": expert.request_id, "grader": key.name}
+
+    @app.post("/v1/feedback/boxes", status_code=202,
+              summary="A reviewer's corrected defect boxes of a served photo, for the "
+                      "detector's precision and recall per class")
+    async def box_feedback(review: BoxReview, key: ApiKey = an_expert) -> dict[str, object]:
+        boxes = [{"class": b.defect_class, "box": b.box} for b in review.boxes]
+        try:
+            await asyncio.to_thread(box_reviews.record, review.request_id, boxes, key.name,
+                                    datetime.now(UTC))
+        except KeyError as error:
+            raise HTTPException(404, str(error.args[0])) from None
+        except BoxReviewError as error:
+            raise HTTPException(422, str(error)) from None
+        return {"status": "recorded", "request_id": review.request_id, "reviewer": key.name,
+                "boxes": len(boxes)}
 
     @app.get("/review", include_in_schema=False)
     async def review_page() -> FileResponse:

@@ -85,6 +85,7 @@ class _Trace:
     correlation_id: str | None
     properties: dict[str, float]
     camera: str | None = None
+    boxes: list[dict[str, object]] | None = None  # the detector's, logged with the answer
 
 
 @dataclass(frozen=True)
@@ -248,6 +249,8 @@ class GradingService:
             self._record([(scored, True)], trace)
             raise RuntimeError(scored.error)
         defects = await self._detect(models.detector, photo)
+        if defects is not None:
+            trace = replace(trace, boxes=[defect.as_box() for defect in defects])
         self._record([(scored, True)] + ([(failed_challenger, False)] if failed_challenger
                                          else []), trace)
         self.metrics.count_request(scored.model.model, scored.model.version, scored.role, 200)
@@ -370,7 +373,8 @@ class GradingService:
                 latency_ms=round(item.seconds * 1000, 2), error=item.error,
                 properties=trace.properties,
                 embedding=answer.embedding if answer else None, camera=trace.camera,
-                defects=sorted({d.defect_class for d in answer.defects}) if answer else None))
+                defects=sorted({d.defect_class for d in answer.defects}) if answer else None,
+                boxes=trace.boxes if answered else None))
         task = asyncio.create_task(asyncio.to_thread(self._write_log, records))
         self._background.add(task)
         task.add_done_callback(self._background.discard)

@@ -253,6 +253,12 @@ class Defect:
         return {"label": self.label, "confidence": round(self.confidence, 4),
                 "box": [round(v, 1) for v in self.box]}
 
+    def as_box(self) -> dict[str, object]:
+        """The defect as logs, reviews and inspection reports name it: class, box, confidence
+        (the service's answer says `label`, which clients already read)."""
+        return {"class": self.label, "box": [round(v, 1) for v in self.box],
+                "confidence": round(self.confidence, 4)}
+
 
 def letterbox_one(bgr: np.ndarray, imgsz: int) -> tuple[np.ndarray, float, tuple[float, float]]:
     """3 x imgsz x imgsz float32 RGB in [0, 1] as Ultralytics' LetterBox(auto=False) makes it

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from benchmarks.classify import rendered_digit
 from components.cards.camera import CAMERAS, compose, develop, sample_conditions
 from components.cards.factory import label_card
 from components.cards.render import render_card
@@ -21,20 +22,6 @@ from components.ingest.images import ImageLimits, check_image
 from components.ingest.model import Reason
 
 MAX_BITS = 20
-FONTS = (cv2.FONT_HERSHEY_SIMPLEX, cv2.FONT_HERSHEY_DUPLEX, cv2.FONT_HERSHEY_COMPLEX,
-         cv2.FONT_HERSHEY_TRIPLEX)
-
-
-def _digit(value: int, rng: np.random.Generator) -> np.ndarray:
-    """A 64 x 64 grey digit as a small plain dataset holds them: its own font, stroke, place,
-    slant and sensor noise."""
-    image = np.full((64, 64), 20, np.uint8)
-    cv2.putText(image, str(value), (int(rng.integers(12, 22)), int(rng.integers(44, 54))),
-                FONTS[rng.integers(len(FONTS))], rng.uniform(1.3, 1.7), 230,
-                int(rng.integers(2, 5)), cv2.LINE_AA)
-    turn = cv2.getRotationMatrix2D((32, 32), rng.uniform(-12, 12), 1.0)
-    image = cv2.warpAffine(image, turn, (64, 64), borderValue=20)
-    return np.clip(image + rng.normal(0, 6, image.shape), 0, 255).astype(np.uint8)
 
 
 def _card_photo(spec, seed: int, index: int) -> bytes:
@@ -68,7 +55,7 @@ def digits(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
     for value in range(10):
         for copy in range(12):
             path = folder / f"{value}-{copy}.png"
-            cv2.imwrite(str(path), _digit(value, rng))
+            cv2.imwrite(str(path), rendered_digit(value, rng))
             paths.append(path)
     return paths
 
@@ -135,7 +122,7 @@ def test_an_accepted_item_whose_file_is_gone_is_judged_by_its_hash(digits: list[
 def test_the_pixels_of_an_upright_photo_match_its_sideways_original(tmp_path: Path) -> None:
     """A copy saved with an EXIF rotation is compared as the stored copy will stand."""
     rng = np.random.default_rng(3)
-    image = Image.fromarray(np.stack([_digit(4, rng)] * 3, axis=-1))
+    image = Image.fromarray(np.stack([rendered_digit(4, rng)] * 3, axis=-1))
     upright, sideways = tmp_path / "upright.jpg", tmp_path / "sideways.jpg"
     image.save(upright, quality=95)
     exif = Image.Exif()
