@@ -57,7 +57,7 @@ TITLES = {
     "retrain": "a batch of phone cards arrives: the grader fine-tuned on it and as many older "
                "cards (warm start, what `retrain` does) against a new one trained on everything",
     "classify": "users' own small ImageFolders through ingest and `train --task classify` "
-                "(target: every image accepted, val accuracy >= 0.9)",
+                "(target: the batch accepted, val accuracy >= 0.9)",
     "path": "one photo's path through the service, stage by stage on one thread (where a "
             "request's CPU goes, before anything is made faster)",
     "serve": "grading service over HTTP, full-size photos (targets: micro-batching raises "
