@@ -19,7 +19,8 @@ def inspect(
         help="Registered model: NAME, NAME@ALIAS or NAME@VERSION (default alias: champion).")]
     = "defect-detector@champion",
     out: Annotated[Path | None, typer.Option(
-        help="Folder for the reports; default <home>/reports/inspect/<source folder name>.")]
+        help="Folder for the reports; default <home>/reports/inspect/<the folder's or the "
+             "prefix's last name>.")]
     = None,
     batch_size: Annotated[int, typer.Option(help="Images per run of the graph.")] = 16,
     as_json: JsonFlag = False,
@@ -31,7 +32,7 @@ def inspect(
     Exits 1 when an image could not be read (each is listed with why; the rest are inspected).
     """
     from components.ingest.model import IngestError
-    from components.ingest.s3 import s3_client, stage_s3
+    from components.ingest.s3 import parse_s3_uri, s3_client, stage_s3
     from components.inspection import (
         find_images,
         inspect_folder,
@@ -48,13 +49,16 @@ def inspect(
     with tempfile.TemporaryDirectory(prefix="gradeline-inspect-") as staging:
         if source.startswith("s3://"):
             try:
-                staged = stage_s3(source, Path(staging), s3_client(settings))
+                bucket, prefix = parse_s3_uri(source)
+                staged = stage_s3(source, Path(staging) / bucket, s3_client(settings))
             except IngestError as error:
                 raise fail(str(error)) from None
             folder, unreadable = staged.root, staged.unreadable
+            name = prefix.rstrip("/").rsplit("/", 1)[-1] or bucket
         else:
             folder, unreadable = Path(source), {}
-        target = out or settings.reports_dir / "inspect" / (folder.name or "s3")
+            name = folder.resolve().name
+        target = out or settings.reports_dir / "inspect" / name
         try:
             total = len(find_images(folder, unreadable))
             with progress_bar() as bar:

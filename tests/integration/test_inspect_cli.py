@@ -7,6 +7,7 @@ import json
 import shutil
 from pathlib import Path
 
+import boto3
 import cv2
 import numpy as np
 import pytest
@@ -64,3 +65,30 @@ def test_inspect_names_a_version_that_does_not_exist(home: Path, tmp_path: Path)
 
     assert done.returncode == 2
     assert f"{DETECTOR} has no version called 'retired-one'" in done.stderr
+
+
+def test_inspect_reads_an_s3_prefix_and_lists_an_object_it_could_not_fetch(
+        home: Path, s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    credentials = {"GRADELINE_S3_ENDPOINT_URL": s3_endpoint, "GRADELINE_AWS_REGION": "us-east-1",
+                   "GRADELINE_AWS_ACCESS_KEY_ID": "test-key",
+                   "GRADELINE_AWS_SECRET_ACCESS_KEY": "test-secret"}
+    for name, value in credentials.items():
+        monkeypatch.setenv(name, value)
+    s3 = boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1",
+                      aws_access_key_id="test-key", aws_secret_access_key="test-secret")
+    s3.create_bucket(Bucket="plant")
+    ok, photo = cv2.imencode(".jpg", np.full((64, 64, 3), 90, np.uint8))
+    for key, extra in (("line-3/a.jpg", {}), ("line-3/shift-2/b.jpg", {}),
+                       ("line-3/archived.jpg", {"StorageClass": "GLACIER"})):
+        s3.put_object(Bucket="plant", Key=key, Body=photo.tobytes(), **extra)
+
+    done = gradeline(home, "inspect", "s3://plant/line-3", "--json")
+
+    assert done.returncode == 1, done.stderr
+    figures = json.loads(done.stdout)
+    assert figures["inspected"] == 2
+    assert [u["image"] for u in figures["unreadable"]] == ["archived.jpg"]
+    assert "InvalidObjectState" in figures["unreadable"][0]["why"]
+    reports = Path(figures["reports"])
+    assert reports == home / "reports" / "inspect" / "line-3"
+    assert (reports / "reports" / "shift-2" / "b.jpg.json").is_file()
