@@ -34,7 +34,12 @@ from components.evaluate.params import EvaluateParams
 from components.experts import expert_alert, expert_drift, expert_history
 from components.ingest.store import DatasetStore
 from components.monitor.alerts import drift_alert, recovery_alert
-from components.monitor.boxes import box_agreement, needs_more_data, recall_over_time_png
+from components.monitor.boxes import (
+    box_agreement,
+    needs_more_data,
+    recall_over_time_png,
+    record_recall_in_workspace,
+)
 from components.monitor.discrepancy import discrepancies, discrepancy_html
 from components.monitor.drift import (
     DriftJudgement,
@@ -63,7 +68,7 @@ from components.reviews import (
 from components.settings import GradelineSettings, load_settings
 from components.thumbnails import thumbnail_path
 from components.vision.models import OnnxGrader
-from model_registry.names import ALIAS_CHAMPION, GATE_PREFIX
+from model_registry.names import ALIAS_CHAMPION, DETECTOR, GATE_PREFIX
 from model_registry.serving import alias_versions, download_graph, graph_checksum, version_metric
 from model_registry.versions import RegisteredVersion
 
@@ -142,7 +147,9 @@ def detector_agreement(settings: GradelineSettings, model: str, params: MonitorP
         return {}
     table.to_csv(folder / "detector_recall.csv", index=False)
     plot = recall_over_time_png(table, folder / "detector_recall.png", min_recall)
-    return {"detector_recall": str(plot),
+    project = record_recall_in_workspace(table, settings.evidently_workspace,
+                                         f"{DETECTOR} recall", now)
+    return {"detector_recall": str(plot), "detector_recall_project": project,
             "detector_needs_more_data": needs_more_data(table, min_recall)}
 
 

@@ -6,6 +6,7 @@ falls below the gate is listed as needing more data.
     table.columns   # period, class, tp, fp, fn, precision, recall
     needs_more_data(table, min_recall=0.8)   # ["crease"]: classes below it in the last period
     recall_over_time_png(table, Path("recall.png"), min_recall=0.8)
+    record_recall_in_workspace(table, home / "evidently", "defect-detector recall", now)
 
 `served` has a row per answered photo (request_id, time, boxes: the detector's
 [{"class", "box": [x1, y1, x2, y2], "confidence"}]); `reviewed` a row per review (request_id,
@@ -17,9 +18,16 @@ its class by at least `min_iou` that no more confident served box took already.
 from __future__ import annotations
 
 from collections import Counter
+from datetime import datetime
 from pathlib import Path
 
 import pandas as pd
+from evidently import DataDefinition, Dataset, Report
+from evidently.core.report import Snapshot
+from evidently.metrics import MeanValue
+from evidently.sdk.models import DashboardModel, DashboardTabModel, PanelMetric
+from evidently.sdk.panels import line_plot_panel
+from evidently.ui.workspace import Workspace
 from matplotlib.figure import Figure
 
 COLUMNS = ("period", "class", "tp", "fp", "fn", "precision", "recall")
@@ -96,3 +104,37 @@ def recall_over_time_png(table: pd.DataFrame, path: Path, min_recall: float) -> 
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=100, bbox_inches="tight")
     return path
+
+
+def record_recall_in_workspace(table: pd.DataFrame, workspace: Path, project: str,
+                               timestamp: datetime) -> str | None:
+    """Add the last period's recall and precision per class, at `timestamp`, as a run of
+    `project` in the Evidently workspace, whose dashboard draws each class's recall over the
+    runs (created with the project, for the classes seen then); the project's id, or None when
+    nothing was judged."""
+    last = table[table["period"] == table["period"].max()] if len(table) else table
+    figures = {f"{kind}.{row['class']}": float(row[kind]) for _, row in last.iterrows()
+               for kind in ("recall", "precision") if pd.notna(row[kind])}
+    if not figures:
+        return None
+    space = Workspace(str(workspace))
+    found = space.search_project(project)
+    if found:
+        target = found[0]
+    else:
+        target = space.create_project(project, description="gradeline monitor: the served "
+                                      "detector against reviewers' corrected boxes")
+        panels = [line_plot_panel(f"Recall per defect class ({project})", [
+            PanelMetric(legend=name.removeprefix("recall."), metric="MeanValue",
+                        metric_labels={"column": name})
+            for name in sorted(figures) if name.startswith("recall.")])]
+        space.save_dashboard(target.id, DashboardModel(
+            tabs=[DashboardTabModel(title="Recall", panels=[p.id for p in panels])],
+            panels=panels))
+    frame = pd.DataFrame([figures])
+    snapshot = Report([MeanValue(column=name) for name in figures]).run(
+        Dataset.from_pandas(frame, data_definition=DataDefinition(
+            numerical_columns=list(figures))), None)
+    run = snapshot.to_snapshot_model().copy(update={"timestamp": timestamp})
+    space.add_run(target.id, Snapshot.load_model(run), name=f"recall {timestamp:%Y-%m-%d %H:%M}")
+    return str(target.id)

@@ -4,10 +4,15 @@ need more data."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
+from uuid import UUID
 
 import pandas as pd
 import pytest
+from evidently.ui.service.base import SeriesFilter
+from evidently.ui.service.storage.local.base import InMemoryDataStorage
+from evidently.ui.workspace import Workspace
 
 from components.monitor.boxes import (
     box_agreement,
@@ -15,6 +20,7 @@ from components.monitor.boxes import (
     match_boxes,
     needs_more_data,
     recall_over_time_png,
+    record_recall_in_workspace,
 )
 
 SCRATCH, CREASE = "surface_scratch", "crease"
@@ -79,3 +85,29 @@ def test_nothing_reviewed_gives_an_empty_table() -> None:
     assert box_agreement(served, nobody).empty
     assert box_agreement(served.iloc[:0], nobody).empty
     assert needs_more_data(box_agreement(served, nobody), 0.8) == []
+
+
+def test_each_run_adds_its_last_day_to_the_workspace_dashboard(tmp_path: Path) -> None:
+    day = pd.Timestamp("2026-12-01", tz="UTC")
+    table = pd.DataFrame({"period": [day, day], "class": [SCRATCH, CREASE], "tp": [3, 0],
+                          "fp": [1, 0], "fn": [1, 2], "precision": [0.75, None],
+                          "recall": [0.75, 0.0]})
+    first = record_recall_in_workspace(table, tmp_path, "defect-detector recall",
+                                       day.to_pydatetime())
+    again = record_recall_in_workspace(table.assign(recall=[1.0, 0.5]), tmp_path,
+                                       "defect-detector recall",
+                                       (day + pd.Timedelta("1D")).to_pydatetime())
+
+    assert first == again
+    assert record_recall_in_workspace(table.iloc[:0], tmp_path, "x", day.to_pydatetime()) is None
+    space, project = Workspace(str(tmp_path)), UUID(first)
+    assert len(space.list_runs(project)) == 2
+    storage = InMemoryDataStorage(str(tmp_path))
+    points = {}
+    for panel in space.get_dashboard(project).panels:
+        for value in panel.values:
+            wanted = SeriesFilter(metric=value.metric, metric_labels=value.metric_labels,
+                                  tags=[], metadata={})
+            found = asyncio.run(storage.get_data_series(project, [wanted], None, None)).series
+            points[value.legend] = [list(series.values) for series in found]
+    assert points == {SCRATCH: [[0.75, 1.0]], CREASE: [[0.0, 0.5]]}
