@@ -1,5 +1,5 @@
 """`gradeline pretrain-detector`: the detector's starter checkpoint, trained from scratch on
-factory cards (components/train/pretrain.py); the DVC stage `pretrain-detector` runs it."""
+factory cards (components/pretrain.py); the DVC stage `pretrain-detector` runs it."""
 
 from __future__ import annotations
 
@@ -26,8 +26,8 @@ def pretrain_detector(
     they were made (data, epochs, device, figures) beside them.
     """
     from components.params import load_params
-    from components.train.pretrain import STARTER, PretrainConfig
-    from components.train.pretrain import pretrain_detector as pretrain
+    from components.pretrain import STARTER, PretrainConfig
+    from components.pretrain import pretrain_detector as pretrain
 
     config = load_params("pretrain_detector", PretrainConfig, params)
     changes = {k: v for k, v in {"device": device, "epochs": epochs}.items() if v is not None}

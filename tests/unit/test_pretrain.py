@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from components.train.pretrain import PretrainConfig, pretrain_detector
+from components.pretrain import PretrainConfig, pretrain_detector
 
 TINY = PretrainConfig(cards=20, seed=3, epochs=2, imgsz=64, batch=8, device="cpu")
 
