@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+import pytest
 from mlflow import MlflowClient
 from onnx import TensorProto, helper
 
@@ -136,6 +137,15 @@ def detector_graph(path: Path, raw: np.ndarray) -> Path:
         entry.key, entry.value = key, value
     onnx.save(model, str(path))
     return path
+
+
+def detector_registry(uri: str, monkeypatch: pytest.MonkeyPatch) -> MlflowClient:
+    """A client of the registry at `uri` with the defect detector registered (no version yet),
+    and MLFLOW_TRACKING_URI pointing there: logging a model resolves its run by it."""
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    client.create_registered_model(DETECTOR)
+    return client
 
 
 def register_detector(client: MlflowClient, uri: str, graph: Path, checksum: str) -> str:

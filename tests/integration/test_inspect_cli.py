@@ -11,11 +11,10 @@ import boto3
 import cv2
 import numpy as np
 import pytest
-from mlflow import MlflowClient
 
 from components.evaluate.graphs import sha256
 from model_registry.names import ALIAS_CHAMPION, DETECTOR
-from tests.graphs import detector_graph, register_detector
+from tests.graphs import detector_graph, detector_registry, register_detector
 from tests.stack import gradeline
 
 pytestmark = pytest.mark.integration
@@ -28,9 +27,7 @@ def home(tmp_path: Path, migrated_store: Path, monkeypatch: pytest.MonkeyPatch) 
     (home / "mlflow").mkdir(parents=True)
     shutil.copyfile(migrated_store, home / "mlflow" / "mlflow.db")
     uri = f"sqlite:///{home}/mlflow/mlflow.db"
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)  # log_model resolves the run by it
-    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
-    client.create_registered_model(DETECTOR)
+    client = detector_registry(uri, monkeypatch)
     graph = detector_graph(tmp_path / "detector.onnx",
                            np.array([[32], [32], [16], [16], [0.0], [0.8]], np.float32))
     version = register_detector(client, uri, graph, sha256(graph))

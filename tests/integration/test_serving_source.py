@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from mlflow import MlflowClient
 
 from components.evaluate.graphs import sha256
 from components.serving.source import ModelSource
@@ -16,7 +15,7 @@ from model_registry.audit import AuditLog
 from model_registry.guard import restore_release
 from model_registry.names import DETECTOR, TAG_STAGE
 from model_registry.releases import Releases
-from tests.graphs import detector_graph, register_detector
+from tests.graphs import detector_graph, detector_registry, register_detector
 
 pytestmark = pytest.mark.integration
 
@@ -24,9 +23,7 @@ pytestmark = pytest.mark.integration
 def test_the_source_follows_the_alias_and_refuses_a_graph_that_does_not_match(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     uri = f"sqlite:///{tmp_path}/mlflow.db"
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)  # log_model resolves the run by it
-    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
-    client.create_registered_model(DETECTOR)
+    client = detector_registry(uri, monkeypatch)
     graph = detector_graph(tmp_path / "detector.onnx",
                             np.array([[32], [32], [8], [8], [0.9], [0.0]], np.float32))
     good = register_detector(client, uri, graph, sha256(graph))
@@ -52,9 +49,7 @@ def test_the_source_follows_the_alias_and_refuses_a_graph_that_does_not_match(
 def test_a_guarded_source_serves_the_audited_champion_when_the_alias_is_moved_by_hand(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     uri = f"sqlite:///{tmp_path}/mlflow.db"
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
-    client.create_registered_model(DETECTOR)
+    client = detector_registry(uri, monkeypatch)
     graph = detector_graph(tmp_path / "detector.onnx",
                            np.array([[32], [32], [8], [8], [0.9], [0.0]], np.float32))
     released, unreleased = (register_detector(client, uri, graph, sha256(graph))
