@@ -258,7 +258,8 @@ def _confusion_plots(rows: pd.DataFrame, predicted: np.ndarray, out_dir: Path) -
 def _int8(fp32: Path, out_dir: Path, train: _Split, test: _Split, fp32_qwk: float,
           params: EvaluateParams) -> tuple[dict[str, object], Path]:
     """Quantize, then compare the int8 graph with fp32 on the test split."""
-    path = quantize_int8(fp32, out_dir / "model.int8.onnx", train.pixels, train.geometry)
+    path = quantize_int8(fp32, out_dir / "model.int8.onnx", train.pixels, train.geometry,
+                         params.int8.float_convolutions)
     fp32_grades = median_grade(GraderSession(fp32)(test.pixels, test.geometry)[:, 0])
     int8_grades = median_grade(GraderSession(path)(test.pixels, test.geometry)[:, 0])
     qwk = expert_agreement(test.rows, int8_grades[:, None], ("grade",)).overall["qwk"]

@@ -37,6 +37,8 @@ class Int8Params(StrictParams):
                                     "activation ranges")
     max_kappa_drop: float = Field(0.01, ge=0, description="the int8 graph is kept only when its "
                                   "test QWK is at most this far below fp32's")
+    float_convolutions: int = Field(10, ge=0, description="the first convolutions, which read "
+                                    "the photo at full resolution, stay float")
 
 
 class LatencyParams(StrictParams):
