@@ -14,8 +14,8 @@ from pydantic import Field, model_validator
 from components.overrides import ExplainedChange, deep_merge, explained_changes, unexplained
 from components.params import StrictParams, load_params
 
-NOT_IN_DEMO = ("defect detector (trained from scratch it needs hours on a CPU: "
-               "`gradeline train --task detect`)",)
+NOT_IN_DEMO = ("defect detector (its starter checkpoint, `gradeline pretrain-detector`, takes "
+               "hours on a CPU and is not made yet)",)
 DEMO_REVIEWER = "gradeline demo (demo mode: a reviewer approves in the MLflow UI)"
 
 
