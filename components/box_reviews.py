@@ -19,7 +19,7 @@ from datetime import datetime
 import pandas as pd
 import sqlalchemy as sa
 
-from components.predlog import PredictionLog, open_database
+from components.predlog import PredictionLog, create_tables, open_database
 
 
 class BoxReviewError(ValueError):
@@ -60,7 +60,7 @@ class BoxReviews:
         self._engine = open_database(log.uri)
         metadata = sa.MetaData()
         self._table = _table(metadata)
-        metadata.create_all(self._engine)
+        create_tables(self._engine, metadata)
 
     def record(self, request_id: str, boxes: list[dict[str, object]], reviewer: str,
                time: datetime) -> None:

@@ -31,6 +31,7 @@ _JSON_FIELDS = ("probabilities", "subgrades", "defects", "boxes")
 # Embeddings are float16 bytes (a 320-value embedding: 640 bytes, not 6 kB of JSON text); rows
 # written before kept theirs as JSON in `embedding`, which is still read.
 _EMBEDDING_BYTES = "embedding_f16"
+_SCHEMA_LOCK = 0x6772_6164_6C6E  # the advisory lock every process takes to create the schema
 _DTYPES = {"version": "int64", "answered": "bool", "grade": "Int64", "grade_set_low": "Int64",
            "grade_set_high": "Int64", "needs_review": "boolean", "latency_ms": "float64"}
 
@@ -153,9 +154,7 @@ class PredictionLog:
         self._engine = open_database(uri)
         metadata = sa.MetaData()
         self._table, self._experts = _table(metadata), _expert_table(metadata)
-        metadata.create_all(self._engine)
-        for table in (self._table, self._experts):
-            _add_missing_columns(self._engine, table)
+        create_tables(self._engine, metadata)
         # One writer at a time per process: SQLite has a single write lock, and queueing here
         # is cheaper than its busy-wait.
         self._write_lock = threading.Lock()
@@ -299,16 +298,23 @@ def _embedding(packed: bytes | None, text: str | None) -> list[float] | None:
     return None if text is None or text is pd.NA else json.loads(text)
 
 
-def _add_missing_columns(engine: sa.Engine, table: sa.Table) -> None:
-    """Add the columns a log written by an older version lacks (nullable ones only), so an
-    existing home keeps its history."""
-    present = {column["name"] for column in sa.inspect(engine).get_columns(table.name)}
+def create_tables(engine: sa.Engine, metadata: sa.MetaData) -> None:
+    """Create `metadata`'s missing tables and add the columns a database written by an older
+    version lacks (nullable ones only, so an existing home keeps its history), one process at a
+    time: replicas that start together on an empty PostgreSQL otherwise race on the same CREATE
+    TABLE and one fails (a unique violation in pg_class). SQLite serialises DDL by itself."""
     with engine.begin() as connection:
-        for column in table.columns:
-            if column.name not in present:
-                kind = column.type.compile(dialect=engine.dialect)
-                connection.execute(sa.text(f"ALTER TABLE {table.name} "
-                                           f"ADD COLUMN {column.name} {kind}"))
+        if engine.dialect.name == "postgresql":
+            connection.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"),
+                               {"key": _SCHEMA_LOCK})
+        metadata.create_all(connection)
+        for table in metadata.sorted_tables:
+            present = {c["name"] for c in sa.inspect(connection).get_columns(table.name)}
+            for column in table.columns:
+                if column.name not in present:
+                    kind = column.type.compile(dialect=engine.dialect)
+                    connection.execute(sa.text(f"ALTER TABLE {table.name} "
+                                               f"ADD COLUMN {column.name} {kind}"))
 
 
 def _utc(moment: datetime, what: str) -> datetime:

@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
-from components.predlog import open_database
+from components.predlog import create_tables, open_database
 from components.reviews import AUDIT, ReviewQueue, SettledItem
 from components.splits import stable_split
 from components.thumbnails import read_review_copy
@@ -97,7 +97,7 @@ class ReviewExports:
         self._engine = open_database(queue.log.uri)
         metadata = sa.MetaData()
         self._exports = _exports(metadata)
-        metadata.create_all(self._engine)
+        create_tables(self._engine, metadata)
 
     def exported(self) -> dict[str, str]:
         """The batch each exported answer went to, by request id."""

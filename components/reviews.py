@@ -39,7 +39,7 @@ import sqlalchemy as sa
 from pydantic import Field
 
 from components.params import StrictParams
-from components.predlog import PredictionLog, open_database
+from components.predlog import PredictionLog, create_tables, open_database
 
 UNCERTAIN, DISAGREEMENT, AUDIT, DRIFTED = "uncertain", "disagreement", "audit", "drifted"
 GOLD = "gold"  # an item of known grade that measures the expert (they see it as an audit)
@@ -150,7 +150,7 @@ class ReviewQueue:
         metadata = sa.MetaData()
         self._leases, self._requests = _leases(metadata), _requests(metadata)
         self._gold = _gold(metadata)
-        metadata.create_all(self._engine)
+        create_tables(self._engine, metadata)
 
     def request(self, request_ids: list[str], reason: str, now: datetime) -> int:
         """Queue these answers for `reason` (once each); how many were new."""

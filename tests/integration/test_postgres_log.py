@@ -8,6 +8,7 @@ from __future__ import annotations
 import inspect
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Callable
 
@@ -59,3 +60,29 @@ def test_two_processes_writing_at_once_lose_nothing(postgres: PostgresServer) ->
     assert [writer.wait(timeout=120) for writer in writers] == [0, 0]
     frame = PredictionLog(uri).window()
     assert len(frame) == 2 * 50 * 8 and frame["request_id"].is_unique
+
+
+_SCHEMA = """
+import sys, time
+from components.box_reviews import BoxReviews
+from components.predlog import PredictionLog
+from components.reviews import ReviewParams, ReviewQueue
+time.sleep(max(0.0, float(sys.argv[2]) - time.time()))  # every process starts together
+log = PredictionLog(sys.argv[1])
+ReviewQueue(log, ReviewParams())
+BoxReviews(log)
+"""
+
+
+def test_replicas_starting_together_on_an_empty_database_create_its_tables_once(
+        postgres: PostgresServer) -> None:
+    """What `gradeline up --profile cluster` does: two replicas open the same empty database
+    at once; unserialised, their CREATE TABLEs collided (a unique violation in pg_class)."""
+    uri = postgres.create_database("empty_for_replicas")
+    start = str(time.time() + 10)  # once every process has imported what it needs
+    replicas = [subprocess.Popen([sys.executable, "-c", _SCHEMA, uri, start],
+                                 stderr=subprocess.PIPE, text=True) for _ in range(4)]
+
+    assert [(replica.wait(timeout=120), replica.stderr.read()) for replica in replicas] == [
+        (0, "")] * 4
+    assert PredictionLog(uri).window().empty
