@@ -8,9 +8,9 @@ from __future__ import annotations
 import inspect
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -64,10 +64,14 @@ def test_two_processes_writing_at_once_lose_nothing(postgres: PostgresServer) ->
 
 _SCHEMA = """
 import sys, time
+from pathlib import Path
 from components.box_reviews import BoxReviews
 from components.predlog import PredictionLog
 from components.reviews import ReviewParams, ReviewQueue
-time.sleep(max(0.0, float(sys.argv[2]) - time.time()))  # every process starts together
+folder, count = Path(sys.argv[2]), int(sys.argv[3])
+(folder / sys.argv[4]).touch()  # imported; go once every process has
+while len(list(folder.iterdir())) < count:
+    time.sleep(0.01)
 log = PredictionLog(sys.argv[1])
 ReviewQueue(log, ReviewParams())
 BoxReviews(log)
@@ -75,13 +79,13 @@ BoxReviews(log)
 
 
 def test_replicas_starting_together_on_an_empty_database_create_its_tables_once(
-        postgres: PostgresServer) -> None:
+        postgres: PostgresServer, tmp_path: Path) -> None:
     """What `gradeline up --profile cluster` does: two replicas open the same empty database
     at once; unserialised, their CREATE TABLEs collided (a unique violation in pg_class)."""
     uri = postgres.create_database("empty_for_replicas")
-    start = str(time.time() + 10)  # once every process has imported what it needs
-    replicas = [subprocess.Popen([sys.executable, "-c", _SCHEMA, uri, start],
-                                 stderr=subprocess.PIPE, text=True) for _ in range(4)]
+    replicas = [subprocess.Popen([sys.executable, "-c", _SCHEMA, uri, str(tmp_path), "4",
+                                  f"replica-{index}"], stderr=subprocess.PIPE, text=True)
+                for index in range(4)]
 
     assert [(replica.wait(timeout=120), replica.stderr.read()) for replica in replicas] == [
         (0, "")] * 4
