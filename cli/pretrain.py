@@ -1,5 +1,5 @@
 """`gradeline pretrain-detector`: the detector's starter checkpoint, trained from scratch on
-factory cards (components/pretrain.py); the DVC stage `pretrain-detector` runs it."""
+factory cards (components/train/pretrain.py); the DVC stage `pretrain-detector` runs it."""
 
 from __future__ import annotations
 
@@ -25,9 +25,10 @@ def pretrain_detector(
     interrupted run from its last epoch; a finished run writes the weights and a record of how
     they were made (data, epochs, device, figures) beside them.
     """
+    from components.cards import detection_batch
     from components.params import load_params
-    from components.pretrain import STARTER, PretrainConfig
-    from components.pretrain import pretrain_detector as pretrain
+    from components.train.pretrain import STARTER, PretrainConfig
+    from components.train.pretrain import pretrain_detector as pretrain
 
     config = load_params("pretrain_detector", PretrainConfig, params)
     changes = {k: v for k, v in {"device": device, "epochs": epochs}.items() if v is not None}
@@ -39,7 +40,8 @@ def pretrain_detector(
         say(f"epoch {int(row['epoch'])}/{config.epochs}: val mAP50 {row['map50']:.3f}, "
             f"mAP50-95 {row['map50_95']:.3f}")
 
-    record = pretrain(config, work, target, on_epoch=epoch_done)
+    cards = detection_batch(work / "cards", n=config.cards, seed=config.seed)
+    record = pretrain(config, cards, work, target, on_epoch=epoch_done)
     show(record, as_json, [f"{target}: {record['epochs_run']} epochs on {record['device']}, "
                            f"val mAP50 {record['val_map50']}, record in "
                            f"{target.with_suffix('.json')}"])

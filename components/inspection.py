@@ -28,9 +28,8 @@ import numpy as np
 import pandas as pd
 from PIL import Image, UnidentifiedImageError
 
-from components.ingest.images import SUFFIX_FORMATS
 from components.vision.models import SERVED_MODELS, OnnxDetector, OnnxGrader, answer_fields
-from components.vision.photos import upright_rgb
+from components.vision.photos import SUFFIX_FORMATS, upright_rgb
 from components.vision.tasks import plugin_for
 from model_registry.evaluation import get_version
 from model_registry.names import ALIAS_CHAMPION

@@ -5,7 +5,13 @@ camera profiles (camera.py) document what the labels mean.
 """
 
 from components.cards.camera import CAMERAS
-from components.cards.factory import BatchSummary, FactoryError, synthesize_batch
+from components.cards.factory import (
+    BatchSummary,
+    FactoryError,
+    detection_batch,
+    synthesize_batch,
+)
 from components.cards.sheet import contact_sheet
 
-__all__ = ["CAMERAS", "BatchSummary", "FactoryError", "contact_sheet", "synthesize_batch"]
+__all__ = ["CAMERAS", "BatchSummary", "FactoryError", "contact_sheet", "detection_batch",
+           "synthesize_batch"]

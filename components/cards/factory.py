@@ -286,3 +286,14 @@ def synthesize_batch(
         split_counts=dict(Counter(str(r["split"]) for r in rows)),
         defect_counts=dict(sorted(defects.items())),
     )
+
+
+def detection_batch(out_dir: Path, n: int, seed: int) -> Path:
+    """A studio batch of `n` cards as a detection dataset (its labels are YOLO boxes, its
+    classes named in dataset.json), made once: a folder that has its dataset.json is kept."""
+    if not (out_dir / "dataset.json").is_file():
+        shutil.rmtree(out_dir, ignore_errors=True)
+        synthesize_batch(out_dir, n=n, seed=seed, camera="studio")
+        (out_dir / "dataset.json").write_text(json.dumps(
+            {"task": "detect", "classes": list(DEFECT_CLASSES)}))
+    return out_dir

@@ -24,11 +24,14 @@ from PIL import Image, UnidentifiedImageError
 
 from components.ingest.model import Problem, Reason
 from components.parallel import map_chunks
-from components.vision.photos import exif_orientation, sniff_format, turn_upright
+from components.vision.photos import (
+    SUFFIX_FORMATS,
+    exif_orientation,
+    sniff_format,
+    turn_upright,
+)
 from components.vision.properties import measure_grey
 
-SUFFIX_FORMATS = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".bmp": "BMP",
-                  ".webp": "WEBP", ".tif": "TIFF", ".tiff": "TIFF"}
 # Stored as they come; any other format, mode or orientation is normalised to an RGB PNG.
 KEPT_FORMATS = frozenset({"JPEG", "PNG"})
 HASH_SIDE, HASH_FREQUENCIES = 32, 8

@@ -14,6 +14,9 @@ from PIL import Image
 
 # Magic numbers of the formats we accept: a file that starts like one but does not decode is
 # a corrupt image, one that starts like none is not an image at all.
+# The format each image file name's suffix claims; its bytes must agree (ingest checks them).
+SUFFIX_FORMATS = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".bmp": "BMP",
+                  ".webp": "WEBP", ".tif": "TIFF", ".tiff": "TIFF"}
 SIGNATURES: dict[str, tuple[bytes, ...]] = {
     "JPEG": (b"\xff\xd8\xff",),
     "PNG": (b"\x89PNG\r\n\x1a\n",),

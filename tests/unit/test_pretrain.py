@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from components.pretrain import PretrainConfig, pretrain_detector
+from components.cards import detection_batch
+from components.train.pretrain import PretrainConfig, pretrain_detector
 
 TINY = PretrainConfig(cards=20, seed=3, epochs=2, imgsz=64, batch=8, device="cpu")
 
@@ -20,12 +21,13 @@ def test_an_interrupted_pretraining_resumes_and_only_a_finished_one_writes_the_s
     def die(row: dict[str, float]) -> None:
         raise RuntimeError("the session ended")
 
+    cards = detection_batch(tmp_path / "work" / "cards", n=TINY.cards, seed=TINY.seed)
     with pytest.raises(RuntimeError, match="the session ended"):
-        pretrain_detector(TINY, tmp_path / "work", starter, on_epoch=die)
+        pretrain_detector(TINY, cards, tmp_path / "work", starter, on_epoch=die)
     assert not starter.exists()
 
     epochs: list[int] = []
-    record = pretrain_detector(TINY, tmp_path / "work", starter,
+    record = pretrain_detector(TINY, cards, tmp_path / "work", starter,
                                on_epoch=lambda row: epochs.append(int(row["epoch"])))
 
     assert epochs == [2]  # the first epoch was not trained again

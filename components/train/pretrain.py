@@ -3,11 +3,13 @@ weights: a YOLO model trained from scratch on factory cards, which every `--task
 fine-tune starts from. Nothing pretrained may be downloaded here, so this is where the
 detector's first knowledge comes from.
 
-    record = pretrain_detector(PretrainConfig(cards=2000, epochs=100, imgsz=320),
+    cards = detection_batch(work / "cards", n=2000, seed=20261206)   # components/cards
+    record = pretrain_detector(PretrainConfig(cards=2000, epochs=100, imgsz=320), cards,
                                work=Path(".gradeline/pretrain"), out=STARTER)
     record["val_map50"], record["epochs_run"], STARTER.with_suffix(".json")   # how it was made
 
-The factory batch and the Ultralytics run live under `work`; a call after an interruption (a
+The Ultralytics run lives under `work`, beside the factory batch the caller made there; a call
+after an interruption (a
 session that ended, a killed job) resumes the run from its last epoch, so a long CPU run can
 span days. Only a finished run writes `out` (the best epoch's weights, a few MB, committed with
 the DVC lock entry) and the record beside it.
@@ -25,10 +27,8 @@ from pathlib import Path
 import torch
 from pydantic import Field
 
-from components.cards import synthesize_batch
 from components.params import StrictParams
 from components.train.detector import DetectorConfig, train_detector
-from components.vision.rubric import DEFECT_CLASSES
 
 STARTER = Path("models/detector-starter.pt")  # relative to the project root
 
@@ -45,22 +45,12 @@ class PretrainConfig(StrictParams):
     device: str | None = Field(None, description="cpu, 0 (a GPU); None: a GPU if any, else cpu")
 
 
-def _factory_dataset(folder: Path, config: PretrainConfig) -> Path:
-    """The factory batch as a detection dataset (its labels are YOLO boxes), made once."""
-    if not (folder / "dataset.json").is_file():
-        shutil.rmtree(folder, ignore_errors=True)
-        synthesize_batch(folder, n=config.cards, seed=config.seed, camera="studio")
-        (folder / "dataset.json").write_text(json.dumps(
-            {"task": "detect", "classes": list(DEFECT_CLASSES)}))
-    return folder
-
-
-def pretrain_detector(config: PretrainConfig, work: Path, out: Path,
+def pretrain_detector(config: PretrainConfig, dataset: Path, work: Path, out: Path,
                       on_epoch: Callable[[dict[str, float]], None] | None = None
                       ) -> dict[str, object]:
-    """Train (or resume training) the starter under `work`; when the run has finished, copy
-    its best weights to `out` and write how they were made to `out` with suffix .json."""
-    dataset = _factory_dataset(work / "cards", config)
+    """Train (or resume training) the starter on the detection dataset `dataset` (the factory
+    batch `config` describes) under `work`; when the run has finished, copy its best weights
+    to `out` and write how they were made to `out` with suffix .json."""
     started = time.perf_counter()
     device = config.device or ("0" if torch.cuda.is_available() else "cpu")
     result = train_detector(dataset, work / "yolo", DetectorConfig(
